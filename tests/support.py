@@ -1,0 +1,123 @@
+"""Test helpers shared by every suite: free loopback ports, a real etcd, process control."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port free for both TCP and UDP on loopback (DNS listens on both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+            t.bind((LOOPBACK, 0))
+            port = t.getsockname()[1]
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                    u.bind((LOOPBACK, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port")
+
+
+def wait_for(predicate, *, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
+    """Poll until predicate() is truthy; return its value or raise AssertionError."""
+    deadline = time.monotonic() + timeout
+    last_exc: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - reported below
+            last_exc = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}"
+                         + (f" (last error: {last_exc!r})" if last_exc else ""))
+
+
+@dataclass
+class EtcdProcess:
+    """A real etcd on free loopback ports, with its own data dir."""
+
+    client_port: int
+    peer_port: int
+    data_dir: Path
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.client_port}"
+
+    def start(self) -> None:
+        binary = shutil.which("etcd")
+        if binary is None:
+            raise RuntimeError("etcd is not on PATH: run `make test`, which installs etcd-server")
+        args = [
+            binary, "--name", "test",
+            "--data-dir", str(self.data_dir),
+            "--listen-client-urls", self.url,
+            "--advertise-client-urls", self.url,
+            "--listen-peer-urls", f"http://{LOOPBACK}:{self.peer_port}",
+            "--initial-advertise-peer-urls", f"http://{LOOPBACK}:{self.peer_port}",
+            "--initial-cluster", f"test=http://{LOOPBACK}:{self.peer_port}",
+            "--log-level", "error",
+        ]
+        env = dict(os.environ, ETCD_UNSUPPORTED_ARCH=os.environ.get("ETCD_UNSUPPORTED_ARCH", ""))
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        wait_for(self._healthy, timeout=20, what=f"etcd on {self.url}")
+
+    def _healthy(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"etcd exited: {self.proc.stderr.read().decode(errors='replace')[-2000:]}")
+        with urllib.request.urlopen(f"{self.url}/health", timeout=1) as resp:
+            return b'"health":"true"' in resp.read()
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stderr:
+            self.proc.stderr.close()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@contextlib.contextmanager
+def running_etcd() -> Iterator[EtcdProcess]:
+    with tempfile.TemporaryDirectory(prefix="fed-dns-etcd-") as tmp:
+        etcd = EtcdProcess(client_port=free_port(), peer_port=free_port(), data_dir=Path(tmp) / "data")
+        etcd.start()
+        try:
+            yield etcd
+        finally:
+            etcd.stop()
+
+
+def fed_dns_command(*args: str) -> list[str]:
+    """The CLI as a subprocess, with this interpreter (the venv's)."""
+    return [sys.executable, "-m", "fed_dns.cli", *args]
