@@ -1,0 +1,116 @@
+"""The SkyDNS JSON value of an etcd key, read and written as CoreDNS's `msg.Service` is. Pure.
+
+`decode` runs on every value in the zone, foreign ones included, so anything it cannot read
+is a ValueError with a clear message, never another exception. It follows Go's
+encoding/json as CoreDNS uses it: unknown fields are ignored, field names match exactly or
+else case-insensitively, `null` leaves a field at its zero value, the last duplicate wins,
+and a value of the wrong JSON type (a string port, a fractional or out-of-range number, a
+number for `mail`) is an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+from fed_dns.model import Record
+
+_INT64 = (-(2**63), 2**63 - 1)
+_UINT32 = (0, 2**32 - 1)
+# Field -> (kind, range). `ttl` is a uint32 in msg.Service, the other numbers Go ints.
+_FIELDS: dict[str, tuple[type, tuple[int, int] | None]] = {
+    "host": (str, None),
+    "port": (int, _INT64),
+    "priority": (int, _INT64),
+    "weight": (int, _INT64),
+    "text": (str, None),
+    "mail": (bool, None),
+    "ttl": (int, _UINT32),
+    "targetstrip": (int, _INT64),
+    "group": (str, None),
+    "owner": (str, None),
+    "cluster": (str, None),
+}
+_FOLDED = {name.casefold(): name for name in _FIELDS}
+assert set(_FIELDS) == {f.name for f in dataclasses.fields(Record)}
+
+_JSON_TYPE = {str: "a string", int: "an integer", bool: "true or false"}
+
+
+def _check(field: str, value: Any) -> str | None:
+    """None when `value` fits `field`, else why not."""
+    kind, bounds = _FIELDS[field]
+    ok = type(value) is kind  # bool is not an int here, as in Go
+    if ok and bounds is not None and not bounds[0] <= value <= bounds[1]:
+        return f"field {field!r}: {value} is out of range {bounds[0]}..{bounds[1]}"
+    if not ok:
+        return f"field {field!r}: expected {_JSON_TYPE[kind]}, got {_describe(value)}"
+    return None
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, float):
+        return f"the number {value!r}"
+    if isinstance(value, int):
+        return "an integer"
+    if value is None:
+        return "null"
+    return {str: "a string", list: "an array", _Object: "an object"}.get(type(value), "a value")
+
+
+def encode(record: Record) -> bytes:
+    """Compact JSON with sorted keys; zero/empty/False fields left out (port -1 is kept)."""
+    fields: dict[str, Any] = {}
+    for field in _FIELDS:
+        value = getattr(record, field)
+        reason = _check(field, value)
+        if reason is not None:
+            raise ValueError(f"cannot encode record: {reason}")
+        if value:
+            fields[field] = value
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=False).encode("ascii")
+
+
+class _Object(list):
+    """A JSON object as its (key, value) pairs in order: Go applies duplicates in order."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def decode(value: bytes | bytearray | memoryview | str) -> Record:
+    """A Record from a SkyDNS JSON value; ValueError if CoreDNS could not read it either."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        text = bytes(value).decode("utf-8", errors="replace")  # as Go: bad UTF-8 -> U+FFFD
+    elif isinstance(value, str):
+        text = value
+    else:
+        raise TypeError(f"decode() wants bytes or str, not {type(value).__name__}")
+    try:
+        pairs = json.loads(text, object_pairs_hook=_Object, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValueError("invalid JSON: nested too deeply") from None
+    except ValueError as exc:
+        raise ValueError(f"invalid JSON: {exc}") from None
+    if not isinstance(pairs, _Object):
+        raise ValueError(f"not a JSON object: {_describe(pairs)}")
+    fields: dict[str, Any] = {}
+    for key, item in pairs:
+        field = key if key in _FIELDS else _FOLDED.get(key.casefold())
+        if field is None or item is None:
+            continue
+        reason = _check(field, item)
+        if reason is not None:
+            raise ValueError(reason)
+        fields[field] = item
+    return Record(**fields)
+
+
+def backend_id(address: str) -> str:
+    """A stable 8-hex-digit id for a backend address (the `<id>` of its key)."""
+    return hashlib.blake2b(address.encode("utf-8", "surrogatepass"), digest_size=4).hexdigest()
