@@ -1,1 +1,0 @@
-"""Config schema (being written)."""

@@ -1,0 +1,205 @@
+"""The config schema: frozen pydantic models, unknown keys forbidden. Durations are float seconds.
+
+Build a Config with `fed_dns.config.parse` or `load`: they also run the checks that span
+several keys (checks.py) and turn pydantic's errors into readable problems.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import os
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from fed_dns.config import kubeconfig
+from fed_dns.config.values import (
+    Cidr,
+    FilePath,
+    Label,
+    Listen,
+    NamespacePattern,
+    OffIsFalse,
+    OwnerId,
+    PositiveDuration,
+    Prefix,
+    SecondOrMore,
+    Seconds,
+    Url,
+    Zone,
+    normalize_zone,
+    split_listen,
+)
+from fed_dns.model import AllUnhealthy, ClusterSpec, Publish, ZoneSettings
+
+DEFAULT_ZONE = "fed.example.com."
+
+Count = Annotated[int, Field(strict=True, ge=1)]
+Weight = Annotated[int, Field(strict=True, ge=0)]
+Flag = Annotated[bool, Field(strict=True)]
+Text = Annotated[str, Field(min_length=1)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NamespacesSection(Section):
+    """Which namespaces `export: all` publishes: include patterns minus exclude patterns."""
+
+    include: tuple[NamespacePattern, ...] = ("*",)
+    exclude: tuple[NamespacePattern, ...] = ("kube-system",)
+
+    def selects(self, namespace: str) -> bool:
+        def hit(patterns: tuple[str, ...]) -> bool:
+            return any(fnmatch.fnmatchcase(namespace, p) for p in patterns)
+        return hit(self.include) and not hit(self.exclude)
+
+
+class ClusterSection(Section):
+    """A member cluster. No kubeconfig: the default one; no context: its current context."""
+
+    name: Label
+    kubeconfig: FilePath | None = None
+    context: Text | None = None
+    region: Label | None = None
+    zone_label: Label | None = None
+    weight: Weight = 1
+
+    def spec(self) -> ClusterSpec:
+        return ClusterSpec(name=self.name, kubeconfig=self.kubeconfig, context=self.context,
+                           region=self.region, zone_label=self.zone_label, weight=self.weight)
+
+
+class HealthSection(Section):
+    period: PositiveDuration = 1.0
+    timeout: PositiveDuration = 1.0
+    failure_threshold: Count = 3
+    success_threshold: Count = 2
+
+
+class _Listener(Section):
+    listen: Listen
+
+    @property
+    def host(self) -> str:
+        """The host without IPv6 brackets."""
+        return split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return split_listen(self.listen)[1]
+
+
+class DnsSection(_Listener):
+    listen: Listen = "127.0.0.1:5353"
+    workers: Count = 1
+    tcp_idle_timeout: PositiveDuration = 10.0
+    max_tcp_connections: Count = 1000
+    max_udp_size: Annotated[int, Field(strict=True, ge=512, le=65535)] = 1232
+
+
+class HttpSection(_Listener):
+    listen: Listen = "127.0.0.1:9153"
+
+
+class TlsSection(Section):
+    ca_file: FilePath | None = None
+    cert_file: FilePath | None = None
+    key_file: FilePath | None = None
+
+
+class EtcdSection(Section):
+    """No endpoints: records live only in the DNS table (operations.md)."""
+
+    endpoints: tuple[Url, ...] = ()
+    prefix: Prefix = "/skydns"
+    tls: TlsSection = TlsSection()
+    username: Text | None = None
+    password: SecretStr | None = None
+    timeout: PositiveDuration = 5.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.endpoints)
+
+
+class LeaderElectionSection(Section):
+    enabled: Flag = True
+    lease_ttl: SecondOrMore = 5.0
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class TopologySection(Section):
+    """Client subnet -> region, for topology-aware answer order (answers.md)."""
+
+    mode: Annotated[Literal["off", "order", "local-first"], OffIsFalse] = "off"
+    subnets: dict[Cidr, Label] = {}
+    trust_ecs: Flag = False
+
+    def networks(self) -> tuple[tuple[Network, str], ...]:
+        """(network, region), most specific first: the first that contains a client wins."""
+        pairs = [(ipaddress.ip_network(cidr), region) for cidr, region in self.subnets.items()]
+        return tuple(sorted(pairs, key=lambda p: (p[0].version, -p[0].prefixlen, str(p[0]))))
+
+
+class WatchSection(Section):
+    inactivity_timeout: PositiveDuration = 60.0
+    backoff_max: PositiveDuration = 30.0
+
+
+class Config(Section):
+    """The whole config file. Every key has a default; no clusters means kubeconfig contexts."""
+
+    zone: Zone = DEFAULT_ZONE
+    owner_id: OwnerId = "fed-dns/" + DEFAULT_ZONE
+    ttl: Seconds = 5
+    publish: Publish = Publish.AUTO
+    export: Literal["annotated", "all"] = "annotated"
+    namespaces: NamespacesSection = NamespacesSection()
+    all_unhealthy: AllUnhealthy = AllUnhealthy.SERVE_ALL
+    clusters: tuple[ClusterSection, ...] = ()
+    health: HealthSection = HealthSection()
+    dns: DnsSection = DnsSection()
+    etcd: EtcdSection = EtcdSection()
+    http: HttpSection = HttpSection()
+    leader_election: LeaderElectionSection = LeaderElectionSection()
+    topology: TopologySection = TopologySection()
+    watch: WatchSection = WatchSection()
+    unschedulable_after: PositiveDuration = 60.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _owner_from_zone(cls, data: Any) -> Any:
+        """owner_id defaults to fed-dns/<zone> of the (normalised) zone."""
+        if isinstance(data, Mapping) and "owner_id" not in data and isinstance(data.get("zone"), str):
+            try:
+                return {**data, "owner_id": "fed-dns/" + normalize_zone(data["zone"])}
+            except ValueError:
+                return data
+        return data
+
+    def zone_settings(self) -> ZoneSettings:
+        return ZoneSettings(zone=self.zone, prefix=self.etcd.prefix, owner_id=self.owner_id,
+                            ttl=self.ttl, all_unhealthy=self.all_unhealthy)
+
+    def cluster_specs(self, *, environ: Mapping[str, str] | None = None) -> tuple[ClusterSpec, ...]:
+        """The members: the configured clusters, else every context of the current kubeconfig.
+
+        Raises ConfigError when the kubeconfig is missing, unreadable, has no contexts or a
+        context whose name is not a DNS label.
+        """
+        if self.clusters:
+            return tuple(c.spec() for c in self.clusters)
+        return kubeconfig.context_specs(environ=os.environ if environ is None else environ)
+
+
+__all__ = [
+    "ClusterSection", "Config", "DnsSection", "EtcdSection", "HealthSection",
+    "HttpSection", "LeaderElectionSection", "NamespacesSection", "TlsSection", "TopologySection",
+    "WatchSection",
+]
