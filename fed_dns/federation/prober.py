@@ -1,0 +1,260 @@
+"""Health probes: member API servers (ClusterProber) and data-plane backends (BackendProber).
+
+Both probe every `period`, give each probe at most `timeout` (a hung peer never blocks the
+loop: everything is asyncio with a hard deadline), feed each result to the pure state machine
+of `federation.health`, and report decided changes through a callback. Stop them by
+cancelling `run()`; everything they opened is closed on the way out.
+
+A cluster is probed with GET `/readyz` (falling back to `/healthz` once the member answers
+404 there, as API servers older than 1.16 do) using the member's own kubeconfig (see
+`kubeapi`). Any 2xx is a success; another status, a connection error, a TLS error or no
+answer within `timeout` is a failure. `last_error` says which, never with a credential in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from fed_dns.federation import kubeapi
+from fed_dns.federation.health import ProbeState, Thresholds, transition
+from fed_dns.federation.targets import Target, TargetKey
+from fed_dns.model import Health
+
+log = logging.getLogger(__name__)
+
+MAX_ERROR = 300
+
+
+@dataclass(slots=True)
+class ProbeCounters:
+    """Plain counters, read by the app at scrape time."""
+
+    probes: int = 0
+    failures: int = 0
+    transitions: int = 0
+
+
+async def every(*, period: float, wake: asyncio.Event, step: Callable[[], Awaitable[None]]) -> None:
+    """Run `step` every `period` seconds (start to start), at once when `wake` is set.
+
+    A step that overruns the period is followed by the next one at once, so a hung peer
+    (one probe per `timeout`) still gets `failure_threshold` probes within
+    `period x failure_threshold` when timeout <= period. Wakes during a step coalesce into
+    one extra step.
+    """
+    loop = asyncio.get_running_loop()
+    next_at = loop.time()
+    while True:
+        wake.clear()
+        await step()
+        next_at = max(next_at + period, loop.time())
+        delay = next_at - loop.time()
+        if delay > 0 and not wake.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), delay)
+        if wake.is_set():
+            next_at = loop.time()
+
+
+def describe(exc: BaseException, *, secrets: tuple[str, ...] = ()) -> str:
+    """A short, credential-free description of an exception."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "<redacted>")
+    return text[:MAX_ERROR]
+
+
+class ClusterProber:
+    """Probes one member's API server; `on_change(name, health)` on every health change."""
+
+    def __init__(self, *, name: str, api_client: Any, period: float = 1.0, timeout: float = 1.0,
+                 thresholds: Thresholds = Thresholds(),
+                 on_change: Callable[[str, Health], None] | None = None) -> None:
+        self.name = name
+        self._configuration = api_client.configuration
+        self._period = period
+        self._timeout = timeout
+        self._thresholds = thresholds
+        self._on_change = on_change
+        self._wake = asyncio.Event()
+        self._path = "/readyz"
+        self._endpoint: kubeapi.ApiEndpoint | None = None
+        self.state = ProbeState()
+        self.last_error: str | None = None
+        self.last_probe: float | None = None  # time.time() of the last finished probe
+        self.counters = ProbeCounters()
+
+    @property
+    def health(self) -> Health:
+        return self.state.health
+
+    def poke(self) -> None:
+        """Probe now (a broken watch calls this), without waiting for the period."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"fed-dns-probe-{self.name}")
+        try:
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
+                                             trust_env=False) as session:
+                await every(period=self._period, wake=self._wake,
+                            step=lambda: self._probe(session=session, executor=executor))
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _probe(self, *, session: aiohttp.ClientSession, executor: ThreadPoolExecutor) -> None:
+        error = await self._check(session=session, executor=executor)
+        self.counters.probes += 1
+        self.last_probe = time.time()
+        if error is not None:
+            self.counters.failures += 1
+        self.last_error = error
+        before = self.state.health
+        self.state = transition(state=self.state, ok=error is None, thresholds=self._thresholds)
+        if self.state.health is not before:
+            self.counters.transitions += 1
+            log.info("cluster health changed: cluster=%s from=%s to=%s error=%s",
+                     self.name, before, self.state.health, error or "-")
+            if self._on_change is not None:
+                try:
+                    self._on_change(self.name, self.state.health)
+                except Exception:
+                    log.exception("on_change failed for cluster %s", self.name)
+
+    async def _check(self, *, session: aiohttp.ClientSession, executor: ThreadPoolExecutor) -> str | None:
+        """None when the member is ready, else why not."""
+        loop = asyncio.get_running_loop()
+        headers: dict[str, str] = {}
+        path = self._path
+        try:
+            async with asyncio.timeout(self._timeout):
+                if self._endpoint is None:
+                    self._endpoint = await loop.run_in_executor(executor, kubeapi.endpoint, self._configuration)
+                headers = await loop.run_in_executor(executor, kubeapi.auth_headers, self._configuration)
+                status = await self._get(session=session, path=path, headers=headers)
+                if status == 404 and path == "/readyz":
+                    self._path = path = "/healthz"
+                    status = await self._get(session=session, path=path, headers=headers)
+        except TimeoutError:
+            return f"GET {path}: no answer within {self._timeout:g}s"
+        except Exception as exc:  # noqa: BLE001 - any failure to probe is a failed probe
+            secrets = tuple(headers.values()) + tuple(v.split(" ", 1)[-1] for v in headers.values())
+            return f"GET {path}: {describe(exc, secrets=secrets)}"
+        if 200 <= status < 300:
+            return None
+        return f"GET {path}: HTTP {status}"
+
+    async def _get(self, *, session: aiohttp.ClientSession, path: str, headers: Mapping[str, str]) -> int:
+        endpoint = self._endpoint
+        assert endpoint is not None
+        async with session.get(endpoint.base_url + path, headers=headers, ssl=endpoint.ssl,
+                               server_hostname=endpoint.server_hostname, proxy=endpoint.proxy,
+                               allow_redirects=False) as response:
+            await response.read()
+            return response.status
+
+
+class BackendProber:
+    """Data-plane probes (annotation `fed-dns.io/probe`): tcp connect or HTTP GET 2xx/3xx.
+
+    `results` holds only decided targets (ready -> True, unreachable -> False): a target
+    still `unknown` is left out, so render keeps it by its Service's readiness alone.
+    `on_change(results)` is called after a round that changed `results`.
+    """
+
+    def __init__(self, *, period: float = 1.0, timeout: float = 1.0, thresholds: Thresholds = Thresholds(),
+                 concurrency: int = 100,
+                 on_change: Callable[[Mapping[TargetKey, bool]], None] | None = None) -> None:
+        self._period = period
+        self._timeout = timeout
+        self._thresholds = thresholds
+        self._limit = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
+        self._on_change = on_change
+        self._targets: dict[TargetKey, Target] = {}
+        self._states: dict[TargetKey, ProbeState] = {}
+        self._wake = asyncio.Event()
+        self.counters = ProbeCounters()
+
+    def set_targets(self, targets: Mapping[TargetKey, Target]) -> None:
+        """Replace the targets; unchanged ones keep their state, new or changed start unknown."""
+        old = self._targets
+        self._targets = dict(targets)
+        self._states = {key: self._states[key] for key, target in self._targets.items()
+                        if old.get(key) == target and key in self._states}
+        if self._targets.keys() - old.keys():
+            self._wake.set()
+
+    @property
+    def states(self) -> Mapping[TargetKey, ProbeState]:
+        return dict(self._states)
+
+    @property
+    def results(self) -> Mapping[TargetKey, bool]:
+        return {key: state.health is Health.READY for key, state in self._states.items()
+                if state.health is not Health.UNKNOWN}
+
+    async def run(self) -> None:
+        connector = aiohttp.TCPConnector(force_close=True, limit=self._concurrency)
+        async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
+            await every(period=self._period, wake=self._wake, step=lambda: self._round(session=session))
+
+    async def _round(self, *, session: aiohttp.ClientSession) -> None:
+        before = self.results
+        targets = list(self._targets.items())
+        oks = await asyncio.gather(*(self._probe(session=session, address=key[2], target=target)
+                                     for key, target in targets))
+        for (key, target), ok in zip(targets, oks):
+            if self._targets.get(key) != target:
+                continue  # replaced while we probed
+            self.counters.probes += 1
+            self.counters.failures += not ok
+            old = self._states.get(key, ProbeState())
+            self._states[key] = new = transition(state=old, ok=ok, thresholds=self._thresholds)
+            if new.health is not old.health:
+                self.counters.transitions += 1
+        after = self.results
+        if after != before and self._on_change is not None:
+            try:
+                self._on_change(after)
+            except Exception:
+                log.exception("on_change failed for backend probes")
+
+    async def _probe(self, *, session: aiohttp.ClientSession, address: str, target: Target) -> bool:
+        kind, port, path = target
+        async with self._limit:
+            try:
+                async with asyncio.timeout(self._timeout):
+                    if kind == "tcp":
+                        _, writer = await asyncio.open_connection(address, port)
+                        writer.close()
+                        with contextlib.suppress(OSError):
+                            await writer.wait_closed()
+                        return True
+                    if kind == "http":
+                        async with session.get(http_url(address=address, port=port, path=path),
+                                               allow_redirects=False) as response:
+                            return 200 <= response.status < 400
+                    return False
+            except (TimeoutError, OSError, aiohttp.ClientError, ValueError):
+                return False
+
+
+def http_url(*, address: str, port: int, path: str) -> str:
+    """`http://10.0.0.1:80/path`, `http://[fd00::1]:80/path`."""
+    try:
+        host = f"[{address}]" if ipaddress.ip_address(address).version == 6 else address
+    except ValueError:
+        host = address
+    return f"http://{host}:{port}/{path.lstrip('/')}"
