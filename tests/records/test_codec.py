@@ -1,0 +1,150 @@
+"""The SkyDNS JSON codec: compact, sorted, round-trips; reads values as CoreDNS's msg.Service."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fed_dns.model import Record
+from fed_dns.records.codec import backend_id, decode, encode
+
+INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+RECORDS = st.builds(
+    Record,
+    host=st.text(), port=INT64, priority=INT64, weight=INT64, text=st.text(),
+    mail=st.booleans(), ttl=st.integers(min_value=0, max_value=2**32 - 1),
+    targetstrip=INT64, group=st.text(), owner=st.text(), cluster=st.text(),
+)
+
+
+@given(record=RECORDS)
+def test_round_trip(record):
+    assert decode(encode(record)) == record
+    assert decode(encode(record).decode()) == record
+
+
+@given(record=RECORDS)
+def test_equal_records_are_equal_bytes_compact_and_sorted(record):
+    data = encode(record)
+    assert data == encode(Record(**{f: getattr(record, f) for f in record.__slots__}))
+    parsed = json.loads(data)
+    assert data == json.dumps(parsed, sort_keys=True, separators=(",", ":")).encode()
+    assert all(value not in (0, "", False) for value in parsed.values())
+
+
+@pytest.mark.parametrize(
+    ("record", "data"),
+    [
+        (Record(host="10.1.0.7", port=3306, ttl=5, owner="fed-dns/fed.example.com.", cluster="c1"),
+         b'{"cluster":"c1","host":"10.1.0.7","owner":"fed-dns/fed.example.com.","port":3306,"ttl":5}'),
+        (Record(host="mysql.ns.fed.example.com", port=-1, ttl=5),
+         b'{"host":"mysql.ns.fed.example.com","port":-1,"ttl":5}'),
+        (Record(), b"{}"),
+        (Record(host="x", mail=True, priority=10), b'{"host":"x","mail":true,"priority":10}'),
+        (Record(text="\u00e9"), b'{"text":"\\u00e9"}'),
+    ],
+    ids=["leaf", "fallback-keeps-port-minus-one", "empty", "mail", "non-ascii-escaped"],
+)
+def test_encode_exact_bytes(record, data):
+    assert encode(record) == data
+
+
+@pytest.mark.parametrize(
+    "record",
+    [Record(port=True), Record(ttl=-1), Record(ttl=2**32), Record(port=2**63), Record(host=5),
+     Record(mail=1)],
+    ids=["bool-port", "negative-ttl", "ttl-overflow", "port-overflow", "int-host", "int-mail"],
+)
+def test_encode_refuses_what_coredns_could_not_read(record):
+    with pytest.raises(ValueError, match="cannot encode"):
+        encode(record)
+
+
+@pytest.mark.parametrize(
+    ("data", "record"),
+    [
+        (b'{"host":"10.0.0.1","color":"blue","nested":{"a":[1,{"b":null}]}}', Record(host="10.0.0.1")),
+        (b'{"HOST":"10.0.0.1","Port":53,"TTL":5}', Record(host="10.0.0.1", port=53, ttl=5)),
+        (b'{"host":"a","port":null}', Record(host="a")),
+        (b'{"host":"a","host":"b"}', Record(host="b")),
+        (b'{"host":"a","HOST":"b"}', Record(host="b")),
+        (b'{"host":"a","host":null}', Record(host="a")),
+        (b'{"Key":"x","key":1}', Record()),
+        (b' \n{"port":-0}\t', Record()),
+        (b'{"host":"a\xffb"}', Record(host="a\ufffdb")),
+        ('{"text":"\u00e9"}', Record(text="\u00e9")),
+        (bytearray(b'{"ttl":4294967295}'), Record(ttl=4294967295)),
+        (b'{"owner":"fed-dns/z.","cluster":"c1"}', Record(owner="fed-dns/z.", cluster="c1")),
+    ],
+    ids=["unknown-fields-ignored", "field-names-case-insensitive", "null-is-zero",
+         "duplicate-last-wins", "case-variant-last-wins", "null-keeps-earlier",
+         "json-dash-key-ignored", "whitespace-and-minus-zero", "bad-utf8-replaced-as-go",
+         "str-input", "bytearray-max-ttl", "fed-dns-fields"],
+)
+def test_decode_like_coredns(data, record):
+    assert decode(data) == record
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "invalid JSON"),
+        (b"{", "invalid JSON"),
+        (b"{'host':'a'}", "invalid JSON"),
+        (b'{"host":"a"} x', "invalid JSON"),
+        (b'{"host":"a\nb"}', "invalid JSON"),
+        (b'{"port":NaN}', "NaN"),
+        (b'{"port":Infinity}', "Infinity"),
+        (b"\xef\xbb\xbf{}", "invalid JSON"),
+        (b"[" * 100_000, "invalid JSON"),
+        (b"1" * 5000, "invalid JSON"),
+        (b"[]", "not a JSON object"),
+        (b"null", "not a JSON object"),
+        (b'"host"', "not a JSON object"),
+        (b"5", "not a JSON object"),
+        (b'{"host":5}', "'host'"),
+        (b'{"host":["a"]}', "'host'"),
+        (b'{"port":"53"}', "'port'"),
+        (b'{"port":53.0}', "'port'"),
+        (b'{"port":1e2}', "'port'"),
+        (b'{"port":true}', "'port'"),
+        (b'{"port":9223372036854775808}', "'port'"),
+        (b'{"ttl":-1}', "'ttl'"),
+        (b'{"ttl":4294967296}', "'ttl'"),
+        (b'{"mail":1}', "'mail'"),
+        (b'{"mail":"true"}', "'mail'"),
+        (b'{"text":{}}', "'text'"),
+        (b'{"owner":7}', "'owner'"),
+        (b'{"cluster":false}', "'cluster'"),
+    ],
+    ids=["empty", "truncated", "single-quotes", "trailing-garbage", "control-char",
+         "nan", "infinity", "bom", "deep-nesting", "huge-number", "array", "null", "string",
+         "number", "host-int", "host-array", "port-string", "port-float", "port-exponent",
+         "port-bool", "port-overflow", "ttl-negative", "ttl-overflow", "mail-int",
+         "mail-string", "text-object", "owner-int", "cluster-bool"],
+)
+def test_decode_errors_are_value_errors(data, message):
+    with pytest.raises(ValueError, match=message):
+        decode(data)
+
+
+@given(data=st.one_of(st.binary(), st.text(), st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner) | st.dictionaries(st.sampled_from(
+        ["host", "port", "ttl", "mail", "text", "owner", "x"]), inner),
+).map(lambda v: json.dumps(v))))
+def test_decode_raises_nothing_but_value_error(data):
+    try:
+        decode(data)
+    except ValueError:
+        pass
+
+
+def test_backend_id_is_stable_short_hex():
+    ident = backend_id("10.1.0.7")
+    assert ident == backend_id("10.1.0.7")
+    assert len(ident) == 8 and int(ident, 16) >= 0
+    assert ident != backend_id("10.1.0.8")
