@@ -31,7 +31,9 @@ _PATTERNS = [
     # JSON-ish "password": "x"
     (re.compile(rf"""(["']{_SECRET_NAME}["']\s*:\s*)(["'])(?:\\.|(?!\2).)*\2""", re.I), rf"\1\2{MASK}\2"),
     # password=x, token: x, client-key-data: x (unquoted up to a separator)
-    (re.compile(rf"""(\b{_SECRET_NAME}\b["']?\s*[:=]\s*)(?!{re.escape(MASK)}|(?:Bearer|Basic)\s)(["']?)[^\s,;&"'}}\]]+\2""", re.I), rf"\1\2{MASK}\2"),
+    (re.compile(rf"""(\b{_SECRET_NAME}\b["']?\s*[:=]\s*)(?!{re.escape(MASK)}|(?:Bearer|Basic)\s)"""
+                rf"""(?:(["'])(?:(?!\2).)*\2|[^\s,;&"'}}\]]+)""", re.I),
+     lambda m: f"{m.group(1)}{m.group(2) or ''}{MASK}{m.group(2) or ''}"),
     # scheme://user:password@host
     (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/@]+:)[^\s/@]+@", re.I), rf"\1{MASK}@"),
     # JWTs (service-account tokens)

@@ -56,7 +56,7 @@ def loads(text: str, *, source: str) -> Any:
         mark = exc.problem_mark or exc.context_mark
         what = "" if isinstance(exc, _DuplicateKey) else "YAML syntax error: "
         context = f"{exc.context}, " if exc.context and not isinstance(exc, _DuplicateKey) else ""
-        column = f" (column {mark.column + 1})" if mark is not None else ""
+        column = f" (column {mark.column + 1})" if mark is not None and what else ""
         raise ConfigError([Problem(file=source, line=mark.line + 1 if mark is not None else None,
                                    message=f"{what}{context}{exc.problem}{column}")]) from None
     except yaml.YAMLError as exc:

@@ -1,0 +1,87 @@
+"""`fed-dns check-config FILE` as users run it: exit 0 / 2, readable output, no traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from tests.support import REPO, fed_dns_command
+
+
+def check(path: Path | str, *, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(fed_dns_command("check-config", str(path)), capture_output=True, text=True,
+                          cwd=REPO, timeout=60, env={**os.environ, **(env or {})})
+
+
+def test_example_config_passes(tmp_path: Path) -> None:
+    result = check("config/fed-dns.yaml", env={"KUBECONFIG": str(tmp_path / "none")})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[:2] == [
+        "config/fed-dns.yaml: OK", "  zone: fed.example.com. (owner fed-dns/fed.example.com., ttl 5s)"]
+    assert "clusters: none listed: the kubeconfig contexts, not usable here" in result.stdout
+    assert result.stderr == ""
+
+
+def test_summary_lists_clusters(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("zone: Fed.Test\nclusters: [{name: c1, region: us}, {name: c2}]\n"
+                    "etcd: {endpoints: [http://127.0.0.1:2379]}\n")
+    result = check(path)
+    assert result.returncode == 0, result.stderr
+    assert "  zone: fed.test. (owner fed-dns/fed.test., ttl 5s)" in result.stdout
+    assert "  clusters: c1 (us), c2" in result.stdout
+    assert "  etcd: http://127.0.0.1:2379" in result.stdout
+
+
+def test_kubeconfig_contexts_in_summary(tmp_path: Path) -> None:
+    kc = tmp_path / "kc"
+    kc.write_text("contexts: [{name: east, context: {}}, {name: west, context: {}}]\n")
+    path = tmp_path / "c.yaml"
+    path.write_text("zone: fed.test.\n")
+    result = check(path, env={"KUBECONFIG": str(kc)})
+    assert result.returncode == 0, result.stderr
+    assert "  clusters: none listed: the kubeconfig contexts: east, west" in result.stdout
+
+
+def test_every_problem_listed_with_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("zone: fed.test.\n"
+                    "clusters:\n  - {name: c1}\n  - {name: Bad_Name}\n"
+                    "health: {period: -1s}\n"
+                    "etcd: {username: root, password: [hunter2-secret], endpoints: ['127.0.0.1:2379']}\n"
+                    "dns: {listen: '::1:53'}\n"
+                    "colour: blue\n")
+    result = check(path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert lines == [
+        f"{path}: clusters[1].name: expected a lower-case DNS label (RFC 1123), got 'Bad_Name'",
+        f"{path}: health.period: expected a duration that is not negative, got '-1s'",
+        f"{path}: dns.listen: expected host:port like '127.0.0.1:5353' or '[::1]:5353' "
+        "(put an IPv6 address in brackets), got '::1:53'",
+        f"{path}: etcd.endpoints[0]: expected a URL like 'http://127.0.0.1:2379', got '127.0.0.1:2379'",
+        f"{path}: etcd.password: expected a string",
+        f"{path}: colour: unknown key (expected one of: zone, owner_id, ttl, publish, export, namespaces, "
+        "all_unhealthy, clusters, health, dns, etcd, http, leader_election, topology, watch, unschedulable_after)",
+        f"{path}: 6 problems",
+    ]
+    assert "Traceback" not in result.stderr and "hunter2" not in result.stderr
+
+
+def test_missing_file_exit_2(tmp_path: Path) -> None:
+    result = check(tmp_path / "missing.yaml")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"{tmp_path / 'missing.yaml'}: cannot read the file: No such file or directory",
+        f"{tmp_path / 'missing.yaml'}: 1 problem"]
+
+
+def test_yaml_error_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("zone: a\n  ttl: 5s: x\n")
+    result = check(path)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"{path}:2: YAML syntax error: mapping values are not allowed here")
+    assert "Traceback" not in result.stderr
