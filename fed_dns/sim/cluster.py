@@ -1,0 +1,186 @@
+"""SimCluster: one simulated Kubernetes API server on loopback, with a kill switch."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import os
+import secrets
+from pathlib import Path
+
+from aiohttp import web
+
+from fed_dns.sim import api, kinds
+from fed_dns.sim.context import Served
+from fed_dns.sim.store import Store
+
+
+def _kind(kind: str | kinds.Kind) -> kinds.Kind:
+    if isinstance(kind, kinds.Kind):
+        return kind
+    for k in kinds.KINDS:
+        if kind in (k.kind, k.plural, k.singular, k.key, *k.short_names):
+            return k
+    raise KeyError(f"unknown kind {kind!r}")
+
+
+class SimCluster:
+    """A member cluster speaking the Kubernetes HTTP API (official client and kubectl work).
+
+    Tests and the demo change its objects directly (`apply`, `delete`); there are no
+    controllers, except that a Deployment's status follows its spec (`ready_limit` caps
+    ready replicas). `kill()` makes it unreachable, `revive()` brings it back on the same port.
+    """
+
+    def __init__(self, *, name: str, token: str | None = None, history_limit: int = 10_000,
+                 bookmark_interval: float = 5.0, watch_timeout: float = 1800.0,
+                 ready_limit: int | None = None) -> None:
+        self.name = name
+        self.token = token or secrets.token_urlsafe(24)
+        self.store = Store(history_limit=history_limit, ready_limit=ready_limit)
+        self._served = Served(store=self.store, token=self.token,
+                              bookmark_interval=bookmark_interval, watch_timeout=watch_timeout)
+        self._runner: web.AppRunner | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self.host = "127.0.0.1"
+        self.port = 0
+        self.state = "new"  # new | running | stopped | hung | closed
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._runner = web.AppRunner(api.build_app(self._served), handle_signals=False,
+                                     access_log=None)
+        await self._runner.setup()
+        self.host = host
+        await self._listen(port)
+
+    async def _listen(self, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._runner.server, self.host, port,
+                                                reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._served.url = self.url
+        self.state = "running"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def kill(self, mode: str = "stop") -> None:
+        """"stop": refuse connections and cut every open one (watches included).
+        "hang": accept connections but answer nothing, and stall open watches."""
+        if mode not in ("stop", "hang"):
+            raise ValueError(f"kill mode must be 'stop' or 'hang', not {mode!r}")
+        if self.state != "running":
+            raise RuntimeError(f"cluster {self.name} is {self.state}, not running")
+        if mode == "hang":
+            self._served.hang()
+            self.state = "hung"
+            return
+        self._server.close()
+        self._server = None
+        self._cut_connections()
+        self.store.close_watchers()
+        self.state = "stopped"
+
+    def _cut_connections(self) -> None:
+        if self._runner is None or self._runner.server is None:
+            return
+        for handler in self._runner.server.connections:
+            transport = handler.transport
+            handler.force_close()
+            if transport is not None:
+                transport.abort()
+
+    async def revive(self) -> None:
+        """Serve again on the same port, with the same objects and history."""
+        if self.state == "hung":
+            self._cut_connections()  # what arrived while hung is never answered
+            self.store.close_watchers()
+            self._served.resume()
+        elif self.state == "stopped":
+            await self._listen(self.port)
+        else:
+            raise RuntimeError(f"cluster {self.name} is {self.state}: nothing to revive")
+        self.state = "running"
+
+    async def close(self) -> None:
+        if self.state == "closed":
+            return
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        self._cut_connections()
+        self.store.close_watchers()
+        self._served.resume()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        self.state = "closed"
+
+    async def __aenter__(self) -> SimCluster:
+        if self.state == "new":
+            await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- objects -------------------------------------------------------------------------
+
+    def apply(self, obj: dict) -> dict:
+        """Create or replace `obj` (its kind from `kind`), as given: status included."""
+        stored = self.store.put(kinds.for_object(obj), obj)
+        return copy.deepcopy(stored.obj)
+
+    def delete(self, *, kind: str, namespace: str = "", name: str) -> dict | None:
+        k = _kind(kind)
+        if self.store.get(k, namespace=namespace, name=name) is None:
+            return None
+        return copy.deepcopy(self.store.delete(k, namespace=namespace, name=name).obj)
+
+    def get(self, *, kind: str, namespace: str = "", name: str) -> dict | None:
+        stored = self.store.get(_kind(kind), namespace=namespace, name=name)
+        return copy.deepcopy(stored.obj) if stored else None
+
+    def list(self, *, kind: str, namespace: str | None = None) -> list[dict]:
+        items, _ = self.store.list(_kind(kind), namespace=namespace)
+        return [copy.deepcopy(s.obj) for s in items]
+
+    def compact(self) -> None:
+        self.store.compact()
+
+    @property
+    def resource_version(self) -> int:
+        return self.store.rv
+
+    @property
+    def ready_limit(self) -> int | None:
+        return self.store.ready_limit
+
+    @ready_limit.setter
+    def ready_limit(self, limit: int | None) -> None:
+        self.store.set_ready_limit(limit)
+
+    # -- kubeconfig ----------------------------------------------------------------------
+
+    def kubeconfig(self) -> dict:
+        return {
+            "apiVersion": "v1", "kind": "Config", "preferences": {},
+            "clusters": [{"name": self.name, "cluster": {"server": self.url}}],
+            "users": [{"name": self.name, "user": {"token": self.token}}],
+            "contexts": [{"name": self.name, "context": {"cluster": self.name,
+                                                         "user": self.name}}],
+            "current-context": self.name,
+        }
+
+    def write_kubeconfig(self, path: str | os.PathLike) -> Path:
+        """Write the kubeconfig (JSON, which is YAML) readable by its owner only."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.kubeconfig(), f, indent=2)
+        return target
