@@ -61,6 +61,8 @@ def _message(item: dict, *, got: str | None, loc: tuple, model: type[BaseModel])
         owner = _walk(loc[:-1], model=model)
         known = ", ".join(owner[1].model_fields) if owner and owner[0] == "model" else ""
         return f"unknown key (expected one of: {known})" if known else "unknown key"
+    if kind == "invalid_key":
+        return "expected a key that is a string"
     if kind == "missing":
         return "required key is missing"
     expected = {

@@ -122,6 +122,7 @@ BAD = [
     ("unschedulable", {"unschedulable_after": "-5m"}, "unschedulable_after", "not negative, got '-5m'"),
     ("section-not-mapping", {"dns": "127.0.0.1:53"}, "dns", "expected a mapping, got '127.0.0.1:53'"),
     ("section-null", {"health": None}, "health", "expected a mapping, got null"),
+    ("top-key-not-string", {1: "x"}, "[1]", "expected a key that is a string"),
     ("top-unknown", {"zones": "x"}, "zones", "unknown key (expected one of: zone, owner_id, ttl,"),
 ]
 
