@@ -166,7 +166,7 @@ def _valid_leaves(build: _Builder, cluster: str, view: ServiceView) -> list[_Lea
 
 def _passes(*, health: Health, view: ServiceView, probe: bool | None) -> bool:
     """READY: the Service is ready and no probe failed. UNREACHABLE: a probe passed."""
-    if health is Health.READY:
+    if health == Health.READY:  # == so that plain strings from config work too
         return view.ready and probe is not False
     return probe is True
 
@@ -178,7 +178,7 @@ def render(
     settings: ZoneSettings,
     probes: Probes | None = None,
 ) -> Rendered:
-    """The desired zone for these views; ValueError only for a bad `settings.zone`."""
+    """The desired zone for these views; ValueError only for a bad zone or prefix in `settings`."""
     build = _Builder(settings)
     probes = probes or {}
     publishing: dict[str, Health] = {}
@@ -189,7 +189,7 @@ def render(
             continue
         state = health.get(cluster, Health.UNKNOWN)
         view = views.get(cluster)
-        if state is Health.UNREACHABLE or (state is Health.READY and view is not None and view.synced):
+        if state == Health.UNREACHABLE or (state == Health.READY and view is not None and view.synced):
             publishing[cluster] = state
         else:
             keep.add(cluster)
@@ -204,7 +204,7 @@ def render(
 
     for key in sorted(by_service):
         _render_service(build, key, by_service[key], publishing, probes,
-                        serve_all=(settings.all_unhealthy is AllUnhealthy.SERVE_ALL
+                        serve_all=(settings.all_unhealthy == AllUnhealthy.SERVE_ALL
                                    and key not in kept_services))
 
     zone = DesiredZone(settings=settings, records=dict(sorted(build.records.items())),

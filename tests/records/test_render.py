@@ -202,3 +202,10 @@ def test_same_backend_twice_is_one_key_and_ipv6_is_canonical():
     views = {"c1": view("c1", service(MYSQL, backend("fd00:0::9"), backend("FD00::9")))}
     records = render(views=views, health={"c1": READY}, settings=SETTINGS).zone.records
     assert records == {f"{BASE}/ns/mysql/c1/{backend_id('fd00::9')}": leaf("fd00::9", 0, "c1")}
+
+
+def test_plain_strings_from_config_work_as_enums():
+    views = {"c1": view("c1", service(MYSQL, backend("10.1.0.7"), ready=False))}
+    settings = ZoneSettings(zone="fed.example.com.", all_unhealthy="empty")
+    out = render(views=views, health={"c1": "ready"}, settings=settings)
+    assert list(out.zone.records) == [f"{BASE}/ns/mysql/c1"]
