@@ -1,0 +1,86 @@
+"""The daemon's HTTP endpoint (operations.md): /metrics, /healthz, /readyz, /status.
+
+    endpoint = HttpEndpoint(host="127.0.0.1", port=9153, metrics=metrics,
+                            status=lambda: {...}, ready=lambda: True)
+    await endpoint.start(); endpoint.port; await endpoint.close()
+
+- `/metrics`: Prometheus text format from `metrics.render()`.
+- `/healthz`: 200 "ok" while the process (its event loop) runs.
+- `/readyz`: 200 "ready" when `ready()` is true, else 503 "not ready" (also when it raises).
+- `/status`: `status()` as JSON, passed through `logs.redact_value` first, so a credential
+  that slipped into a field (a token, a password, a URL with user:password@, a PEM block) is
+  masked. If `status()` raises, 500 with a generic message (the exception is logged).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from fed_dns.app import logs
+
+log = logging.getLogger(__name__)
+
+
+class HttpEndpoint:
+    def __init__(self, *, host: str, port: int, metrics: Any, status: Callable[[], dict],
+                 ready: Callable[[], bool]) -> None:
+        self._host = host
+        self._port = port
+        self._metrics = metrics
+        self._status = status
+        self._ready = ready
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when started with port 0)."""
+        return self._port
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics_page)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/status", self._status_page)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self._host, self._port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._port = runner.addresses[0][1]
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    async def _metrics_page(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        try:
+            ready = bool(self._ready())
+        except Exception:
+            log.exception("readiness check failed")
+            ready = False
+        return web.Response(text="ready\n") if ready else web.Response(status=503, text="not ready\n")
+
+    async def _status_page(self, request: web.Request) -> web.Response:
+        try:
+            body = json.dumps(logs.redact_value(self._status()), indent=2, sort_keys=True, default=str)
+        except Exception:
+            log.exception("building /status failed")
+            return web.json_response({"error": "status unavailable, see the daemon's log"}, status=500)
+        return web.Response(text=body + "\n", content_type="application/json")
