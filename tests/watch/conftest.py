@@ -1,0 +1,80 @@
+"""Simulated members on loopback and ClusterWatchers on them; every one is stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+import pytest
+
+from fed_dns.model import ClusterSpec, ClusterView
+from fed_dns.sim.cluster import SimCluster
+from fed_dns.watch.cluster import ClusterWatcher
+from fed_dns.watch.kubeconfig import load
+from fed_dns.watch.parse import WatchOptions
+
+FAST = WatchOptions(inactivity_timeout=3.0, backoff_initial=0.05, backoff_max=0.3)
+
+
+@dataclass
+class Watching:
+    watcher: ClusterWatcher
+    task: asyncio.Task
+    views: list[ClusterView] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def view(self) -> ClusterView:
+        return self.watcher.view
+
+    def names(self) -> set[str]:
+        return {str(k) for k in self.watcher.view.services}
+
+
+async def until(predicate, *, timeout: float = 5.0, what: str = "condition"):
+    """Poll (yielding to the loop) until predicate() is truthy; return its value."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def sim():
+    cluster = SimCluster(name="c1", bookmark_interval=0.5)
+    await cluster.start()
+    try:
+        yield cluster
+    finally:
+        await cluster.close()
+
+
+@pytest.fixture
+async def watch(tmp_path):
+    """watch(sim, options=FAST) -> Watching, already running; cancelled at teardown."""
+    started: list[tuple[Watching, object]] = []
+
+    async def start(cluster: SimCluster, *, options: WatchOptions = FAST, name: str | None = None) -> Watching:
+        spec = ClusterSpec(name=name or cluster.name, kubeconfig=str(cluster.write_kubeconfig(tmp_path / f"{cluster.name}.kubeconfig")))
+        api = load(spec)
+        holder: list[Watching] = []
+        watcher = ClusterWatcher(spec=spec, api_client=api, options=options,
+                                 on_change=lambda v: holder[0].views.append(v),
+                                 on_error=lambda c, m: holder[0].errors.append((c, m)))
+        w = Watching(watcher=watcher, task=asyncio.create_task(watcher.run()))
+        holder.append(w)
+        started.append((w, api))
+        return w
+
+    yield start
+    for w, api in started:
+        w.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await w.task
+        api.close()

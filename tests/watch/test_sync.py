@@ -1,0 +1,132 @@
+"""ClusterWatcher against a simulated member over real HTTP: sync, events, readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from fed_dns.model import Backend, Port, ServiceKey
+from fed_dns.sim import objects
+from tests.watch.conftest import until
+
+EXPORT = {"fed-dns.io/export": "true"}
+WEB = ServiceKey(namespace="ns", name="web")
+
+
+def web(**kw):
+    kw = {"cluster_ip": "10.0.0.1", "ports": [("http", 80)], "annotations": EXPORT, **kw}
+    return objects.service(name="web", namespace="ns", **kw)
+
+
+def web_slice(*endpoints, name="web-a", address_type="IPv4"):
+    return objects.endpoint_slice(service="web", namespace="ns", name=name, endpoints=endpoints,
+                                  ports=[("http", 8080)], address_type=address_type)
+
+
+async def test_initial_sync(sim, watch):
+    sim.apply(web())
+    sim.apply(web_slice(("10.1.0.1", True)))
+    sim.apply(objects.service(name="hidden", namespace="ns", cluster_ip="10.0.0.9"))
+    w = await watch(sim)
+    await until(lambda: w.view.synced, what="synced")
+    assert dict(w.view.services) == {WEB: w.view.services[WEB]}
+    svc = w.view.services[WEB]
+    assert svc.ready and svc.backends == (Backend(address="10.0.0.1", ports=(Port(name="http", port=80),)),)
+    assert w.views[-1] is w.view and w.view.cluster == "c1"
+    assert not w.errors and not w.watcher.stats.restarts
+
+
+async def test_synced_on_an_empty_cluster(sim, watch):
+    w = await watch(sim)
+    await until(lambda: w.views and w.views[-1].synced, what="a synced view")
+    assert w.view.services == {}
+
+
+async def test_services_and_slices_added_modified_deleted(sim, watch):
+    w = await watch(sim)
+    await until(lambda: w.view.synced)
+    sim.apply(web())
+    await until(lambda: WEB in w.view.services, what="added Service")
+    assert not w.view.services[WEB].ready
+    sim.apply(web_slice(("10.1.0.1", True)))
+    await until(lambda: w.view.services[WEB].ready, what="ready after slice added")
+    sim.apply(web(annotations={**EXPORT, "fed-dns.io/publish": "endpoints"}))
+    await until(lambda: w.view.services[WEB].backends[0].address == "10.1.0.1", what="publish mode change")
+    sim.apply(web_slice(("10.1.0.1", True), ("10.1.0.2", True)))
+    await until(lambda: len(w.view.services[WEB].backends) == 2, what="slice modified")
+    sim.delete(kind="EndpointSlice", namespace="ns", name="web-a")
+    await until(lambda: not w.view.services[WEB].ready, what="slice deleted")
+    assert w.view.services[WEB].backends == ()
+    sim.delete(kind="Service", namespace="ns", name="web")
+    await until(lambda: WEB not in w.view.services, what="Service deleted")
+    stats = w.watcher.stats
+    assert stats.events["services"] == 3 and stats.events["endpointslices"] == 3
+
+
+async def test_readiness_follows_endpoint_conditions(sim, watch):
+    sim.apply(web())
+    sim.apply(web_slice(("10.1.0.1", True)))
+    w = await watch(sim)
+    await until(lambda: w.view.synced and w.view.services[WEB].ready)
+    sim.apply(web_slice(("10.1.0.1", False)))
+    await until(lambda: not w.view.services[WEB].ready, what="not ready")
+    sim.apply(web_slice(("10.1.0.1", False)))
+    sim.apply(web_slice(("10.1.0.2", False), name="web-b"))
+    sim.apply(web_slice(("10.1.0.2", True), name="web-b"))
+    await until(lambda: w.view.services[WEB].ready, what="ready through a second slice")
+
+
+async def test_dual_stack_slices(sim, watch):
+    sim.apply(web(headless=True))
+    sim.apply(web_slice(("10.1.0.1", True, "web-0")))
+    sim.apply(web_slice(("fd00::1", True, "web-0"), name="web-v6", address_type="IPv6"))
+    w = await watch(sim)
+    await until(lambda: w.view.synced)
+    assert [(b.address, b.hostname) for b in w.view.services[WEB].backends] == [
+        ("10.1.0.1", "web-0"), ("fd00::1", "web-0")]
+
+
+async def test_paged_list_of_many_services(sim, watch):
+    for i in range(1200):
+        sim.apply(objects.service(name=f"s{i}", namespace="ns", annotations=EXPORT))
+    w = await watch(sim)
+    await until(lambda: w.view.synced, timeout=20)
+    assert len(w.view.services) == 1200
+
+
+async def test_a_burst_is_coalesced_into_few_views(sim, watch):
+    w = await watch(sim)
+    await until(lambda: w.view.synced)
+    before, empty = len(w.views), w.view
+    for i in range(300):
+        sim.apply(objects.service(name=f"s{i}", namespace="ns", annotations=EXPORT))
+    await until(lambda: len(w.view.services) == 300)
+    assert len(w.views) - before < 300
+    # each view is a new immutable object: an older one never changes under its holder
+    assert empty.services == {}
+
+
+async def test_events_are_applied_in_order(sim, watch):
+    w = await watch(sim)
+    await until(lambda: w.view.synced)
+    for i in range(50):
+        sim.apply(web(cluster_ip=f"10.0.1.{i}"))
+    sim.delete(kind="Service", namespace="ns", name="web")
+    sim.apply(web(cluster_ip="10.0.2.1"))
+    await until(lambda: w.watcher.stats.events.get("services") == 52)
+    assert w.view.services[WEB].backends[0].address == "10.0.2.1"
+
+
+async def test_cancel_stops_threads_promptly(sim, watch):
+    w = await watch(sim)
+    await until(lambda: w.view.synced)
+    await asyncio.sleep(0.2)  # the watches are open and idle
+    assert _watch_threads("c1")
+    w.task.cancel()
+    await asyncio.gather(w.task, return_exceptions=True)
+    await until(lambda: not _watch_threads("c1"), timeout=2, what="watch threads to end")
+
+
+def _watch_threads(cluster: str) -> list[str]:
+    return [t.name for t in threading.enumerate()
+            if t.name.startswith(("fed-dns-watch-", "fed-dns-list-")) and f"-{cluster}-" in t.name]
