@@ -1,0 +1,118 @@
+"""`DnsServer`: one UDP and one TCP listener on the same address, answering from a table
+that `swap()` replaces atomically (a question sees the old table or the new, never half)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+
+from fed_dns.server.respond import MAX_UDP
+from fed_dns.server.stats import Stats
+from fed_dns.server.table import ZoneTable
+from fed_dns.server.tcp import TcpProtocol, TcpState
+from fed_dns.server.udp import UdpProtocol
+
+
+def _family(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _socket(*, host: str, port: int, kind: int, reuse_port: bool) -> socket.socket:
+    sock = socket.socket(_family(host), kind)
+    try:
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if kind == socket.SOCK_DGRAM:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class DnsServer:
+    def __init__(self, *, host: str, port: int, table: ZoneTable, tcp_idle_timeout: float = 10.0,
+                 max_tcp_connections: int = 1000, max_udp_size: int = MAX_UDP,
+                 reuse_port: bool = False, tcp_backlog: int = 1024,
+                 identity: str | None = None) -> None:
+        """`identity`, when set, answers `id.server`/`hostname.bind` CH TXT (which worker)."""
+        self.host = host
+        self.port = port
+        self.table = table
+        self.stats = Stats()
+        self.reuse_port = reuse_port
+        self.tcp_backlog = tcp_backlog
+        self._udp = UdpProtocol(table=table, stats=self.stats, max_udp=max_udp_size,
+                                identity=identity)
+        self._tcp = TcpState(table=table, stats=self.stats, idle_timeout=tcp_idle_timeout,
+                             max_connections=max_tcp_connections, max_udp=max_udp_size,
+                             identity=identity)
+        self._udp_transport: asyncio.DatagramTransport | None = None
+        self._tcp_server: asyncio.Server | None = None
+
+    def _bind_pair(self) -> tuple[socket.socket, socket.socket]:
+        """UDP and TCP on one port (port 0: the kernel picks one free for both)."""
+        for _ in range(20):
+            udp = _socket(host=self.host, port=self.port, kind=socket.SOCK_DGRAM,
+                          reuse_port=self.reuse_port)
+            port = udp.getsockname()[1]
+            try:
+                tcp = _socket(host=self.host, port=port, kind=socket.SOCK_STREAM,
+                              reuse_port=self.reuse_port)
+            except OSError:
+                udp.close()
+                if self.port:
+                    raise
+                continue
+            return udp, tcp
+        raise OSError(f"no port free for both UDP and TCP on {self.host}")
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        udp, tcp = self._bind_pair()
+        self.port = udp.getsockname()[1]
+        try:
+            self._udp_transport, _ = await loop.create_datagram_endpoint(lambda: self._udp, sock=udp)
+        except BaseException:
+            udp.close()
+            tcp.close()
+            raise
+        try:
+            self._tcp_server = await loop.create_server(lambda: TcpProtocol(self._tcp), sock=tcp,
+                                                        backlog=self.tcp_backlog)
+        except BaseException:
+            tcp.close()
+            self._udp_transport.close()
+            raise
+
+    def swap(self, table: ZoneTable) -> None:
+        """Answer from `table` from the next question on."""
+        self.table = table
+        self._udp.swap(table)
+        self._tcp.table = table
+        self.stats.table_swaps += 1
+
+    async def close(self) -> None:
+        if self._tcp_server is not None:
+            self._tcp_server.close()
+            self._tcp.close_all()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._tcp_server.wait_closed(), timeout=2)
+            self._tcp_server = None
+        if self._udp_transport is not None:
+            self._udp_transport.close()
+            self._udp_transport = None
+        await asyncio.sleep(0)
+
+    async def __aenter__(self) -> DnsServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()

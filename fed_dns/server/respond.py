@@ -1,0 +1,140 @@
+"""The full responder: any raw query -> raw response (or None to drop). Pure, never raises.
+
+UDP's fast path answers the common shapes itself and falls back here for everything else
+(EDNS options, odd flags, errors, truncation); TCP always comes here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import struct
+from dataclasses import dataclass
+
+from fed_dns.server import resolve as rs
+from fed_dns.server.compile import header, pack_sections
+from fed_dns.server.table import ZoneTable
+from fed_dns.server.wire import Malformed, Query, error_header, opt_rr, parse
+
+log = logging.getLogger(__name__)
+
+MIN_UDP = 512
+MAX_UDP = 1232
+MAX_TCP = 65535
+BADVERS = 16
+OPT_LEN = 11
+CLASS_CH = 3
+# `id.server` / `hostname.bind` CH TXT: which server (worker) answered, when it has an identity.
+ID_NAMES = (b"\x02id\x06server\x00", b"\x08hostname\x04bind\x00")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    response: bytes | None
+    qtype: int = 0
+    rcode: int = 0
+    truncated: bool = False
+    malformed: bool = False
+
+
+def udp_limit(*, client: int | None, max_udp: int = MAX_UDP) -> int:
+    """No EDNS: 512. With EDNS: the client's size clamped to 512..max_udp."""
+    if client is None:
+        return MIN_UDP
+    return max(MIN_UDP, min(client, max_udp))
+
+
+def _simple(q: Query, data: bytes, *, rcode: int, aa: bool, max_udp: int,
+            an: int = 0, ns: int = 0, tail: bytes = b"") -> bytes:
+    """Header + echoed question + tail, with our OPT when the query had one."""
+    ar = 1 if q.edns is not None else 0
+    out = q.id + header(rcode=rcode & 0x0F, aa=aa, rd=q.rd, cd=q.cd, an=an, ns=ns, ar=ar) \
+        + data[12:q.question_end] + tail
+    if q.edns is not None:
+        out += opt_rr(udp_size=max_udp, do=q.edns.do, ext_rcode=rcode >> 4)
+    return out
+
+
+def _sets(records: tuple) -> list[tuple]:
+    return [tuple(g) for _, g in itertools.groupby(records, key=lambda r: (r[0], r[1]))]
+
+
+def truncated_tail(*, ans: rs.Answer, qname: str, qtype: int, room: int) -> tuple[bytes, int, int, int, bool]:
+    """Whole RRsets that fit in room bytes: answer, then authority, then (no TC) additional."""
+    parts: dict[str, list] = {"answer": [], "authority": [], "additional": []}
+    tail = pack_sections(qname=qname, qtype=qtype, answer=(), authority=(), additional=())
+    tc = False
+    for section in ("answer", "authority", "additional"):
+        for rrset in _sets(getattr(ans, section)):
+            trial = {k: tuple(v) for k, v in parts.items()}
+            trial[section] = trial[section] + rrset
+            packed = pack_sections(qname=qname, qtype=qtype, **trial)
+            if len(packed) > room:
+                tc = tc or section != "additional"
+                break
+            parts[section].extend(rrset)
+            tail = packed
+        if tc:
+            break
+    return tail, len(parts["answer"]), len(parts["authority"]), len(parts["additional"]), tc
+
+
+def _identity(q: Query, data: bytes, *, identity: str, max_udp: int) -> Outcome:
+    raw = identity.encode()[:255]
+    rr = b"\xc0\x0c" + struct.pack("!HHIHB", rs.T_TXT, CLASS_CH, 0, len(raw) + 1, len(raw)) + raw
+    return Outcome(_simple(q, data, rcode=rs.NOERROR, aa=True, max_udp=max_udp, an=1, tail=rr),
+                   qtype=q.qtype, rcode=rs.NOERROR)
+
+
+def _answer(table: ZoneTable, q: Query, data: bytes, *, limit: int, max_udp: int,
+            identity: str | None) -> Outcome:
+    qname = q.qname.lower()
+    if identity and q.qclass == CLASS_CH and q.qtype == rs.T_TXT and qname in ID_NAMES:
+        return _identity(q, data, identity=identity, max_udp=max_udp)
+    if q.qclass != 1 or not table.in_zone(qname):
+        return Outcome(_simple(q, data, rcode=rs.REFUSED, aa=False, max_udp=max_udp),
+                       qtype=q.qtype, rcode=rs.REFUSED)
+    ent = table.entry(qname, q.qtype)
+    if ent is None:
+        return Outcome(_simple(q, data, rcode=rs.NXDOMAIN, aa=True, max_udp=max_udp, ns=1,
+                               tail=table.nx_tail), qtype=q.qtype, rcode=rs.NXDOMAIN)
+    ans = ent.answer
+    edns = q.edns is not None
+    tail = next(ent.cycle)
+    hdr = ent.hdrs[edns * 2 + q.rd]
+    if q.cd:
+        hdr = bytes([hdr[0], hdr[1] | 0x10]) + hdr[2:]
+    size = q.question_end + len(tail) + (OPT_LEN if edns else 0)
+    tc = False
+    if size > limit:
+        room = limit - q.question_end - (OPT_LEN if edns else 0)
+        tail, an, ns, ar, tc = truncated_tail(ans=ans, qname=ent.qname, qtype=q.qtype, room=room)
+        hdr = header(rcode=ans.rcode, aa=True, tc=tc, rd=q.rd, cd=q.cd, an=an, ns=ns, ar=ar + edns)
+    out = q.id + hdr + data[12:q.question_end] + tail
+    if edns:
+        out += opt_rr(udp_size=max_udp, do=q.edns.do)
+    return Outcome(out, qtype=q.qtype, rcode=ans.rcode, truncated=tc)
+
+
+def respond(table: ZoneTable, data: bytes, *, tcp: bool = False, max_udp: int = MAX_UDP,
+            identity: str | None = None) -> Outcome:
+    try:
+        try:
+            q = parse(data)
+        except Malformed as exc:
+            return Outcome(error_header(data, rs.FORMERR) if exc.header else None,
+                           rcode=rs.FORMERR, malformed=True)
+        if q.edns is not None and q.edns.version != 0:
+            return Outcome(_simple(q, data, rcode=BADVERS, aa=False, max_udp=max_udp),
+                           qtype=q.qtype, rcode=BADVERS)
+        if q.opcode != 0:
+            return Outcome(_simple(q, data, rcode=rs.NOTIMP, aa=False, max_udp=max_udp),
+                           qtype=q.qtype, rcode=rs.NOTIMP)
+        limit = MAX_TCP if tcp else udp_limit(client=q.edns.udp_size if q.edns else None,
+                                                 max_udp=max_udp)
+        return _answer(table, q, data, limit=limit, max_udp=max_udp, identity=identity)
+    except Exception:  # noqa: BLE001 - a bug must cost one answer, never the server
+        log.exception("internal error answering a query")
+        if len(data) >= 12 and not data[2] & 0x80:
+            return Outcome(error_header(data, rs.SERVFAIL), rcode=rs.SERVFAIL)
+        return Outcome(None, rcode=rs.SERVFAIL)

@@ -1,0 +1,217 @@
+"""Helpers for the DNS server tests: the recorded CoreDNS cases, a dnspython client, etcd
+writes over its JSON gateway, and a real `fed-dns serve` subprocess."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import dns.flags
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import yaml
+
+from tests.support import LOOPBACK, REPO, fed_dns_command, free_port, wait_for
+
+CONFORMANCE_NAME = Path("shared") / "conformance" / "coredns-etcd.yaml"
+
+
+def conformance_file() -> Path:
+    """The recorded CoreDNS cases: $FED_DNS_CONFORMANCE, else shared/ next to or above the repo."""
+    env = os.environ.get("FED_DNS_CONFORMANCE")
+    if env:
+        return Path(env)
+    for base in (REPO, *REPO.parents):
+        candidate = base / CONFORMANCE_NAME
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{CONFORMANCE_NAME} not found above {REPO}")
+
+
+def load_cases() -> list[dict]:
+    return yaml.safe_load(conformance_file().read_text())
+
+
+def compact(value) -> bytes:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+
+
+def case_entries(case: dict, *, prefix: str = "/skydns") -> dict[str, bytes]:
+    """The case's keys as etcd would hold them, moved under `prefix`."""
+    return {prefix + key.removeprefix("/skydns"): compact(value)
+            for key, value in case["keys"].items()}
+
+
+def queries(cases: list[dict]) -> list[tuple[dict, dict]]:
+    return [(case, ex) for case in cases for ex in case["expect"]]
+
+
+def query_id(item) -> str:
+    case, ex = item
+    return f"{case['name']}:{ex['q'].replace(' ', '_')}"
+
+
+# -- comparing answers --------------------------------------------------------------------
+
+def lines(section) -> list[str]:
+    out = []
+    for rrset in section:
+        for rd in rrset:
+            text = rd.to_text().lower()
+            if rrset.rdtype == dns.rdatatype.SOA:
+                parts = text.split()
+                parts[2] = "<serial>"
+                text = " ".join(parts)
+            out.append(f"{rrset.name.to_text().lower()} {rrset.ttl} "
+                       f"{dns.rdatatype.to_text(rrset.rdtype)} {text}")
+    return sorted(out)
+
+
+def owner_type(line: str) -> str:
+    parts = line.split()
+    return f"{parts[0]} {parts[2]}"
+
+
+def summary(msg: dns.message.Message) -> dict:
+    """What conformance compares: rcode, aa, tc, answer and additional sets, authority
+    by owner and type only."""
+    return {
+        "rcode": dns.rcode.to_text(msg.rcode()),
+        "aa": bool(msg.flags & dns.flags.AA),
+        "tc": bool(msg.flags & dns.flags.TC),
+        "answer": lines(msg.answer),
+        "authority": sorted(owner_type(x) for x in lines(msg.authority)),
+        "additional": lines(msg.additional),
+    }
+
+
+def expected(ex: dict) -> dict:
+    return {
+        "rcode": ex["rcode"], "aa": ex["aa"], "tc": ex["tc"],
+        "answer": sorted(ex["answer"]),
+        "authority": sorted(owner_type(x) for x in ex["authority"]),
+        "additional": sorted(ex["additional"]),
+    }
+
+
+def split_q(q: str) -> tuple[str, str, bool]:
+    parts = q.split()
+    return parts[0], parts[1], len(parts) > 2 and parts[2] == "tcp"
+
+
+# -- asking a server ----------------------------------------------------------------------
+
+def ask(port: int, name: str, rdtype: str = "A", *, tcp: bool = False, edns: int | None = None,
+        payload: int = 1232, timeout: float = 2.0, host: str = LOOPBACK) -> dns.message.Message:
+    q = dns.message.make_query(name, rdtype, use_edns=edns, payload=payload)
+    if tcp:
+        return dns.query.tcp(q, host, port=port, timeout=timeout)
+    return dns.query.udp(q, host, port=port, timeout=timeout, ignore_trailing=False)
+
+
+def addresses(msg: dns.message.Message) -> list[str]:
+    return [rd.to_text() for rrset in msg.answer for rd in rrset
+            if rrset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA)]
+
+
+# -- etcd over its JSON gateway (etcd 3.4: /v3/kv/...) ------------------------------------
+
+class EtcdKV:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def _call(self, path: str, body: dict) -> dict:
+        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return json.loads(resp.read())
+
+    @staticmethod
+    def _b64(text: str | bytes) -> str:
+        raw = text.encode() if isinstance(text, str) else text
+        return base64.b64encode(raw).decode()
+
+    def put(self, key: str, value: bytes) -> None:
+        self._call("/v3/kv/put", {"key": self._b64(key), "value": self._b64(value)})
+
+    def delete(self, key: str) -> None:
+        self._call("/v3/kv/deleterange", {"key": self._b64(key)})
+
+    def put_all(self, entries: dict[str, bytes]) -> None:
+        for key, value in entries.items():
+            self.put(key, value)
+
+
+# -- a real `fed-dns serve` ---------------------------------------------------------------
+
+class ServeProcess:
+    def __init__(self, *, etcd_url: str, zone: str, prefix: str = "/skydns", workers: int = 1,
+                 port: int | None = None, extra: tuple[str, ...] = ()) -> None:
+        self.port = port or free_port()
+        self.args = fed_dns_command("serve", "--etcd", etcd_url, "--zone", zone,
+                                    "--listen", f"{LOOPBACK}:{self.port}", "--prefix", prefix,
+                                    "--workers", str(workers), *extra)
+        self.zone = zone
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def wait_answering(self, *, timeout: float = 30.0) -> None:
+        def up() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"serve exited {self.proc.returncode}: {self.stderr()}")
+            return ask(self.port, self.zone, "SOA", timeout=0.3).rcode() == dns.rcode.NOERROR
+        wait_for(up, timeout=timeout, interval=0.05, what=f"fed-dns serve on {self.port}")
+
+    def stderr(self) -> str:
+        return self.proc.stderr.read().decode(errors="replace")[-3000:] if self.proc.stderr else ""
+
+    def stop(self, *, timeout: float = 15.0) -> int:
+        """SIGTERM, wait, return the exit status (killed after timeout: then -9)."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            rc = -9
+        if self.proc.stderr:
+            self.proc.stderr.close()
+        self.proc = None
+        return rc
+
+
+@contextlib.contextmanager
+def serving(**kwargs) -> Iterator[ServeProcess]:
+    proc = ServeProcess(**kwargs)
+    proc.start()
+    try:
+        proc.wait_answering()
+        yield proc
+    finally:
+        proc.stop()
+
+
+def elapsed_until(predicate, *, timeout: float = 1.0, interval: float = 0.005) -> float:
+    """Seconds until predicate() is true; AssertionError past timeout."""
+    start = time.perf_counter()
+    while True:
+        if predicate():
+            return time.perf_counter() - start
+        if time.perf_counter() - start > timeout:
+            raise AssertionError(f"not true within {timeout}s")
+        time.sleep(interval)
