@@ -258,6 +258,7 @@ def daemon_metrics(daemon: Any) -> Metrics:
     dns_stats = lambda: getattr(daemon.dns, "stats", None)  # noqa: E731
     metrics.add_source("dns_requests_total", lambda: getattr(dns_stats(), "requests", None) or {})
     metrics.add_source("dns_dropped_total", lambda: getattr(dns_stats(), "dropped", None) or {})
+    metrics.add_source("dns_request_duration_seconds", lambda: getattr(dns_stats(), "durations", None) or {})
     return metrics
 
 

@@ -133,7 +133,10 @@ def test_daemon_wiring_reads_members_and_reconcile_stats():
     stats = types.SimpleNamespace(published_services=4, published_records=9, failovers=1,
                                   rejected={"bad-label": 2}, runs=5, failures=0, writes=3)
     daemon = types.SimpleNamespace(members={"c1": member(Health.READY, prober), "c2": member(Health.UNREACHABLE)},
-                                   reconciler=types.SimpleNamespace(stats=stats), etcd=None, dns=None)
+                                   reconciler=types.SimpleNamespace(stats=stats), etcd=None,
+                                   dns=types.SimpleNamespace(stats=types.SimpleNamespace(
+                                       requests={("udp", "A", "NOERROR"): 8}, dropped={("udp", "malformed"): 1},
+                                       durations={("udp",): ({0.001: 8, math.inf: 0}, 0.004)})))
     families = scrape(daemon_metrics(daemon))
     assert value(families["fed_dns_cluster_ready"], "fed_dns_cluster_ready", cluster="c1") == 1
     assert value(families["fed_dns_cluster_ready"], "fed_dns_cluster_ready", cluster="c2") == 0
@@ -142,5 +145,10 @@ def test_daemon_wiring_reads_members_and_reconcile_stats():
     assert value(families["fed_dns_watch_events"], "fed_dns_watch_events_total", cluster="c2", kind="services") == 7
     assert value(families["fed_dns_published_records"], "fed_dns_published_records") == 9
     assert value(families["fed_dns_rejected_objects"], "fed_dns_rejected_objects_total", reason="bad-label") == 2
+    assert value(families["fed_dns_dns_requests"], "fed_dns_dns_requests_total",
+                 protocol="udp", type="A", rcode="NOERROR") == 8
+    assert value(families["fed_dns_dns_dropped"], "fed_dns_dns_dropped_total", protocol="udp", reason="malformed") == 1
+    assert value(families["fed_dns_dns_request_duration_seconds"], "fed_dns_dns_request_duration_seconds_count",
+                 protocol="udp") == 8
     assert "fed_dns_leader" not in families or not families["fed_dns_leader"]  # no etcd: no leader sample
     assert not families.get("fed_dns_metrics_source_errors")
