@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from fed_dns.sim import discovery, patch, streams, tables
+from fed_dns.sim import discovery, openapi, patch, streams, tables
 from fed_dns.sim.context import Served
 from fed_dns.sim.kinds import DEPLOYMENT, ENDPOINT_SLICE, NAMESPACE, Kind
 from fed_dns.sim.selectors import both, field_selector, label_selector
@@ -126,8 +126,14 @@ def _fixed(path: str, served: Served) -> web.Response | None:
         return respond(discovery.core_versions(server=served.url))
     if path == "/apis":
         return respond(discovery.group_list())
+    if path == "/openapi/v3":
+        return respond(openapi.index())
+    if path.startswith("/openapi/v3/"):
+        doc = openapi.document_bytes(path[len("/openapi/v3/"):])
+        if doc is not None:
+            return respond(doc)
     if path.startswith("/openapi/"):
-        raise ApiError(code=404, message="the simulator serves no OpenAPI document")
+        raise ApiError(code=404, message="the simulator serves no such OpenAPI document")
     segs = path.strip("/").split("/")
     if segs == ["api", "v1"]:
         return respond(discovery.resource_list("v1"))

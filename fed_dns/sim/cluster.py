@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import json
 import os
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from fed_dns.sim import api, kinds
+from fed_dns.sim import api, kinds, tls
 from fed_dns.sim.context import Served
 from fed_dns.sim.store import Store
 
@@ -35,8 +36,11 @@ class SimCluster:
 
     def __init__(self, *, name: str, token: str | None = None, history_limit: int = 10_000,
                  bookmark_interval: float = 5.0, watch_timeout: float = 1800.0,
-                 ready_limit: int | None = None) -> None:
+                 ready_limit: int | None = None, use_tls: bool = False) -> None:
         self.name = name
+        self.use_tls = use_tls
+        self._cert: tls.Certificate | None = None
+        self._ssl = None
         self.token = token or secrets.token_urlsafe(24)
         self.store = Store(history_limit=history_limit, ready_limit=ready_limit)
         self._served = Served(store=self.store, token=self.token,
@@ -54,19 +58,23 @@ class SimCluster:
                                      access_log=None)
         await self._runner.setup()
         self.host = host
+        if self.use_tls:
+            self._cert = await asyncio.to_thread(tls.self_signed, host)
+            self._ssl = self._cert.server_context()
         await self._listen(port)
 
     async def _listen(self, port: int) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self._runner.server, self.host, port,
-                                                reuse_address=True)
+                                                reuse_address=True, ssl=self._ssl)
         self.port = self._server.sockets[0].getsockname()[1]
         self._served.url = self.url
         self.state = "running"
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.use_tls else 'http'}://{host}:{self.port}"
 
     def kill(self, mode: str = "stop") -> None:
         """"stop": refuse connections and cut every open one (watches included).
@@ -167,9 +175,14 @@ class SimCluster:
     # -- kubeconfig ----------------------------------------------------------------------
 
     def kubeconfig(self) -> dict:
+        """Cluster, user (bearer token) and context, all named after the cluster. kubectl
+        sends the token only over TLS: use `use_tls=True` for a cluster kubectl must reach."""
+        cluster: dict = {"server": self.url}
+        if self._cert is not None:
+            cluster["certificate-authority-data"] = base64.b64encode(self._cert.cert_pem).decode()
         return {
             "apiVersion": "v1", "kind": "Config", "preferences": {},
-            "clusters": [{"name": self.name, "cluster": {"server": self.url}}],
+            "clusters": [{"name": self.name, "cluster": cluster}],
             "users": [{"name": self.name, "user": {"token": self.token}}],
             "contexts": [{"name": self.name, "context": {"cluster": self.name,
                                                          "user": self.name}}],

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 
 from aiohttp import web
 
+from fed_dns.sim import tables
 from fed_dns.sim.context import Served
 from fed_dns.sim.kinds import Kind
 from fed_dns.sim.selectors import Matcher
@@ -30,6 +32,7 @@ async def watch(request: web.Request, *, served: Served, kind: Kind, namespace: 
     timeout = _int(q.get("timeoutSeconds"), name="timeoutSeconds")
     bookmarks = q.get("allowWatchBookmarks", "").lower() in ("1", "true")
     send_initial = q.get("sendInitialEvents", "").lower() in ("1", "true")
+    table = tables.wanted(request)  # kubectl get --watch
     resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
                                                    "Cache-Control": "no-cache, private"})
     resp.enable_chunked_encoding()
@@ -51,7 +54,8 @@ async def watch(request: web.Request, *, served: Served, kind: Kind, namespace: 
         while True:
             await served.until_answering()
             if watcher.buffer and not watcher.overflowed:
-                await resp.write(watcher.take())
+                data = watcher.take()
+                await resp.write(as_tables(kind, data) if table else data)
                 continue
             if watcher.closed:
                 break
@@ -72,3 +76,15 @@ async def watch(request: web.Request, *, served: Served, kind: Kind, namespace: 
     with contextlib.suppress(ConnectionError):
         await resp.write_eof()
     return resp
+
+
+def as_tables(kind: Kind, data: bytes) -> bytes:
+    """Watch lines with each object printed as a one-row Table (what `kubectl get -w` asks
+    for). Only kubectl watches this way, so the cost of re-encoding does not matter."""
+    out = []
+    for line in data.splitlines():
+        event = json.loads(line)
+        if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
+            event["object"] = tables.table(kind, [event["object"]], resource_version=None)
+        out.append(dumps(event) + b"\n")
+    return b"".join(out)

@@ -6,21 +6,30 @@ serves on the test's own event loop.
 
 from __future__ import annotations
 
+import contextlib
+
 import kubernetes
 import pytest
 
 from fed_dns.sim.cluster import SimCluster
 
 
-@pytest.fixture
-async def sim(tmp_path):
-    cluster = SimCluster(name="c1", bookmark_interval=0.3)
+@contextlib.asynccontextmanager
+async def serving(tmp_path, **options):
+    """A started SimCluster with its kubeconfig at tmp_path/kubeconfig; closed afterwards."""
+    cluster = SimCluster(**options)
     await cluster.start()
     cluster.write_kubeconfig(tmp_path / "kubeconfig")
     try:
         yield cluster
     finally:
         await cluster.close()
+
+
+@pytest.fixture
+async def sim(tmp_path):
+    async with serving(tmp_path, name="c1", bookmark_interval=0.3) as cluster:
+        yield cluster
 
 
 @pytest.fixture

@@ -1,0 +1,113 @@
+"""kill("stop"), kill("hang") and revive(): unreachable, then back on the same port."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import aiohttp
+import kubernetes
+import pytest
+
+from fed_dns.sim import objects
+
+pytestmark = pytest.mark.asyncio
+
+
+def _auth(sim) -> dict:
+    return {"Authorization": f"Bearer {sim.token}"}
+
+
+async def _status(session, sim, path="/readyz", timeout=2.0) -> int:
+    async with session.get(sim.url + path, headers=_auth(sim),
+                           timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+        await resp.read()
+        return resp.status
+
+
+async def test_stop_refuses_and_cuts_watches_then_revives_same_port(sim):
+    sim.apply(objects.service(name="a", namespace="ns"))
+    port, rv = sim.port, sim.resource_version
+    async with aiohttp.ClientSession() as session:
+        watch = await session.get(f"{sim.url}/api/v1/services?watch=1&resourceVersion={rv}",
+                                  headers=_auth(sim))
+        sim.kill("stop")
+        with pytest.raises((aiohttp.ClientPayloadError, aiohttp.ClientConnectionError)):
+            await asyncio.wait_for(watch.content.read(), 2)
+        watch.release()
+        with pytest.raises(aiohttp.ClientConnectorError):
+            await _status(session, sim)
+        sim.apply(objects.service(name="b", namespace="ns"))  # state changes while down
+
+        await sim.revive()
+        assert sim.port == port
+        assert await _status(session, sim) == 200
+        async with session.get(f"{sim.url}/api/v1/services?watch=1&resourceVersion={rv}"
+                               "&timeoutSeconds=1", headers=_auth(sim)) as resp:
+            lines = (await resp.read()).splitlines()
+        assert len(lines) == 1 and b'"name":"b"' in lines[0] and b'"ADDED"' in lines[0]
+
+
+async def test_hang_accepts_but_never_answers_and_stalls_watches(sim):
+    async with aiohttp.ClientSession() as session:
+        watch = await session.get(f"{sim.url}/api/v1/namespaces/ns/services?watch=1"
+                                  f"&resourceVersion={sim.resource_version}",
+                                  headers=_auth(sim))
+        sim.kill("hang")
+        sim.apply(objects.service(name="late", namespace="ns"))
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(watch.content.readline(), 0.5)
+        # A new connection is accepted (TCP), but nothing comes back.
+        reader, writer = await asyncio.open_connection(sim.host, sim.port)
+        writer.write(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(reader.read(1), 0.5)
+        with pytest.raises(TimeoutError):
+            await _status(session, sim, timeout=0.5)
+
+        await sim.revive()
+        assert await reader.read() == b""  # what came in while hung is cut, never answered
+        writer.close()
+        watch.release()
+        assert await _status(session, sim) == 200
+        assert sim.get(kind="Service", namespace="ns", name="late") is not None
+
+
+async def test_official_client_watch_fails_on_stop_and_works_after_revive(sim, core):
+    errors: list[BaseException] = []
+    started = threading.Event()
+
+    def watch():
+        w = kubernetes.watch.Watch()
+        try:
+            started.set()
+            for _ in w.stream(core.list_service_for_all_namespaces, timeout_seconds=30,
+                              resource_version=str(sim.resource_version)):
+                pass
+        except Exception as exc:  # noqa: BLE001 - what the test checks
+            errors.append(exc)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    await asyncio.to_thread(started.wait, 5)
+    await asyncio.sleep(0.3)
+    sim.kill("stop")
+    await asyncio.to_thread(thread.join, 10)
+    assert not thread.is_alive() and errors
+    await sim.revive()
+    listed = await asyncio.to_thread(core.list_namespace)
+    assert "default" in [n.metadata.name for n in listed.items]
+
+
+async def test_kill_twice_and_revive_running_are_errors(sim):
+    with pytest.raises(RuntimeError):
+        await sim.revive()
+    sim.kill("stop")
+    with pytest.raises(RuntimeError):
+        sim.kill("hang")
+    with pytest.raises(ValueError):
+        sim.kill("explode")
+    await sim.revive()
+    await sim.close()
+    await sim.close()  # idempotent
