@@ -42,10 +42,9 @@ async def test_relist_after_410_drops_what_was_deleted_meanwhile(sim, watch):
     sim.apply(svc("new", "10.0.0.4"))
     sim.compact()
     await sim.revive()
-    await until(lambda: set(w.view.services) == {key("api"), key("db"), key("new")}, timeout=10,
-                what="the re-listed view")
+    await until(lambda: set(w.view.services) == {key("api"), key("db"), key("new")}
+                and not w.view.services[key("db")].ready, timeout=10, what="the re-listed view")
     assert w.view.services[key("api")].backends[0].address == "10.0.0.22"
-    assert not w.view.services[key("db")].ready
     assert w.watcher.stats.relists == {"services": 1, "endpointslices": 1}
     sim.apply(svc("after", "10.0.0.5"))
     await until(lambda: key("after") in w.view.services, what="watching again after the re-list")
