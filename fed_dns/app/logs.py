@@ -144,5 +144,8 @@ def setup(*, fmt: str = "text", level: str = "info", stream: TextIO | None = Non
         old.close()
     root.addHandler(handler)
     root.setLevel(numeric)
+    # urllib3 (under the kubernetes client) logs every connection retry of a dead member;
+    # the watcher reports the broken stream once per attempt itself.
+    logging.getLogger("urllib3").setLevel(max(numeric, logging.ERROR))
     logging.captureWarnings(True)
     return handler

@@ -1,0 +1,130 @@
+"""Factories that build each package's running parts from the config.
+
+This is the one place that knows how config sections map onto server, etcd, watch and
+federation objects; the daemon, `serve` and the demo share it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fed_dns.model import ClusterSpec, Publish
+
+log = logging.getLogger("fed_dns.components")
+
+
+def split_hostport(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def etcd_settings(config):
+    from fed_dns.etcd.client import EtcdSettings
+
+    section = config.etcd
+    tls = section.tls
+    password = section.password.get_secret_value() if section.password is not None else None
+    return EtcdSettings(
+        endpoints=tuple(section.endpoints),
+        ca_file=tls.ca_file, cert_file=tls.cert_file, key_file=tls.key_file,
+        username=section.username, password=password, timeout=section.timeout,
+    )
+
+
+async def start_dns(*, config, settings):
+    from fed_dns.server import dns, table
+
+    host, port = split_hostport(config.dns.listen)
+    empty = table.build(zone=settings.zone, entries={}, prefix=settings.prefix)
+    server = dns.DnsServer(
+        host=host, port=port, table=empty,
+        tcp_idle_timeout=config.dns.tcp_idle_timeout,
+        max_tcp_connections=config.dns.max_tcp_connections,
+        max_udp_size=config.dns.max_udp_size,
+    )
+    await server.start()
+    return server
+
+
+async def start_http(*, config, daemon):
+    from fed_dns.app import http, metrics, status
+
+    host, port = split_hostport(config.http.listen)
+    registry = metrics.daemon_metrics(daemon)
+    endpoint = http.HttpEndpoint(host=host, port=port, metrics=registry,
+                                 status=lambda: status.daemon_status(daemon),
+                                 ready=daemon.ready)
+    await endpoint.start()
+    return endpoint
+
+
+async def start_etcd(*, config, prefix: str, identity: str, on_change):
+    import asyncio
+
+    from fed_dns.app.daemon import EtcdParts
+    from fed_dns.etcd import client as etcd_client
+    from fed_dns.etcd import leader as etcd_leader
+    from fed_dns.etcd import mirror as etcd_mirror
+    from fed_dns.etcd import writer as etcd_writer
+
+    settings = etcd_settings(config)
+    client = await etcd_client.connect(settings)
+    mirror = etcd_mirror.ZoneMirror(settings=settings, prefix=prefix + "/",
+                                    on_change=lambda _snapshot: on_change())
+    elector = None
+    if config.leader_election.enabled:
+        owner = config.zone_settings().owner_id
+        elector = etcd_leader.LeaderElector(
+            client=client, key=f"/fed-dns/{owner}/leader", identity=identity,
+            ttl=config.leader_election.lease_ttl, on_change=lambda _leader: on_change())
+    writer = etcd_writer.Writer(client=client, fence=elector.fence if elector else None)
+    tasks = [asyncio.get_running_loop().create_task(mirror.run(), name="etcd-mirror")]
+    if elector is not None:
+        tasks.append(asyncio.get_running_loop().create_task(elector.run(), name="etcd-leader"))
+    return EtcdParts(client=client, mirror=mirror, writer=writer, leader=elector, tasks=tasks)
+
+
+def kube_client(spec: ClusterSpec):
+    from fed_dns.watch import kubeconfig
+
+    return kubeconfig.load(spec)
+
+
+def watch_options(config):
+    from fed_dns.watch.parse import WatchOptions
+
+    return WatchOptions(
+        publish=Publish(config.publish),
+        export_all=config.export == "all",
+        include=tuple(config.namespaces.include),
+        exclude=tuple(config.namespaces.exclude),
+    )
+
+
+def watcher(*, config, spec: ClusterSpec, api_client, on_change, on_error):
+    from fed_dns.watch.cluster import ClusterWatcher
+
+    return ClusterWatcher(spec=spec, api_client=api_client, options=watch_options(config),
+                          on_change=on_change, on_error=on_error)
+
+
+def thresholds(config):
+    from fed_dns.federation.health import Thresholds
+
+    return Thresholds(failure=config.health.failure_threshold,
+                      success=config.health.success_threshold)
+
+
+def prober(*, config, name: str, api_client, on_change):
+    from fed_dns.federation.prober import ClusterProber
+
+    return ClusterProber(name=name, api_client=api_client, period=config.health.period,
+                         timeout=config.health.timeout, thresholds=thresholds(config),
+                         on_change=on_change)
+
+
+def backend_prober(*, config, on_change):
+    from fed_dns.federation.prober import BackendProber
+
+    return BackendProber(period=config.health.period, timeout=config.health.timeout,
+                         thresholds=thresholds(config), on_change=lambda *_: on_change())

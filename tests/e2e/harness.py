@@ -1,0 +1,193 @@
+"""End-to-end harness: simulated clusters on a loop thread, `fed-dns run` as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rdatatype
+import yaml
+
+from tests.support import LOOPBACK, REPO, free_port, wait_for
+
+
+class SimThread:
+    """SimClusters served by an event loop on a thread, driven from synchronous tests."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="sims", daemon=True)
+        self.thread.start()
+        self.clusters: dict[str, object] = {}
+
+    def call(self, fn, *args, **kwargs):
+        async def run():
+            result = fn(*args, **kwargs)
+            if asyncio.iscoroutine(result):
+                result = await result
+            return result
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout=30)
+
+    def add(self, name: str):
+        from fed_dns.sim.cluster import SimCluster
+
+        cluster = self.call(SimCluster, name=name)
+        self.call(cluster.start, host=LOOPBACK, port=0)
+        self.clusters[name] = cluster
+        return cluster
+
+    def close(self) -> None:
+        for cluster in self.clusters.values():
+            with contextlib.suppress(Exception):
+                self.call(cluster.close)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+
+def seed_service(sims: SimThread, name: str, *, index: int, ready: bool = True) -> None:
+    """`mysql` in namespace `ns` with endpoints 10.<index>.0.1-2 (sim.scenario)."""
+    from fed_dns.sim import scenario
+
+    sims.call(scenario.seed_mysql, sims.clusters[name], index=index, ready=2 if ready else 0)
+
+
+class Daemon:
+    """`fed-dns run --config FILE` as a subprocess with its output in a file."""
+
+    def __init__(self, *, tmp: Path, sims: SimThread, etcd_url: str | None, extra: dict | None = None,
+                 zone: str = "fed.example.com.") -> None:
+        self.dns_port = free_port()
+        self.http_port = free_port()
+        self.tmp = tmp
+        self.zone = zone
+        clusters = []
+        for name, cluster in sims.clusters.items():
+            path = tmp / f"{name}.kubeconfig"
+            sims.call(cluster.write_kubeconfig, path)
+            clusters.append({"name": name, "kubeconfig": str(path), "context": name})
+        self.config = {
+            "zone": zone,
+            "clusters": clusters,
+            "publish": "endpoints",
+            "health": {"period": "500ms", "timeout": "500ms", "failure_threshold": 3,
+                       "success_threshold": 2},
+            "dns": {"listen": f"{LOOPBACK}:{self.dns_port}"},
+            "http": {"listen": f"{LOOPBACK}:{self.http_port}"},
+            "etcd": {"endpoints": [etcd_url] if etcd_url else []},
+            "leader_election": {"enabled": bool(etcd_url), "lease_ttl": "3s"},
+        }
+        for key, value in (extra or {}).items():
+            self.config[key] = value
+        self.config_path = tmp / "fed-dns.yaml"
+        self.log_path = tmp / "daemon.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Daemon":
+        self.config_path.write_text(yaml.safe_dump(self.config))
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fed_dns.cli", "--log-level", "debug", "run", "--config",
+             str(self.config_path)], cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        wait_for(self.ready, timeout=30, what="daemon /readyz")
+        return self
+
+    def ready(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"daemon exited {self.proc.returncode}:\n{self.output()}")
+        try:
+            with urllib.request.urlopen(f"http://{LOOPBACK}:{self.http_port}/readyz", timeout=1) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def status(self) -> dict:
+        with urllib.request.urlopen(f"http://{LOOPBACK}:{self.http_port}/status", timeout=2) as r:
+            return json.load(r)
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://{LOOPBACK}:{self.http_port}/metrics", timeout=2) as r:
+            return r.read().decode()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        code, self.proc = self.proc.returncode, None
+        return code
+
+    def query(self, name: str, rdtype: str = "A", *, tcp: bool = False) -> dns.message.Message:
+        q = dns.message.make_query(name, rdtype)
+        if tcp:
+            return dns.query.tcp(q, LOOPBACK, port=self.dns_port, timeout=2)
+        return dns.query.udp(q, LOOPBACK, port=self.dns_port, timeout=2)
+
+    def addresses(self, name: str) -> set[str]:
+        reply = self.query(name)
+        return {rr.to_text() for rrset in reply.answer if rrset.rdtype == dns.rdatatype.A for rr in rrset}
+
+    def cnames(self, name: str) -> set[str]:
+        reply = self.query(name)
+        return {rr.to_text() for rrset in reply.answer if rrset.rdtype == dns.rdatatype.CNAME for rr in rrset}
+
+
+def _etcd_range(url: str, prefix: str) -> list[dict]:
+    """etcd's own v3 JSON gateway (independent of aetcd): the kvs under prefix."""
+    end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    body = json.dumps({"key": base64_of(prefix), "range_end": base64_of(end)}).encode()
+    req = urllib.request.Request(f"{url}/v3/kv/range", data=body, method="POST")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.load(r).get("kvs", [])
+
+
+def etcd_items(url: str, prefix: str) -> dict[str, dict]:
+    """The keys under prefix and their decoded JSON values."""
+    return {base64.b64decode(kv["key"]).decode(): json.loads(base64.b64decode(kv["value"]))
+            for kv in _etcd_range(url, prefix)}
+
+
+def etcd_mod_revisions(url: str, prefix: str) -> dict[str, int]:
+    """The keys under prefix and the revision each was last written at."""
+    return {base64.b64decode(kv["key"]).decode(): int(kv["mod_revision"])
+            for kv in _etcd_range(url, prefix)}
+
+
+def etcd_put(url: str, key: str, value: str) -> None:
+    body = json.dumps({"key": base64_of(key), "value": base64_of(value)}).encode()
+    req = urllib.request.Request(f"{url}/v3/kv/put", data=body, method="POST")
+    urllib.request.urlopen(req, timeout=5).close()
+
+
+def base64_of(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def timed(predicate, *, timeout: float, what: str) -> float:
+    """Seconds until predicate() holds (polling every 20 ms)."""
+    start = time.monotonic()
+    wait_for(predicate, timeout=timeout, interval=0.02, what=what)
+    return time.monotonic() - start

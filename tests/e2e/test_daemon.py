@@ -1,0 +1,245 @@
+"""`fed-dns run` end to end: simulated clusters + real etcd + real DNS queries (dnspython)."""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from fed_dns.records import codec
+from tests.e2e.harness import (Daemon, SimThread, etcd_items, etcd_put, etcd_mod_revisions, seed_service,
+                               timed)
+from tests.support import REPO
+
+pytestmark = pytest.mark.slow
+_zones = itertools.count(1)
+PERIOD, FAILURES, SUCCESSES = 0.5, 3, 2
+
+
+@pytest.fixture
+def zone() -> str:
+    return f"e2e{next(_zones)}.example.com."
+
+
+@pytest.fixture
+def sims():
+    sims = SimThread()
+    for i, name in enumerate(("c1", "c2", "c3"), start=1):
+        sims.add(name)
+        seed_service(sims, name, index=i)
+    yield sims
+    sims.close()
+
+
+@pytest.fixture
+def daemon_factory(tmp_path, sims):
+    started = []
+
+    def make(*, etcd_url, zone, extra=None):
+        d = Daemon(tmp=tmp_path, sims=sims, etcd_url=etcd_url, zone=zone, extra=extra)
+        started.append(d)
+        return d
+
+    yield make
+    for d in started:
+        d.stop()
+
+
+def zone_prefix(zone: str) -> str:
+    return "/skydns/" + "/".join(reversed(zone.rstrip(".").split("."))) + "/"
+
+
+def expected_keys(zone: str, clusters=(("c1", 1), ("c2", 2), ("c3", 3))) -> dict[str, dict]:
+    base = zone_prefix(zone) + "ns/mysql/"
+    owner = f"fed-dns/{zone}"
+    out = {}
+    for name, index in clusters:
+        for n in (1, 2):
+            address = f"10.{index}.0.{n}"
+            value = {"host": address, "port": 3306, "ttl": 5, "owner": owner, "cluster": name}
+            out[f"{base}{name}/{codec.backend_id(address)}"] = value
+            out[f"{base}_tcp/_mysql/{name}/{codec.backend_id(address)}"] = value
+    return out
+
+
+def all_addresses(indexes=(1, 2, 3)) -> set[str]:
+    return {f"10.{i}.0.{n}" for i in indexes for n in (1, 2)}
+
+
+def test_every_cluster_answers_and_etcd_holds_the_naming_keys(etcd_server, daemon_factory, zone):
+    foreign = zone_prefix(zone) + "ns/mysql/manual"
+    etcd_put(etcd_server.url, foreign, '{"host":"10.9.9.9","ttl":5}')
+    d = daemon_factory(etcd_url=etcd_server.url, zone=zone).start()
+    name = f"mysql.ns.{zone}"
+    timed(lambda: all_addresses() <= d.addresses(name), timeout=10, what="all backends in DNS")
+    assert d.addresses(name) == all_addresses() | {"10.9.9.9"}  # the foreign key answers too
+    assert d.addresses(f"c2.{name}") == {"10.2.0.1", "10.2.0.2"}
+    srv = d.query(f"_mysql._tcp.{name}", "SRV")
+    assert len(srv.answer[0]) == 6 and all(rr.port == 3306 for rr in srv.answer[0])
+    want = expected_keys(zone)
+    timed(lambda: {k: v for k, v in etcd_items(etcd_server.url, zone_prefix(zone)).items()
+                   if k != foreign} == want, timeout=10, what="etcd keys of naming.md")
+    assert etcd_items(etcd_server.url, zone_prefix(zone))[foreign] == {"host": "10.9.9.9", "ttl": 5}
+    status = d.status()
+    assert {c["name"]: (c["health"], c["synced"]) for c in status["clusters"]} == {
+        n: ("ready", True) for n in ("c1", "c2", "c3")}
+    assert status["leader"] is True
+    assert "fed_dns_" in d.metrics()
+
+
+def test_killed_cluster_fails_over_within_bound_and_returns(etcd_server, sims, daemon_factory, zone):
+    d = daemon_factory(etcd_url=etcd_server.url, zone=zone).start()
+    name = f"mysql.ns.{zone}"
+    timed(lambda: d.addresses(name) == all_addresses(), timeout=10, what="all backends")
+    sims.call(sims.clusters["c2"].kill, mode="stop")
+    bound = PERIOD * FAILURES + 1.0
+    took = timed(lambda: d.addresses(name) == all_addresses((1, 3)), timeout=bound + 5,
+                 what="c2 withdrawn from DNS")
+    assert took <= bound + 0.5, f"failover took {took:.2f}s, bound {bound}s"
+    assert d.cnames(f"c2.{name}") == {name}
+    assert d.addresses(f"c2.{name}") == all_addresses((1, 3))  # the CNAME is chased in-zone
+    prefix = zone_prefix(zone) + "ns/mysql/"
+    timed(lambda: etcd_items(etcd_server.url, prefix).get(prefix + "c2", {}).get("port") == -1,
+          timeout=5, what="fallback CNAME in etcd")
+    items = etcd_items(etcd_server.url, prefix)
+    assert not [k for k in items if k.startswith(prefix + "c2/")]
+    assert items[prefix + "c2"]["host"] == name.rstrip(".")
+    assert [k for k in items if "/_tcp/_mysql/c2/" in k] == []
+
+    sims.call(sims.clusters["c2"].revive)
+    back = PERIOD * SUCCESSES + 1.0
+    took = timed(lambda: d.addresses(name) == all_addresses(), timeout=back + 5, what="c2 back")
+    assert took <= back + 1.0, f"recovery took {took:.2f}s, bound {back}s"
+    timed(lambda: etcd_items(etcd_server.url, prefix) == {
+        k: v for k, v in expected_keys(zone).items()}, timeout=5, what="c2 keys back in etcd")
+
+
+def test_backends_that_lose_readiness_are_withdrawn(etcd_server, sims, daemon_factory, zone):
+    d = daemon_factory(etcd_url=etcd_server.url, zone=zone).start()
+    name = f"mysql.ns.{zone}"
+    timed(lambda: d.addresses(name) == all_addresses(), timeout=10, what="all backends")
+    seed_service(sims, "c3", index=3, ready=False)
+    timed(lambda: d.addresses(name) == all_addresses((1, 2)), timeout=3, what="c3 withdrawn")
+    assert d.cnames(f"c3.{name}") == {name}
+    seed_service(sims, "c3", index=3, ready=True)
+    timed(lambda: d.addresses(name) == all_addresses(), timeout=3, what="c3 back")
+
+
+def test_restart_rewrites_nothing_and_foreign_keys_survive(etcd_server, daemon_factory, zone):
+    foreign = zone_prefix(zone) + "other/thing/x"
+    etcd_put(etcd_server.url, foreign, '{"host":"10.8.8.8","owner":"someone-else"}')
+    # a key at a name we publish but owned by someone else: never overwritten
+    d = daemon_factory(etcd_url=etcd_server.url, zone=zone).start()
+    want = expected_keys(zone)
+    timed(lambda: {k: v for k, v in etcd_items(etcd_server.url, zone_prefix(zone)).items()
+                   if k != foreign} == want, timeout=10, what="keys written")
+    assert d.stop() == 0
+    before = etcd_mod_revisions(etcd_server.url, zone_prefix(zone))
+    d2 = daemon_factory(etcd_url=etcd_server.url, zone=zone).start()
+    name = f"mysql.ns.{zone}"
+    timed(lambda: d2.addresses(name) == all_addresses(), timeout=10, what="answers after restart")
+    timed(lambda: d2.status()["reconcile"]["runs"] >= 2, timeout=5, what="reconcile after restart")
+    assert etcd_mod_revisions(etcd_server.url, zone_prefix(zone)) == before, \
+        "a restart rewrote or deleted keys"
+    assert etcd_items(etcd_server.url, zone_prefix(zone))[foreign]["owner"] == "someone-else"
+
+
+def test_etcd_outage_keeps_dns_and_catches_up(etcd_fresh, sims, daemon_factory, zone):
+    d = daemon_factory(etcd_url=etcd_fresh.url, zone=zone).start()
+    name = f"mysql.ns.{zone}"
+    prefix = zone_prefix(zone) + "ns/mysql/"
+    timed(lambda: len(etcd_items(etcd_fresh.url, prefix)) == 12, timeout=10, what="keys written")
+    etcd_fresh.stop()
+    seed_service(sims, "c1", index=1, ready=False)
+    timed(lambda: d.addresses(name) == all_addresses((2, 3)), timeout=5, what="DNS follows without etcd")
+    assert d.addresses(f"c3.{name}") == {"10.3.0.1", "10.3.0.2"}
+    etcd_fresh.start()
+    timed(lambda: etcd_items(etcd_fresh.url, prefix).get(prefix + "c1", {}).get("port") == -1,
+          timeout=20, what="etcd brought up to date")
+    assert d.proc.poll() is None
+
+
+def test_without_etcd_records_live_in_the_dns_table(sims, daemon_factory, zone):
+    d = daemon_factory(etcd_url=None, zone=zone).start()
+    name = f"mysql.ns.{zone}"
+    timed(lambda: d.addresses(name) == all_addresses(), timeout=10, what="answers from memory")
+    assert d.status()["etcd"] is None
+    assert d.stop(signal.SIGINT) == 0
+
+
+def test_hostile_object_names_are_counted_not_published(sims, daemon_factory, zone):
+    from fed_dns.sim import objects
+
+    cluster = sims.clusters["c1"]
+    ports = [{"name": "mysql", "port": 3306, "protocol": "TCP"}]
+    sims.call(cluster.apply, objects.service(
+        name="Bad_Name", namespace="ns", cluster_ip="10.101.0.99", ports=ports,
+        annotations={"fed-dns.io/export": "true"}))
+    d = daemon_factory(etcd_url=None, zone=zone).start()
+    name = f"mysql.ns.{zone}"
+    timed(lambda: d.addresses(name) == all_addresses(), timeout=10, what="good names published")
+    assert d.query(f"bad_name.ns.{zone}").rcode() == 3  # NXDOMAIN
+    assert "fed_dns_rejected_objects_total" in d.metrics()
+
+
+def test_member_that_answers_garbage_or_hangs_does_not_stop_the_others(tmp_path, sims, zone):
+    import socket
+    import threading
+
+    garbage = socket.socket()
+    garbage.bind(("127.0.0.1", 0))
+    garbage.listen()
+    stop = threading.Event()
+
+    def serve():
+        garbage.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = garbage.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n{garbage")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    bad = tmp_path / "bad.kubeconfig"
+    bad.write_text(f"""apiVersion: v1
+kind: Config
+clusters: [{{name: bad, cluster: {{server: "http://127.0.0.1:{garbage.getsockname()[1]}"}}}}]
+users: [{{name: bad, user: {{token: not-a-secret-token}}}}]
+contexts: [{{name: bad, context: {{cluster: bad, user: bad}}}}]
+current-context: bad
+""")
+    d = Daemon(tmp=tmp_path, sims=sims, etcd_url=None, zone=zone)
+    d.config["clusters"].append({"name": "bad", "kubeconfig": str(bad), "context": "bad"})
+    d.config["clusters"].append({"name": "missing", "kubeconfig": str(tmp_path / "nope"),
+                                 "context": "missing"})
+    try:
+        d.start()
+        name = f"mysql.ns.{zone}"
+        timed(lambda: d.addresses(name) == all_addresses(), timeout=15, what="good members served")
+        clusters = {c["name"]: c for c in d.status()["clusters"]}
+        assert clusters["bad"]["health"] != "ready"
+        assert clusters["missing"]["health"] == "unreachable"
+        assert "nope" in clusters["missing"]["last_error"]
+        assert "not-a-secret-token" not in d.output()
+        assert "not-a-secret-token" not in str(d.status())
+    finally:
+        d.stop()
+        stop.set()
+        thread.join(timeout=5)
+        garbage.close()
+
+
+def test_malformed_config_exits_2_with_the_field(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("zone: fed.example.com.\nhealth: {period: soon}\n")
+    result = subprocess.run([sys.executable, "-m", "fed_dns.cli", "run", "--config", str(path)],
+                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "health.period" in result.stderr and str(path) in result.stderr
+    assert "Traceback" not in result.stderr
