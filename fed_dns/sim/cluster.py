@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import copy
 import json
 import os
 import secrets
@@ -141,21 +140,21 @@ class SimCluster:
     def apply(self, obj: dict) -> dict:
         """Create or replace `obj` (its kind from `kind`), as given: status included."""
         stored = self.store.put(kinds.for_object(obj), obj)
-        return copy.deepcopy(stored.obj)
+        return json.loads(stored.data)
 
     def delete(self, *, kind: str, namespace: str = "", name: str) -> dict | None:
         k = _kind(kind)
         if self.store.get(k, namespace=namespace, name=name) is None:
             return None
-        return copy.deepcopy(self.store.delete(k, namespace=namespace, name=name).obj)
+        return json.loads(self.store.delete(k, namespace=namespace, name=name).data)
 
     def get(self, *, kind: str, namespace: str = "", name: str) -> dict | None:
         stored = self.store.get(_kind(kind), namespace=namespace, name=name)
-        return copy.deepcopy(stored.obj) if stored else None
+        return json.loads(stored.data) if stored else None
 
     def list(self, *, kind: str, namespace: str | None = None) -> list[dict]:
         items, _ = self.store.list(_kind(kind), namespace=namespace)
-        return [copy.deepcopy(s.obj) for s in items]
+        return [json.loads(s.data) for s in items]
 
     def compact(self) -> None:
         self.store.compact()

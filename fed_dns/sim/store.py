@@ -3,7 +3,6 @@ a bounded event history for watches, and the watchers to fan events out to."""
 
 from __future__ import annotations
 
-import copy
 import secrets
 import uuid
 from collections import deque
@@ -13,8 +12,8 @@ from datetime import UTC, datetime
 
 from fed_dns.sim import defaults
 from fed_dns.sim.kinds import DEPLOYMENT, KINDS, NAMESPACE, Kind
-from fed_dns.sim.status import ApiError, already_exists, conflict, expired, not_found
-from fed_dns.sim.watchers import Event, Watcher, dumps, event_line
+from fed_dns.sim.status import already_exists, conflict, expired, not_found
+from fed_dns.sim.watchers import Event, Watcher, clone, dumps, event_line
 
 Key = tuple[str, str]  # (namespace or "", name)
 Matcher = Callable[[dict], bool]
@@ -118,7 +117,7 @@ class Store:
         if strict:
             defaults.validate(kind, obj)
         if subresource == "status":
-            merged = dict(old.obj, status=copy.deepcopy(obj.get("status") or {}))
+            merged = dict(old.obj, status=clone(obj.get("status") or {}))
             return self._write(kind, key, merged, old=old, keep_status=True)
         return self._write(kind, key, obj, old=old, keep_status=not strict)
 
@@ -170,7 +169,7 @@ class Store:
 
     def _write(self, kind: Kind, key: Key, obj: dict, *, old: Stored | None,
                keep_status: bool) -> Stored:
-        obj = copy.deepcopy(obj)
+        obj = clone(obj)
         obj["apiVersion"] = kind.api_version
         obj["kind"] = kind.kind
         meta = obj.setdefault("metadata", {})
@@ -188,15 +187,18 @@ class Store:
             old_meta = old.obj["metadata"]
             meta["uid"] = old_meta["uid"]
             meta["creationTimestamp"] = old_meta["creationTimestamp"]
-            changed = _content(obj) != _content(old.obj)
-            meta["generation"] = old_meta.get("generation", 1) + (1 if changed else 0)
+            meta["generation"] = old_meta.get("generation", 1)
             if not keep_status:
-                obj["status"] = copy.deepcopy(old.obj.get("status") or {})
+                obj["status"] = clone(old.obj.get("status") or {})
         if old is None and not keep_status:
             obj.pop("status", None)
         meta["resourceVersion"] = str(self.rv)
         defaults.fill(kind, obj, ips=self._ips, old=old.obj if old else None,
                       ready_limit=self._ready_limit)
+        if old is not None and _content(obj) != _content(old.obj):
+            meta["generation"] += 1  # the spec changed (compared with defaults filled in)
+            if kind is DEPLOYMENT:
+                obj["status"] = defaults.deployment_status(obj, ready_limit=self._ready_limit)
         stored = Stored(obj=obj, data=dumps(obj))
         self._items[kind.key][key] = stored
         self._publish(Event(rv=self.rv, resource=kind.key,

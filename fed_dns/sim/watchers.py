@@ -16,6 +16,11 @@ def dumps(obj: object) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def clone(obj: object) -> object:
+    """A deep copy of JSON data (several times faster than copy.deepcopy)."""
+    return json.loads(dumps(obj))
+
+
 def event_line(kind: str, data: bytes) -> bytes:
     return b'{"type":"' + kind.encode() + b'","object":' + data + b"}\n"
 
