@@ -53,7 +53,10 @@ async def start_http(*, config, daemon):
     registry = metrics.daemon_metrics(daemon)
     endpoint = http.HttpEndpoint(host=host, port=port, metrics=registry,
                                  status=lambda: status.daemon_status(daemon),
-                                 ready=daemon.ready)
+                                 ready=daemon.ready,
+                                 records=lambda: status.records_table(
+                                     entries=daemon.reconciler.entries, zone=daemon.settings.zone,
+                                     prefix=daemon.settings.prefix))
     await endpoint.start()
     return endpoint
 

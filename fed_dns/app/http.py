@@ -10,6 +10,7 @@
 - `/status`: `status()` as JSON, passed through `logs.redact_value` first, so a credential
   that slipped into a field (a token, a password, a URL with user:password@, a PEM block) is
   masked. If `status()` raises, 500 with a generic message (the exception is logged).
+- `/records` (when `records` is given): the published records as JSON rows, the same way.
 """
 
 from __future__ import annotations
@@ -29,12 +30,13 @@ log = logging.getLogger(__name__)
 
 class HttpEndpoint:
     def __init__(self, *, host: str, port: int, metrics: Any, status: Callable[[], dict],
-                 ready: Callable[[], bool]) -> None:
+                 ready: Callable[[], bool], records: Callable[[], Any] | None = None) -> None:
         self._host = host
         self._port = port
         self._metrics = metrics
         self._status = status
         self._ready = ready
+        self._records = records
         self._runner: web.AppRunner | None = None
 
     @property
@@ -47,7 +49,9 @@ class HttpEndpoint:
         app.router.add_get("/metrics", self._metrics_page)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
-        app.router.add_get("/status", self._status_page)
+        app.router.add_get("/status", self._json_page(self._status, "status"))
+        if self._records is not None:
+            app.router.add_get("/records", self._json_page(self._records, "records"))
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         try:
@@ -77,10 +81,15 @@ class HttpEndpoint:
             ready = False
         return web.Response(text="ready\n") if ready else web.Response(status=503, text="not ready\n")
 
-    async def _status_page(self, request: web.Request) -> web.Response:
-        try:
-            body = json.dumps(logs.redact_value(self._status()), indent=2, sort_keys=True, default=str)
-        except Exception:
-            log.exception("building /status failed")
-            return web.json_response({"error": "status unavailable, see the daemon's log"}, status=500)
-        return web.Response(text=body + "\n", content_type="application/json")
+    @staticmethod
+    def _json_page(source: Callable[[], Any], what: str):
+        async def page(request: web.Request) -> web.Response:
+            try:
+                body = json.dumps(logs.redact_value(source()), indent=2, sort_keys=True, default=str)
+            except Exception:
+                log.exception("building /%s failed", what)
+                return web.json_response({"error": f"{what} unavailable, see the daemon's log"},
+                                         status=500)
+            return web.Response(text=body + "\n", content_type="application/json")
+
+        return page

@@ -93,3 +93,10 @@ def _plain(stats) -> dict | None:
         elif isinstance(value, dict):
             out[name] = {str(k): v for k, v in value.items()}
     return out
+
+
+def main(args) -> int:
+    """`fed-dns status` (the CLI's entry for this module)."""
+    from fed_dns.app.admin import status_main
+
+    return status_main(args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import signal
 import subprocess
 import sys
@@ -243,3 +244,32 @@ def test_malformed_config_exits_2_with_the_field(tmp_path):
     assert result.returncode == 2
     assert "health.period" in result.stderr and str(path) in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_status_and_records_commands(etcd_server, daemon_factory, zone):
+    d = daemon_factory(etcd_url=etcd_server.url, zone=zone).start()
+    name = f"mysql.ns.{zone}"
+    timed(lambda: len(etcd_items(etcd_server.url, zone_prefix(zone))) == 12, timeout=10, what="keys")
+    cli = [sys.executable, "-m", "fed_dns.cli"]
+    url = f"http://127.0.0.1:{d.http_port}"
+    out = subprocess.run([*cli, "status", "--url", url], cwd=REPO, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert f"zone {zone}" in out.stdout
+    for cluster in ("c1", "c2", "c3"):
+        assert any(line.split()[:3] == [cluster, "ready", "True"] for line in out.stdout.splitlines())
+    from_daemon = subprocess.run([*cli, "records", "--url", url, "--json"], cwd=REPO,
+                                 capture_output=True, text=True, timeout=60)
+    from_etcd = subprocess.run([*cli, "records", "--etcd", etcd_server.url, "--zone", zone, "--json"],
+                               cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert from_daemon.returncode == 0 and from_etcd.returncode == 0, from_etcd.stderr
+    assert json.loads(from_daemon.stdout) == json.loads(from_etcd.stdout)
+    rows = json.loads(from_etcd.stdout)
+    assert {r["target"] for r in rows if r["name"] == f"c1.{name}"} == set()  # leaves sit below
+    assert {r["target"] for r in rows if r["name"].endswith(f".c2.{name}")} == {"10.2.0.1", "10.2.0.2"}
+    table = subprocess.run([*cli, "records", "--url", url], cwd=REPO, capture_output=True, text=True,
+                           timeout=60).stdout
+    assert table.splitlines()[0].split() == ["NAME", "TARGET", "PORT", "TTL", "CLUSTER"]
+    down = subprocess.run([*cli, "status", "--url", "http://127.0.0.1:9"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert down.returncode == 1 and "cannot reach the daemon" in down.stderr
