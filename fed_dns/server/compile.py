@@ -63,9 +63,9 @@ def to_rr(rr: rs.RR) -> dnslib.RR:
 
 
 def header(*, rcode: int, aa: bool, rd: int, tc: bool = False,
-           an: int = 0, ns: int = 0, ar: int = 0, cd: int = 0) -> bytes:
+           an: int = 0, ns: int = 0, ar: int = 0, cd: int = 0, opcode: int = 0) -> bytes:
     """Flags and counts (bytes 2..12 of a response; the ID is the client's)."""
-    b2 = 0x80 | (0x04 if aa else 0) | (0x02 if tc else 0) | (rd & 1)
+    b2 = 0x80 | (opcode & 0x0F) << 3 | (0x04 if aa else 0) | (0x02 if tc else 0) | (rd & 1)
     b3 = (rcode & 0x0F) | (0x10 if cd else 0)
     return struct.pack("!BBHHHH", b2, b3, 1, an, ns, ar)
 

@@ -48,7 +48,8 @@ def _simple(q: Query, data: bytes, *, rcode: int, aa: bool, max_udp: int,
             an: int = 0, ns: int = 0, tail: bytes = b"") -> bytes:
     """Header + echoed question + tail, with our OPT when the query had one."""
     ar = 1 if q.edns is not None else 0
-    out = q.id + header(rcode=rcode & 0x0F, aa=aa, rd=q.rd, cd=q.cd, an=an, ns=ns, ar=ar) \
+    out = q.id + header(rcode=rcode & 0x0F, aa=aa, rd=q.rd, cd=q.cd, an=an, ns=ns, ar=ar,
+                         opcode=q.opcode) \
         + data[12:q.question_end] + tail
     if q.edns is not None:
         out += opt_rr(udp_size=max_udp, do=q.edns.do, ext_rcode=rcode >> 4)

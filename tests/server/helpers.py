@@ -113,7 +113,8 @@ def split_q(q: str) -> tuple[str, str, bool]:
 
 def ask(port: int, name: str, rdtype: str = "A", *, tcp: bool = False, edns: int | None = None,
         payload: int = 1232, timeout: float = 2.0, host: str = LOOPBACK) -> dns.message.Message:
-    q = dns.message.make_query(name, rdtype, use_edns=edns, payload=payload)
+    q = dns.message.make_query(name, rdtype, use_edns=edns,
+                               payload=payload if edns is not None else None)
     if tcp:
         return dns.query.tcp(q, host, port=port, timeout=timeout)
     return dns.query.udp(q, host, port=port, timeout=timeout, ignore_trailing=False)
