@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import random
@@ -145,6 +146,26 @@ def list_decode(api_client) -> dict:
             "client_models_ms": round((t2 - t1) * 1000, 1)}
 
 
+class GcPauses:
+    """Collector pauses in this process (a full collection over the views can stall the loop)."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, float]] = []
+        self._start = 0.0
+        gc.callbacks.append(self)
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.pauses.append((info["generation"], time.perf_counter() - self._start))
+
+    def summary(self) -> dict:
+        gen2 = [p for g, p in self.pauses if g == 2]
+        return {"collections": len(self.pauses), "gen2": len(gen2),
+                "max_ms": round(max((p for _, p in self.pauses), default=0) * 1000, 1)}
+
+
 async def until(predicate, *, timeout: float) -> None:
     deadline = time.perf_counter() + timeout
     while not predicate():
@@ -198,6 +219,7 @@ async def bench(*, clusters: int, services: int, rate: int, seconds: float, burs
 
         # latency at a steady rate, spread over the members
         await asyncio.sleep(0.5)
+        pauses = GcPauses()
         interval, sent, seq = 1.0 / rate, 0, 0
         t0 = time.perf_counter()
         while time.perf_counter() - t0 < seconds:
@@ -217,7 +239,7 @@ async def bench(*, clusters: int, services: int, rate: int, seconds: float, burs
         out["latency"] = {"rate_per_s": rate, "seconds": seconds, "events": len(lat),
                           "p50_ms": round(statistics.median(lat) * 1000, 2),
                           "p99_ms": round(lat[int(len(lat) * 0.99) - 1] * 1000, 2),
-                          "max_ms": round(lat[-1] * 1000, 2)}
+                          "max_ms": round(lat[-1] * 1000, 2), "gc_pauses": pauses.summary()}
         out["rss_mb_end"] = round(rss_mb(), 1)
         out["watch_restarts"] = sum(sum(w.stats.restarts.values()) for w in watchers)
     finally:
