@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -274,17 +275,32 @@ def _delete_options(body: object) -> dict:
 async def _delete(request: web.Request, served: Served, target: Target) -> web.Response:
     _no_dry_run(request)
     pre = _delete_options(await _body(request))
+    if target.kind is NAMESPACE:
+        return respond(_terminate_namespace(served, target.name).data)
     gone = served.store.delete(target.kind, namespace=target.namespace or "", name=target.name,
                                preconditions=pre)
-    if target.kind is NAMESPACE:
-        obj = dict(gone.obj, status={"phase": "Terminating"})
-        return respond(obj)
     if target.kind.kind == "Service":
         return respond(gone.data)
     meta = gone.obj["metadata"]
     return respond(status(code=200, message="", reason="", details={
         "name": meta["name"], "group": target.kind.group, "kind": target.kind.plural,
         "uid": meta.get("uid")}))
+
+
+def _terminate_namespace(served: Served, name: str) -> Stored:
+    """Namespaces go Terminating first and vanish (with their contents) a little later, so
+    `kubectl delete -f` of a namespace and its objects finds them still there."""
+    store = served.store
+    stored = store.terminate_namespace(name)
+    uid = stored.obj["metadata"]["uid"]
+
+    def finish() -> None:
+        current = store.get(NAMESPACE, namespace="", name=name)
+        if current is not None and current.obj["metadata"]["uid"] == uid:
+            store.delete(NAMESPACE, namespace="", name=name)
+
+    asyncio.get_running_loop().call_later(served.namespace_grace, finish)
+    return stored
 
 
 def _delete_collection(request: web.Request, served: Served, target: Target) -> web.Response:

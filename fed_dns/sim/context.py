@@ -15,6 +15,7 @@ class Served:
     url: str = ""
     bookmark_interval: float = 5.0
     watch_timeout: float = 1800.0
+    namespace_grace: float = 0.5  # how long a namespace deleted over the API stays Terminating
     hung: bool = False
     _resumed: asyncio.Event = field(default_factory=asyncio.Event)
 

@@ -45,6 +45,7 @@ def _resource(kind: Kind) -> dict:
         "kind": kind.kind, "verbs": ["create", "delete", "deletecollection", "get", "list",
                                      "patch", "update", "watch"],
         **({"shortNames": list(kind.short_names)} if kind.short_names else {}),
+        **({"categories": list(kind.categories)} if kind.categories else {}),
         "storageVersionHash": "",
     }
 

@@ -19,6 +19,7 @@ class Kind:
     short_names: tuple[str, ...] = ()
     singular: str = ""
     subresources: tuple[str, ...] = ()  # "status", "scale"
+    categories: tuple[str, ...] = ()  # "all": `kubectl get all`
 
     @property
     def api_version(self) -> str:
@@ -41,12 +42,13 @@ class Kind:
 NAMESPACE = Kind(kind="Namespace", plural="namespaces", group="", version="v1", namespaced=False,
                  short_names=("ns",), singular="namespace", subresources=("status",))
 SERVICE = Kind(kind="Service", plural="services", group="", version="v1", namespaced=True,
-               short_names=("svc",), singular="service", subresources=("status",))
+               short_names=("svc",), singular="service", subresources=("status",),
+               categories=("all",))
 ENDPOINT_SLICE = Kind(kind="EndpointSlice", plural="endpointslices", group="discovery.k8s.io",
                       version="v1", namespaced=True, singular="endpointslice")
 DEPLOYMENT = Kind(kind="Deployment", plural="deployments", group="apps", version="v1",
                   namespaced=True, short_names=("deploy",), singular="deployment",
-                  subresources=("status", "scale"))
+                  subresources=("status", "scale"), categories=("all",))
 
 KINDS: tuple[Kind, ...] = (NAMESPACE, SERVICE, ENDPOINT_SLICE, DEPLOYMENT)
 BY_KIND: dict[str, Kind] = {k.kind: k for k in KINDS}

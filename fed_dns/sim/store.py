@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from fed_dns.sim import defaults
 from fed_dns.sim.kinds import DEPLOYMENT, KINDS, NAMESPACE, Kind
-from fed_dns.sim.status import already_exists, conflict, expired, not_found
+from fed_dns.sim.status import ApiError, already_exists, conflict, expired, not_found
 from fed_dns.sim.watchers import Event, Watcher, clone, dumps, event_line
 
 Key = tuple[str, str]  # (namespace or "", name)
@@ -164,8 +164,25 @@ class Store:
                             keep_status=True)
 
     def _require_namespace(self, kind: Kind, namespace: str) -> None:
-        if kind.namespaced and self.get(NAMESPACE, namespace="", name=namespace) is None:
+        if not kind.namespaced:
+            return
+        ns = self.get(NAMESPACE, namespace="", name=namespace)
+        if ns is None:
             raise not_found(resource="namespaces", name=namespace)
+        if ns.obj["metadata"].get("deletionTimestamp"):
+            raise ApiError(code=403, reason="Forbidden", message=(
+                f"{kind.plural} is forbidden: unable to create new content in namespace "
+                f"{namespace} because it is being terminated"))
+
+    def terminate_namespace(self, name: str) -> Stored:
+        """The first half of deleting a namespace over the API: it turns Terminating (and
+        takes no new objects); `delete` finishes it later, as the namespace controller does."""
+        ns = self.require(NAMESPACE, namespace="", name=name)
+        if ns.obj["metadata"].get("deletionTimestamp"):
+            return ns
+        obj = dict(ns.obj, status={"phase": "Terminating"})
+        obj["metadata"] = dict(obj["metadata"], deletionTimestamp=_now())
+        return self._write(NAMESPACE, ("", name), obj, old=ns, keep_status=True)
 
     def _write(self, kind: Kind, key: Key, obj: dict, *, old: Stored | None,
                keep_status: bool) -> Stored:

@@ -147,7 +147,19 @@ async def test_create_in_missing_namespace_is_404(sim, core):
     await asyncio.to_thread(core.create_namespaced_service, "nowhere",
                             objects.service(name="x", namespace="nowhere"))
     await asyncio.to_thread(core.delete_namespace, "nowhere")
+    assert sim.get(kind="Namespace", name="nowhere")["status"]["phase"] == "Terminating"
+    # Terminating for a moment (contents still there, nothing new accepted), then gone.
+    assert sim.get(kind="Service", namespace="nowhere", name="x") is not None
+    with pytest.raises(ApiException) as exc:
+        await asyncio.to_thread(core.create_namespaced_service, "nowhere",
+                                objects.service(name="y", namespace="nowhere"))
+    assert exc.value.status == 403 and "being terminated" in exc.value.body
+    for _ in range(100):
+        if sim.get(kind="Namespace", name="nowhere") is None:
+            break
+        await asyncio.sleep(0.05)
     assert sim.get(kind="Service", namespace="nowhere", name="x") is None
+    assert sim.get(kind="Namespace", name="nowhere") is None
 
 
 async def test_invalid_name_is_422(sim, core):

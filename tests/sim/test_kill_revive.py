@@ -111,3 +111,22 @@ async def test_kill_twice_and_revive_running_are_errors(sim):
     await sim.revive()
     await sim.close()
     await sim.close()  # idempotent
+
+
+async def test_close_while_hung_or_stopped(tmp_path):
+    from fed_dns.sim.cluster import SimCluster
+
+    for mode in ("hang", "stop"):
+        cluster = SimCluster(name="c2")
+        await cluster.start()
+        async with aiohttp.ClientSession() as session:
+            watch = await session.get(f"{cluster.url}/api/v1/services?watch=1",
+                                      headers=_auth(cluster))
+            cluster.kill(mode)
+            pending = asyncio.create_task(_status(session, cluster, timeout=5))
+            await asyncio.sleep(0.1)
+            await asyncio.wait_for(cluster.close(), 5)
+            with pytest.raises((aiohttp.ClientError, TimeoutError, OSError)):
+                await pending
+            watch.release()
+        assert cluster.state == "closed"

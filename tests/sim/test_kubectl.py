@@ -125,9 +125,16 @@ async def test_apply_reapply_get_and_delete(tls_sim, kubectl, tmp_path):
     out = await kubectl("get", "svc", "mysql", "-n", "ns", ok=False)
     assert 'services "mysql" not found' in out
 
+    await kubectl("apply", "-f", str(path))
+    out = await kubectl("delete", "-f", str(path))  # the namespace first, then its objects
+    assert 'namespace "ns" deleted' in out
+    assert 'endpointslice.discovery.k8s.io "mysql-1" deleted' in out
+    assert tls_sim.get(kind="Namespace", name="ns") is None  # kubectl waited for it
+
 
 async def test_scale_deployment(tls_sim, kubectl):
     tls_sim.apply(objects.deployment(name="x", namespace="ns", replicas=1))
+    assert "x" in await kubectl("get", "all", "-n", "ns")
     out = await kubectl("scale", "deployment", "x", "-n", "ns", "--replicas=3")
     assert "deployment.apps/x scaled" in out
     d = tls_sim.get(kind="Deployment", namespace="ns", name="x")
