@@ -101,6 +101,8 @@ def watch_options(config):
         export_all=config.export == "all",
         include=tuple(config.namespaces.include),
         exclude=tuple(config.namespaces.exclude),
+        inactivity_timeout=config.watch.inactivity_timeout,
+        backoff_max=config.watch.backoff_max,
     )
 
 

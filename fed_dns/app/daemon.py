@@ -203,6 +203,8 @@ class Daemon:
                                               api_client=member.api_client, on_change=self.on_health)
             tasks[f"watch-{name}"] = group.create_task(member.watcher.run(), name=f"watch-{name}")
             tasks[f"probe-{name}"] = group.create_task(member.prober.run(), name=f"probe-{name}")
+        for warning in unimplemented(self.config, self.members.values()):
+            log.warning("%s", warning)
         tasks["reconcile"] = group.create_task(self.reconciler.run(), name="reconcile")
         self.reconciler.mark_dirty()
         log.info("fed-dns running: zone %s, %d members, dns %s, http %s, etcd %s",
@@ -243,6 +245,20 @@ class Daemon:
             if client is not None:
                 with contextlib.suppress(Exception):
                     client.close()
+
+
+def unimplemented(config, members) -> list[str]:
+    """Config keys that validate but that the daemon does not act on yet (README)."""
+    out = []
+    if str(config.topology.mode) != "off":
+        out.append("topology.mode is set but topology-aware answers are not implemented yet; "
+                   "answers are rotated, not ordered by region")
+    if any(m.spec.weight != 1 for m in members):
+        out.append("cluster weights do not bias DNS answers yet")
+    if config.dns.workers > 1:
+        out.append("dns.workers > 1 is not supported by `fed-dns run` yet; serving with one "
+                   "process (use `fed-dns serve --workers N` on the same etcd to scale out)")
+    return out
 
 
 async def cancel(task: asyncio.Task) -> None:
