@@ -11,7 +11,7 @@ from fed_dns.server.respond import MAX_UDP
 from fed_dns.server.stats import Stats
 from fed_dns.server.table import ZoneTable
 from fed_dns.server.tcp import TcpProtocol, TcpState
-from fed_dns.server.udp import UdpProtocol
+from fed_dns.server.udp import UdpProtocol, UdpThread
 
 
 def _family(host: str) -> int:
@@ -53,7 +53,7 @@ class DnsServer:
         self._tcp = TcpState(table=table, stats=self.stats, idle_timeout=tcp_idle_timeout,
                              max_connections=max_tcp_connections, max_udp=max_udp_size,
                              identity=identity)
-        self._udp_transport: asyncio.DatagramTransport | None = None
+        self._udp_thread: UdpThread | None = None
         self._tcp_server: asyncio.Server | None = None
 
     def _bind_pair(self) -> tuple[socket.socket, socket.socket]:
@@ -78,18 +78,14 @@ class DnsServer:
         udp, tcp = self._bind_pair()
         self.port = udp.getsockname()[1]
         try:
-            self._udp_transport, _ = await loop.create_datagram_endpoint(lambda: self._udp, sock=udp)
-        except BaseException:
-            udp.close()
-            tcp.close()
-            raise
-        try:
             self._tcp_server = await loop.create_server(lambda: TcpProtocol(self._tcp), sock=tcp,
                                                         backlog=self.tcp_backlog)
         except BaseException:
             tcp.close()
-            self._udp_transport.close()
+            udp.close()
             raise
+        self._udp_thread = UdpThread(sock=udp, protocol=self._udp)
+        self._udp_thread.start()
 
     def swap(self, table: ZoneTable) -> None:
         """Answer from `table` from the next question on."""
@@ -105,10 +101,9 @@ class DnsServer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._tcp_server.wait_closed(), timeout=2)
             self._tcp_server = None
-        if self._udp_transport is not None:
-            self._udp_transport.close()
-            self._udp_transport = None
-        await asyncio.sleep(0)
+        if self._udp_thread is not None:
+            await asyncio.to_thread(self._udp_thread.close)
+            self._udp_thread = None
 
     async def __aenter__(self) -> DnsServer:
         await self.start()

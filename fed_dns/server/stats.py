@@ -46,7 +46,8 @@ class Stats:
 
     def __init__(self) -> None:
         self.slots = {p: [0] * SLOTS for p in PROTOCOLS}  # by table.stat_slot(qtype, rcode)
-        self.drops: dict[tuple[str, str], int] = {}  # (protocol, reason) -> n
+        # protocol -> reason -> n; one dict per protocol, each written by one thread only
+        self.drops: dict[str, dict[str, int]] = {p: {} for p in PROTOCOLS}
         self.truncated = 0
         self.errors = 0  # internal errors (each cost one answer)
         self.tcp_connections = 0  # accepted, in all
@@ -56,8 +57,8 @@ class Stats:
         self.table_swaps = 0
 
     def drop(self, protocol: str, reason: str) -> None:
-        key = (protocol, reason)
-        self.drops[key] = self.drops.get(key, 0) + 1
+        d = self.drops[protocol]
+        d[reason] = d.get(reason, 0) + 1
 
     @property
     def requests(self) -> dict[tuple[str, str, str], int]:
@@ -70,11 +71,11 @@ class Stats:
 
     @property
     def dropped(self) -> dict[tuple[str, str], int]:
-        return dict(self.drops)
+        return {(p, reason): n for p, d in self.drops.items() for reason, n in list(d.items())}
 
     @property
     def malformed(self) -> int:
-        return sum(n for (_, reason), n in self.drops.items() if reason == "malformed")
+        return sum(d.get("malformed", 0) for d in self.drops.values())
 
     @property
     def durations(self) -> dict[tuple[str], tuple[dict[float, int], float]]:
@@ -87,7 +88,7 @@ class Stats:
         """A JSON-able copy for status pages and the benchmark."""
         return {
             "requests": {"/".join(k): n for k, n in self.requests.items()},
-            "dropped": {"/".join(k): n for k, n in self.drops.items()},
+            "dropped": {"/".join(k): n for k, n in self.dropped.items()},
             "truncated": self.truncated,
             "errors": self.errors,
             "tcp": {"connections": self.tcp_connections, "open": self.tcp_open,

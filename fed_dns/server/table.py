@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from fed_dns.records.names import normalize_zone
 from fed_dns.server import resolve as rs
 from fed_dns.server.compile import Entry, compile_entry, wire_name
-from fed_dns.server.zone import ZoneIndex, index
+from fed_dns.server.zone import MAX_INCREMENTAL, ZoneIndex, changed_keys, index, update
 
 MAX_CACHED = 500_000  # compiled answers per table; past it answers are compiled per query
 _LETTERS = frozenset(range(0x41, 0x5B)) | frozenset(range(0x61, 0x7B))
@@ -61,15 +61,14 @@ def _soa_wire(*, zone: str, serial: int) -> bytes:
 class ZoneTable:
     """Answers for one zone at one moment. Safe to share; never changes its answers."""
 
-    def __init__(self, *, ix: ZoneIndex, decoded: dict, serial: int,
-                 cache: dict | None = None) -> None:
+    def __init__(self, *, ix: ZoneIndex, serial: int, cache: dict | None = None) -> None:
         self.zone = ix.zone
         self.zone_wire = wire_name(ix.zone)
         self.index = ix
-        self.decoded = decoded
         self.serial = serial
         self.dropped = ix.dropped
         self.foreign = ix.foreign
+        self.decoded = ix.decoded
         self.cache: dict = cache if cache is not None else {}
         self.nx_tail = _soa_wire(zone=self.zone, serial=serial)
 
@@ -118,12 +117,6 @@ def stat_slot(qtype: int, rcode: int) -> int:
     return row * RCODES + min(rcode, RCODES - 1)
 
 
-def _changed(old: Mapping[str, tuple], new: Mapping[str, bytes]) -> set[str]:
-    keys = {k for k, v in new.items() if old.get(k, (None,))[0] != v}
-    keys.update(k for k in old if k not in new)
-    return keys
-
-
 def _carry(previous: ZoneTable, changed_names: set[str], *, same_serial: bool) -> dict:
     """Compiled answers of the previous table that read none of the changed names.
 
@@ -131,7 +124,7 @@ def _carry(previous: ZoneTable, changed_names: set[str], *, same_serial: bool) -
     not change.
     """
     keep = {}
-    for key, ent in previous.cache.items():
+    for key, ent in list(previous.cache.items()):  # a copy: the UDP thread may be adding
         if not changed_names.isdisjoint(ent.answer.deps):
             continue
         if not same_serial and (ent.answer.authority or ent.qtype == rs.T_SOA):
@@ -142,18 +135,26 @@ def _carry(previous: ZoneTable, changed_names: set[str], *, same_serial: bool) -
 
 def build(*, zone: str, entries: Mapping[str, bytes], prefix: str = "/skydns",
           previous: ZoneTable | None = None, serial: int | None = None) -> ZoneTable:
-    """A table from raw etcd key -> value (foreign keys ignored, bad values dropped)."""
+    """A table from raw etcd key -> value (foreign keys ignored, bad values dropped).
+
+    With `previous` (same zone) only the changed keys are indexed again and decoded, and
+    every compiled answer that read none of the changed names is kept.
+    """
     zone = normalize_zone(zone)
-    reuse = previous.decoded if previous is not None and previous.zone == zone else None
-    ix, decoded = index(zone=zone, entries=entries, prefix=prefix, reuse=reuse)
     serial = serial if serial is not None else int(time.time())
-    cache = None
-    if reuse is not None:
-        changed = _changed(reuse, {k: v for k, v in entries.items() if k in decoded or k in reuse})
-        names: set[str] = set()
-        for key in changed:
-            svc = (decoded.get(key) or reuse.get(key))[1]
-            labels = svc.name.rstrip(".").split(".")
-            names.update(".".join(labels[i:]) + "." for i in range(len(labels)))
-        cache = _carry(previous, names, same_serial=serial == previous.serial)
-    return ZoneTable(ix=ix, decoded=decoded, serial=serial, cache=cache)
+    if previous is None or previous.zone != zone:
+        return ZoneTable(ix=index(zone=zone, entries=entries, prefix=prefix), serial=serial)
+    prev = previous.index
+    changed = changed_keys(prev, entries)
+    if len(changed) > max(64, MAX_INCREMENTAL * len(entries)):
+        ix = index(zone=zone, entries=entries, prefix=prefix, reuse=prev.decoded)
+    else:
+        ix = update(prev=prev, entries=entries, prefix=prefix, changed=changed)
+    names: set[str] = set()
+    for key in changed:
+        for found in (prev.decoded.get(key), ix.decoded.get(key)):
+            if found is not None:
+                labels = found[1].name.rstrip(".").split(".")
+                names.update(".".join(labels[i:]) + "." for i in range(len(labels)))
+    cache = _carry(previous, names, same_serial=serial == previous.serial)
+    return ZoneTable(ix=ix, serial=serial, cache=cache)

@@ -89,9 +89,9 @@ class TcpProtocol(asyncio.Protocol):
             outcome = respond(st.table, query, tcp=True, max_udp=st.max_udp,
                               identity=st.identity)
             record(st.stats, "tcp", outcome)
+            st.stats.latency["tcp"].observe_us((time.perf_counter_ns() - start) / 1000)
             if outcome.response is not None:
                 self.transport.write(struct.pack("!H", len(outcome.response)) + outcome.response)
-            st.stats.latency["tcp"].observe_us((time.perf_counter_ns() - start) / 1000)
         if len(self.buf) > MAX_BUFFERED:
             self.transport.abort()
 

@@ -7,6 +7,7 @@ keeps both per name so a question never scans the zone.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -40,8 +41,18 @@ class ZoneIndex:
     zone: str  # lower case, trailing dot
     exact: dict[str, Service] = field(default_factory=dict)
     below: dict[str, list[Service]] = field(default_factory=dict)
-    dropped: int = 0  # values that did not decode
-    foreign: int = 0  # keys outside the zone (or not a name)
+    decoded: dict[str, tuple[bytes, Service]] = field(default_factory=dict)  # key -> (raw, svc)
+    rejected: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # key -> (raw, why)
+
+    @property
+    def dropped(self) -> int:
+        """Values that did not decode."""
+        return sum(1 for _, why in self.rejected.values() if why == DROPPED)
+
+    @property
+    def foreign(self) -> int:
+        """Keys outside the zone (or not a name)."""
+        return sum(1 for _, why in self.rejected.values() if why == FOREIGN)
 
     def exists(self, name: str) -> bool:
         return name == self.zone or name in self.below or name in self.exact
@@ -58,32 +69,103 @@ class ZoneIndex:
         return self.exact.get(name)
 
 
-def index(*, zone: str, entries: Mapping[str, bytes], prefix: str = "/skydns",
-          reuse: Mapping[str, tuple[bytes, Service]] | None = None) -> tuple[ZoneIndex, dict]:
-    """Build the index; returns it and a key -> (raw, Service) map to reuse next time."""
-    zl = zone_labels(zone)
+DROPPED, FOREIGN = "dropped", "foreign"
+MAX_INCREMENTAL = 0.1  # above this share of changed keys a full build is cheaper
+
+
+def _classify(*, key: str, raw: bytes, zl: list[str], prefix: str,
+              old: tuple[bytes, Service] | None) -> Service | str:
+    """The key's Service, or why it has none (FOREIGN, DROPPED)."""
+    if old is not None and (old[0] is raw or old[0] == raw):
+        return old[1]
+    labels = key_labels(key=key, prefix=prefix)
     depth = len(zl)
+    if labels is None or len(labels) <= depth or labels[len(labels) - depth:] != zl:
+        return FOREIGN
+    try:
+        record = decode(raw)
+    except ValueError:
+        return DROPPED
+    return service(key=key, name=".".join(labels) + ".", record=record)
+
+
+def _ancestors(svc: Service, depth: int) -> list[str]:
+    """Names strictly above the service's name, down to the zone apex."""
+    labels = svc.name[:-1].split(".")
+    return [".".join(labels[cut:]) + "." for cut in range(1, len(labels) - depth + 1)]
+
+
+def _by_key(svc: Service) -> str:
+    return svc.key
+
+
+def _place(ix: ZoneIndex, *, key: str, raw: bytes, got: Service | str, depth: int, add) -> None:
+    """Record a classified key: rejected with its reason, or a Service under every ancestor."""
+    if isinstance(got, str):
+        ix.rejected[key] = (raw, got)
+        return
+    ix.decoded[key] = (raw, got)
+    ix.exact[got.name] = got
+    for name in _ancestors(got, depth):
+        add(name, got)
+
+
+def index(*, zone: str, entries: Mapping[str, bytes], prefix: str = "/skydns",
+          reuse: Mapping[str, tuple[bytes, Service]] | None = None) -> ZoneIndex:
+    """The whole index from scratch (decoded values in `reuse` are not decoded again)."""
+    zl = zone_labels(zone)
     ix = ZoneIndex(zone=zone)
-    decoded: dict[str, tuple[bytes, Service]] = {}
     reuse = reuse or {}
     for key in sorted(entries):
         raw = entries[key]
-        labels = key_labels(key=key, prefix=prefix)
-        if labels is None or len(labels) <= depth or labels[len(labels) - depth:] != zl:
-            ix.foreign += 1
-            continue
-        old = reuse.get(key)
-        if old is not None and old[0] == raw:
+        got = _classify(key=key, raw=raw, zl=zl, prefix=prefix, old=reuse.get(key))
+        _place(ix, key=key, raw=raw, got=got, depth=len(zl),
+               add=lambda name, svc: ix.below.setdefault(name, []).append(svc))
+    return ix
+
+
+def changed_keys(prev: ZoneIndex, entries: Mapping[str, bytes]) -> list[str]:
+    """Keys whose value differs between `prev` and `entries` (added and removed included)."""
+    out = []
+    for key, raw in entries.items():
+        old = prev.decoded.get(key) or prev.rejected.get(key)
+        if old is None or not (old[0] is raw or old[0] == raw):
+            out.append(key)
+    out.extend(k for k in prev.decoded if k not in entries)
+    out.extend(k for k in prev.rejected if k not in entries)
+    return out
+
+
+def update(*, prev: ZoneIndex, entries: Mapping[str, bytes], prefix: str,
+           changed: list[str]) -> ZoneIndex:
+    """`prev` with the changed keys applied; lists of untouched names are shared, not copied."""
+    zl = zone_labels(prev.zone)
+    ix = ZoneIndex(zone=prev.zone, exact=dict(prev.exact), below=dict(prev.below),
+                   decoded=dict(prev.decoded), rejected=dict(prev.rejected))
+    copied: set[str] = set()
+
+    def own(name: str) -> list[Service]:
+        if name not in copied:
+            copied.add(name)
+            ix.below[name] = list(ix.below.get(name, ()))
+        return ix.below[name]
+
+    for key in changed:
+        ix.rejected.pop(key, None)
+        old = ix.decoded.pop(key, None)
+        if old is not None:
             svc = old[1]
-        else:
-            try:
-                record = decode(raw)
-            except ValueError:
-                ix.dropped += 1
-                continue
-            svc = service(key=key, name=".".join(labels) + ".", record=record)
-        decoded[key] = (raw, svc)
-        ix.exact[svc.name] = svc
-        for cut in range(1, len(labels) - depth + 1):
-            ix.below.setdefault(".".join(labels[cut:]) + ".", []).append(svc)
-    return ix, decoded
+            if ix.exact.get(svc.name) is svc:
+                del ix.exact[svc.name]
+            for name in _ancestors(svc, len(zl)):
+                own(name).remove(svc)
+        raw = entries.get(key)
+        if raw is None:
+            continue
+        got = _classify(key=key, raw=raw, zl=zl, prefix=prefix, old=None)
+        _place(ix, key=key, raw=raw, got=got, depth=len(zl),
+               add=lambda name, svc: bisect.insort(own(name), svc, key=_by_key))
+    for name in copied:
+        if not ix.below[name]:
+            del ix.below[name]
+    return ix

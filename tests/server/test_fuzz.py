@@ -56,7 +56,8 @@ def _check(data: bytes) -> None:
     if outcome.response is not None:
         assert outcome.response[:2] == data[:2]
         assert outcome.response[2] & 0x80  # QR
-        dns.message.from_wire(outcome.response, question_only=True)
+        if not outcome.response[2] & 0x78:  # dnspython reads other opcodes (UPDATE) its own way
+            dns.message.from_wire(outcome.response, question_only=True)
 
 
 def _fast_path(data: bytes) -> None:
@@ -73,7 +74,7 @@ def test_handmade_malformed_packets(name):
     _check(data)
     _fast_path(data)
     outcome = respond(TABLE, data)
-    if len(data) >= 12 and not data[2] & 0x80 and name not in ("no question type",):
+    if len(data) >= 12 and not data[2] & 0x80:
         assert outcome.response is not None  # a readable header gets an answer (FORMERR)
 
 
