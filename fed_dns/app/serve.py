@@ -149,7 +149,7 @@ async def serve(opts: ServeOptions, *, index: int = 0, reuse_port: bool = False,
             loop.add_signal_handler(sig, stop.set)
     identity = f"{socket.gethostname()} worker {index} pid {os.getpid()}"
     server = dns.DnsServer(host=opts.host, port=opts.port, reuse_port=reuse_port, identity=identity,
-                           table=table.build(zone=opts.zone, entries={}, prefix=opts.prefix))
+                           table=table.loading(zone=opts.zone))
     try:
         await server.start()
     except OSError as exc:

@@ -95,6 +95,9 @@ def _answer(table: ZoneTable, q: Query, data: bytes, *, limit: int, max_udp: int
     if q.qclass != 1 or not table.in_zone(qname):
         return Outcome(_simple(q, data, rcode=rs.REFUSED, aa=False, max_udp=max_udp),
                        qtype=q.qtype, rcode=rs.REFUSED)
+    if table.loading:
+        return Outcome(_simple(q, data, rcode=rs.SERVFAIL, aa=False, max_udp=max_udp),
+                       qtype=q.qtype, rcode=rs.SERVFAIL)
     ent = table.entry(qname, q.qtype)
     if ent is None:
         return Outcome(_simple(q, data, rcode=rs.NXDOMAIN, aa=True, max_udp=max_udp, ns=1,

@@ -61,7 +61,9 @@ def _soa_wire(*, zone: str, serial: int) -> bytes:
 class ZoneTable:
     """Answers for one zone at one moment. Safe to share; never changes its answers."""
 
-    def __init__(self, *, ix: ZoneIndex, serial: int, cache: dict | None = None) -> None:
+    def __init__(self, *, ix: ZoneIndex, serial: int, cache: dict | None = None,
+                 loading: bool = False) -> None:
+        self.loading = loading  # no source data yet: in-zone questions get SERVFAIL
         self.zone = ix.zone
         self.zone_wire = wire_name(ix.zone)
         self.index = ix
@@ -133,6 +135,12 @@ def _carry(previous: ZoneTable, changed_names: set[str], *, same_serial: bool) -
     return keep
 
 
+def loading(*, zone: str) -> ZoneTable:
+    """The table before the source's first load: SERVFAIL in the zone (never a false
+    NXDOMAIN that resolvers would cache), REFUSED outside it."""
+    return ZoneTable(ix=index(zone=normalize_zone(zone), entries={}), serial=0, loading=True)
+
+
 def build(*, zone: str, entries: Mapping[str, bytes], prefix: str = "/skydns",
           previous: ZoneTable | None = None, serial: int | None = None) -> ZoneTable:
     """A table from raw etcd key -> value (foreign keys ignored, bad values dropped).
@@ -142,7 +150,7 @@ def build(*, zone: str, entries: Mapping[str, bytes], prefix: str = "/skydns",
     """
     zone = normalize_zone(zone)
     serial = serial if serial is not None else int(time.time())
-    if previous is None or previous.zone != zone:
+    if previous is None or previous.zone != zone or previous.loading:
         return ZoneTable(ix=index(zone=zone, entries=entries, prefix=prefix), serial=serial)
     prev = previous.index
     changed = changed_keys(prev, entries)

@@ -126,3 +126,15 @@ def _query(name: str) -> bytes:
     import dns.message
 
     return dns.message.make_query(name, "A").to_wire()
+
+
+def test_before_the_first_load_in_zone_questions_get_servfail():
+    import dns.message
+
+    loading = table_mod.loading(zone=ZONE)
+    for name, rcode in ((f"svc.ns.{ZONE}", rs.SERVFAIL), (ZONE, rs.SERVFAIL), ("example.org.", rs.REFUSED)):
+        out = respond(loading, dns.message.make_query(name, "A").to_wire())
+        assert out.rcode == rcode
+    loaded = table_mod.build(zone=ZONE, entries=entries({"c1.svc.ns": {"host": "10.0.0.1"}}),
+                             previous=loading)
+    assert not loaded.loading and respond(loaded, _query(f"svc.ns.{ZONE}")).rcode == rs.NOERROR
