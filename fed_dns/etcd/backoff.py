@@ -1,7 +1,9 @@
-"""Capped exponential backoff with jitter, shared by every etcd loop that retries."""
+"""Retry helpers shared by every etcd loop: capped exponential backoff with jitter, and a
+guard against swallowed cancellations."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from dataclasses import dataclass
 
@@ -19,3 +21,15 @@ class Backoff:
     def delay(self, attempt: int) -> float:
         base = min(self.maximum, self.initial * self.factor ** min(attempt, 64))
         return base * (1.0 - self.jitter * random.random())
+
+
+def check_cancelled() -> None:
+    """Raise CancelledError if the current task was asked to stop.
+
+    On Python 3.11 `asyncio.wait_for` (ours and aetcd's) swallows a cancellation that comes
+    just as the awaited call finishes; a retry loop would then go on forever. Loops call this
+    at the top of every turn, so a cancelled task always ends.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

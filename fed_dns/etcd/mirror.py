@@ -25,7 +25,7 @@ import aetcd
 import grpc
 from aetcd import rpc, utils
 
-from fed_dns.etcd.backoff import Backoff
+from fed_dns.etcd.backoff import Backoff, check_cancelled
 from fed_dns.etcd.client import EtcdError, EtcdSettings, connect, scrub
 
 log = logging.getLogger(__name__)
@@ -128,6 +128,7 @@ class ZoneMirror:
         sessions = 0
         try:
             while True:
+                check_cancelled()
                 if sessions:
                     self.reconnects += 1
                 sessions += 1
@@ -158,6 +159,7 @@ class ZoneMirror:
             # in time (restored from a backup): read it all again.
             await self._load(client)
         while True:
+            check_cancelled()
             try:
                 watch = await client.watch_prefix(self._prefix_bytes,
                                                   start_revision=self._revision + 1)
@@ -199,7 +201,7 @@ class ZoneMirror:
         self._loaded = True
         self._publish(data)
 
-    def _apply(self, event: aetcd.rtypes.Event) -> None:
+    def _apply(self, event: aetcd.Event) -> None:
         kv = event.kv
         if self._pending is None:
             self._pending = dict(self._data)

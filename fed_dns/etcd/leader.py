@@ -1,0 +1,180 @@
+"""LeaderElector: one leader among fed-dns replicas, through an etcd lease.
+
+Campaign: grant a lease, then in one transaction create `key` (value: our identity, attached
+to the lease) if it does not exist. The winner keeps the lease alive; everyone else watches
+the key and campaigns again as soon as it is deleted (resign, lease expiry). The leader's
+writes carry `fence()`: "the key still has the create revision we made it with", so a
+deposed leader's transaction fails in etcd even if it still thinks it leads.
+
+The leader steps down on its own when it has not been able to refresh its lease for 2/3 of
+the TTL (etcd unreachable), so it stops acting before another replica can take over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable
+
+import aetcd
+import grpc
+from aetcd import transactions
+
+from fed_dns.etcd.backoff import Backoff, check_cancelled
+
+log = logging.getLogger(__name__)
+
+_ERRORS = (aetcd.ClientError, grpc.RpcError, OSError, TimeoutError)
+
+
+class LeaderElector:
+    def __init__(self, *, client: aetcd.Client, key: str, identity: str, ttl: float = 5.0,
+                 on_change: Callable[[bool], None] | None = None,
+                 backoff: Backoff = Backoff(initial=0.2, maximum=2.0)) -> None:
+        if ttl < 2:
+            raise ValueError("leader lease ttl must be at least 2s (etcd's minimum)")
+        self._client = client
+        self._key = key.encode()
+        self._identity = identity.encode()
+        self._ttl = ttl
+        self._lease_ttl = math.ceil(ttl)
+        self._on_change = on_change
+        self._backoff = backoff
+        self._is_leader = False
+        self._lease: aetcd.Lease | None = None
+        self._revision = 0  # create revision of our key while we lead
+        self._leader: str | None = None
+        self._resigned = False
+        self.campaigns = 0
+        self.terms = 0
+        self.errors = 0
+
+    @property
+    def is_leader(self) -> bool:
+        return self._is_leader
+
+    @property
+    def leader(self) -> str | None:
+        """The identity holding the key, as last seen (None when nobody or unknown)."""
+        return self._leader
+
+    def fence(self) -> transactions.BaseCompare | None:
+        """The compare that makes a transaction conditional on our leadership; None when we
+        do not lead (the Writer then refuses to write)."""
+        if not self._is_leader:
+            return None
+        return transactions.Create(self._key) == self._revision
+
+    async def run(self) -> None:
+        """Campaign, lead, notice the loss, campaign again: until cancelled or resigned."""
+        attempt = 0
+        try:
+            while not self._resigned:
+                check_cancelled()
+                try:
+                    await self._campaign()
+                    attempt = 0
+                except _ERRORS as exc:
+                    self.errors += 1
+                    log.warning("leader election on %s: %s", self._key.decode(), exc)
+                    self._set_leader(False)
+                    await asyncio.sleep(self._backoff.delay(attempt))
+                    attempt += 1
+        finally:
+            self._set_leader(False)
+
+    async def resign(self) -> None:
+        """Give up leadership and stop campaigning: revokes the lease, which deletes the key,
+        so another replica takes over at once."""
+        self._resigned = True
+        self._set_leader(False)
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            try:
+                await asyncio.wait_for(lease.revoke(), timeout=self._ttl)
+            except _ERRORS as exc:
+                log.warning("could not revoke the leader lease (it expires by itself): %s", exc)
+
+    async def _campaign(self) -> None:
+        self.campaigns += 1
+        lease = await self._client.lease(self._lease_ttl)
+        tx = self._client.transactions
+        won, responses = await self._client.transaction(
+            compare=[tx.create(self._key) == 0],
+            success=[tx.put(self._key, self._identity, lease=lease), tx.get(self._key)],
+            failure=[tx.get(self._key)],
+        )
+        holder = responses[-1][0][1] if responses and responses[-1] else None
+        if not won or holder is None or self._resigned:
+            await self._revoke_quietly(lease)
+            self._leader = holder.value.decode(errors="replace") if holder else None
+            if holder is not None and not self._resigned:
+                await self._wait_for_vacancy(holder)
+            return
+        self._lease, self._revision = lease, holder.create_revision
+        self._leader = self._identity.decode()
+        self.terms += 1
+        self._set_leader(True)
+        log.info("leading %s as %s (revision %d)", self._key.decode(), self._leader,
+                 self._revision)
+        try:
+            await self._hold(lease)
+        finally:
+            self._set_leader(False)
+            if self._lease is lease:
+                self._lease = None
+
+    async def _hold(self, lease: aetcd.Lease) -> None:
+        """Refresh the lease every ttl/3 and check the key is still ours; returns when not."""
+        period = self._ttl / 3
+        confirmed = time.monotonic()
+        while not self._resigned:
+            check_cancelled()
+            await asyncio.sleep(period)
+            sent = time.monotonic()
+            try:
+                reply = await asyncio.wait_for(lease.refresh(), timeout=period)
+                current = await asyncio.wait_for(self._client.get(self._key), timeout=period)
+            except _ERRORS as exc:
+                if time.monotonic() - confirmed >= self._ttl * 2 / 3:
+                    log.warning("stepping down from %s: lease not refreshed for %.1fs (%s)",
+                                self._key.decode(), time.monotonic() - confirmed, exc)
+                    self.errors += 1
+                    await self._revoke_quietly(lease)
+                    return
+                continue
+            if reply is None or reply.TTL <= 0:
+                log.warning("leader lease on %s expired", self._key.decode())
+                return
+            if current is None or current.create_revision != self._revision:
+                log.warning("leader key %s was deleted or replaced", self._key.decode())
+                await self._revoke_quietly(lease)
+                return
+            confirmed = sent
+
+    async def _wait_for_vacancy(self, holder: aetcd.Get) -> None:
+        """Until the key is deleted (or a TTL passes: then the campaign simply runs again)."""
+        try:
+            await self._client.watch_once(self._key, timeout=self._ttl,
+                                          start_revision=holder.header.revision + 1,
+                                          kind=aetcd.EventKind.DELETE)
+        except aetcd.WatchTimeoutError:
+            pass
+
+    async def _revoke_quietly(self, lease: aetcd.Lease) -> None:
+        try:
+            await asyncio.wait_for(lease.revoke(), timeout=self._ttl / 3)
+        except _ERRORS + (asyncio.TimeoutError,):
+            pass
+
+    def _set_leader(self, leading: bool) -> None:
+        if leading == self._is_leader:
+            return
+        self._is_leader = leading
+        if self._on_change is not None:
+            try:
+                self._on_change(leading)
+            except Exception:  # noqa: BLE001 - a consumer's bug must not stop the election
+                log.exception("leader on_change failed")
