@@ -18,17 +18,6 @@ from aetcd import rpc, watcher
 
 DEFAULT_PORT = 2379
 
-# Keepalive pings on open streams (the mirror's watch) so that a hung etcd (not just a closed
-# socket) is noticed. etcd refuses pings closer than 5 s (--grpc-keepalive-min-time), and
-# pings without a stream (PermitWithoutStream is false there).
-CHANNEL_OPTIONS = {
-    "grpc.keepalive_time_ms": 6_000,
-    "grpc.keepalive_timeout_ms": 4_000,
-    "grpc.keepalive_permit_without_calls": 0,
-    "grpc.http2.max_pings_without_data": 0,
-}
-
-
 class EtcdError(Exception):
     """etcd could not be reached or refused us. The message is safe to log."""
 
@@ -118,7 +107,7 @@ async def connect(settings: EtcdSettings) -> aetcd.Client:
 def _client(*, settings: EtcdSettings, endpoint: Endpoint) -> aetcd.Client:
     kwargs = dict(host=endpoint.host, port=endpoint.port, username=settings.username,
                   password=settings.password, timeout=settings.timeout,
-                  options=dict(CHANNEL_OPTIONS), connect_wait_timeout=settings.timeout)
+                  connect_wait_timeout=settings.timeout)
     if endpoint.tls or settings.ca_file:
         return _TlsClient(credentials=_credentials(settings), **kwargs)
     return aetcd.Client(**kwargs)

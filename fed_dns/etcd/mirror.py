@@ -50,7 +50,7 @@ class MirrorStats:
 class ZoneMirror:
     def __init__(self, *, settings: EtcdSettings, prefix: str,
                  on_change: Callable[[Mapping[str, bytes]], None] | None = None,
-                 backoff: Backoff = Backoff()) -> None:
+                 backoff: Backoff = Backoff(), probe_interval: float = 1.0) -> None:
         if not prefix:
             raise ValueError("ZoneMirror needs a non-empty key prefix")
         self._settings = settings
@@ -58,6 +58,7 @@ class ZoneMirror:
         self._prefix_bytes = prefix.encode()
         self._on_change = on_change
         self._backoff = backoff
+        self._probe_interval = probe_interval
         self._data: dict[str, bytes] = {}
         self._view: Mapping[str, bytes] = _EMPTY
         self._pending: dict[str, bytes] | None = None
@@ -168,8 +169,7 @@ class ZoneMirror:
                 continue
             self._set_connected(True)
             try:
-                async for event in watch:
-                    self._apply(event)
+                await self._follow(client, watch)
             except aetcd.RevisionCompactedError as exc:
                 # etcd may report a compacted start revision after having created the watch,
                 # or a watcher may fall behind a compaction.
@@ -183,6 +183,36 @@ class ZoneMirror:
                 except Exception:  # noqa: BLE001 - the stream is usually broken already
                     pass
             return
+
+    async def _follow(self, client: aetcd.Client, watch: aetcd.Watch) -> None:
+        """Apply the watch's events until it fails; meanwhile probe etcd every
+        `probe_interval`, because a hung etcd (or a silent network) breaks no stream."""
+        events = asyncio.create_task(self._consume(watch))
+        probe = asyncio.create_task(self._probe(client))
+        try:
+            await asyncio.wait((events, probe), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (events, probe):
+                task.cancel()
+            await asyncio.gather(events, probe, return_exceptions=True)
+        for task in (events, probe):
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()
+
+    async def _consume(self, watch: aetcd.Watch) -> None:
+        async for event in watch:
+            self._apply(event)
+
+    async def _probe(self, client: aetcd.Client) -> None:
+        while True:
+            await asyncio.sleep(self._probe_interval)
+            try:
+                await asyncio.wait_for(
+                    _revision_readable(client, self._prefix_bytes, revision=0,
+                                       timeout=self._settings.timeout),
+                    timeout=self._settings.timeout)
+            except asyncio.TimeoutError:
+                raise TimeoutError(f"etcd did not answer within {self._settings.timeout:g}s")
 
     async def _compacted(self, client: aetcd.Client, exc: aetcd.RevisionCompactedError) -> None:
         log.info("etcd compacted past revision %d (to %d): re-loading %s",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import statistics
 import time
 
@@ -174,3 +175,20 @@ async def test_on_change_errors_do_not_stop_the_mirror(client, settings, prefix)
         await client.put(f"{prefix}a".encode(), b"1")
         await until(lambda: f"{prefix}a" in mirror.snapshot, what="put")
         assert mirror.connected
+
+
+@pytest.mark.slow
+async def test_a_hung_etcd_is_noticed_by_keepalive(etcd_fresh, prefix):
+    """A frozen etcd (SIGSTOP) closes no socket: gRPC keepalive pings find it out."""
+    settings = EtcdSettings(endpoints=(etcd_fresh.url,), timeout=1.0)
+    mirror = ZoneMirror(settings=settings, prefix=prefix, backoff=FAST)
+    async with running(mirror.run()):
+        await until(lambda: mirror.connected, what="mirror connected")
+        etcd_fresh.proc.send_signal(signal.SIGSTOP)
+        try:
+            start = time.monotonic()
+            await until(lambda: not mirror.connected, timeout=20, what="hang noticed")
+            print(f"\nhung etcd noticed after {time.monotonic() - start:.1f} s")
+        finally:
+            etcd_fresh.proc.send_signal(signal.SIGCONT)
+        await until(lambda: mirror.connected, timeout=20, what="reconnected")
