@@ -35,9 +35,9 @@ async def start_dns(*, config, settings):
     from fed_dns.server import dns, table
 
     host, port = split_hostport(config.dns.listen)
-    empty = table.build(zone=settings.zone, entries={}, prefix=settings.prefix)
+    # SERVFAIL in the zone until the first reconcile run: resolvers must not cache an NXDOMAIN
     server = dns.DnsServer(
-        host=host, port=port, table=empty,
+        host=host, port=port, table=table.loading(zone=settings.zone),
         tcp_idle_timeout=config.dns.tcp_idle_timeout,
         max_tcp_connections=config.dns.max_tcp_connections,
         max_udp_size=config.dns.max_udp_size,
