@@ -207,16 +207,16 @@ def test_member_that_answers_garbage_or_hangs_does_not_stop_the_others(tmp_path,
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
+    hang = socket.socket()  # accepts connections (the kernel's backlog) and never answers
+    hang.bind(("127.0.0.1", 0))
+    hang.listen(64)
+    hung = tmp_path / "hung.kubeconfig"
+    hung.write_text(bad_kubeconfig_text(port=hang.getsockname()[1], name="hung"))
     bad = tmp_path / "bad.kubeconfig"
-    bad.write_text(f"""apiVersion: v1
-kind: Config
-clusters: [{{name: bad, cluster: {{server: "http://127.0.0.1:{garbage.getsockname()[1]}"}}}}]
-users: [{{name: bad, user: {{token: not-a-secret-token}}}}]
-contexts: [{{name: bad, context: {{cluster: bad, user: bad}}}}]
-current-context: bad
-""")
+    bad.write_text(bad_kubeconfig_text(port=garbage.getsockname()[1], name="bad"))
     d = Daemon(tmp=tmp_path, sims=sims, etcd_url=None, zone=zone)
     d.config["clusters"].append({"name": "bad", "kubeconfig": str(bad), "context": "bad"})
+    d.config["clusters"].append({"name": "hung", "kubeconfig": str(hung), "context": "hung"})
     d.config["clusters"].append({"name": "missing", "kubeconfig": str(tmp_path / "nope"),
                                  "context": "missing"})
     try:
@@ -225,6 +225,8 @@ current-context: bad
         timed(lambda: d.addresses(name) == all_addresses(), timeout=15, what="good members served")
         clusters = {c["name"]: c for c in d.status()["clusters"]}
         assert clusters["bad"]["health"] != "ready"
+        timed(lambda: {c["name"]: c["health"] for c in d.status()["clusters"]}["hung"] == "unreachable",
+              timeout=10, what="the hanging member declared unreachable")
         assert clusters["missing"]["health"] == "unreachable"
         assert "nope" in clusters["missing"]["last_error"]
         assert "not-a-secret-token" not in d.output()
@@ -234,6 +236,17 @@ current-context: bad
         stop.set()
         thread.join(timeout=5)
         garbage.close()
+        hang.close()
+
+
+def bad_kubeconfig_text(*, port: int, name: str) -> str:
+    return f"""apiVersion: v1
+kind: Config
+clusters: [{{name: {name}, cluster: {{server: "http://127.0.0.1:{port}"}}}}]
+users: [{{name: {name}, user: {{token: not-a-secret-token}}}}]
+contexts: [{{name: {name}, context: {{cluster: {name}, user: {name}}}}}]
+current-context: {name}
+"""
 
 
 def test_malformed_config_exits_2_with_the_field(tmp_path):

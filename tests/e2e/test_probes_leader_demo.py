@@ -1,0 +1,120 @@
+"""Data-plane probes, two daemons sharing one etcd (leader failover), and `fed-dns demo`."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from tests.e2e.harness import Daemon, SimThread, etcd_items, seed_service, timed
+from tests.e2e.test_daemon import all_addresses, zone_prefix
+from tests.support import REPO, free_port
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def sims():
+    sims = SimThread()
+    yield sims
+    sims.close()
+
+
+def listener(host: str, port: int) -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(16)
+    return sock
+
+
+def test_tcp_probes_withdraw_a_dead_backend_while_its_cluster_is_up(tmp_path, sims):
+    from fed_dns.sim import objects
+
+    port = free_port()
+    cluster = sims.add("c1")
+    ports = [("web", port)]
+    sims.call(cluster.apply, objects.namespace(name="ns"))
+    sims.call(cluster.apply, objects.service(
+        name="web", namespace="ns", cluster_ip="10.100.0.1", ports=ports,
+        annotations={"fed-dns.io/export": "true", "fed-dns.io/probe": "tcp",
+                     "fed-dns.io/publish": "endpoints"}))
+    sims.call(cluster.apply, objects.endpoint_slice(
+        service="web", namespace="ns", ports=ports,
+        endpoints=[("127.0.0.1", True, None), ("127.0.0.2", True, None)]))
+    alive = listener("127.0.0.1", port)
+    d = Daemon(tmp=tmp_path, sims=sims, etcd_url=None, zone="probe.example.com.")
+    revived = None
+    try:
+        d.start()
+        name = "web.ns.probe.example.com."
+        timed(lambda: d.addresses(name) == {"127.0.0.1"}, timeout=10,
+              what="the backend nobody listens on withdrawn")
+        assert d.status()["clusters"][0]["health"] == "ready"
+        revived = listener("127.0.0.2", port)
+        timed(lambda: d.addresses(name) == {"127.0.0.1", "127.0.0.2"}, timeout=5,
+              what="the backend back once it accepts connections")
+        alive.close()
+        timed(lambda: d.addresses(name) == {"127.0.0.2"}, timeout=5, what="the first withdrawn")
+    finally:
+        d.stop()
+        alive.close()
+        if revived is not None:
+            revived.close()
+
+
+def test_second_daemon_takes_over_when_the_leader_dies(tmp_path, sims, etcd_server):
+    for i, name in enumerate(("c1", "c2", "c3"), start=1):
+        sims.add(name)
+        seed_service(sims, name, index=i)
+    zone = "leader.example.com."
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = Daemon(tmp=tmp_path / "a", sims=sims, etcd_url=etcd_server.url, zone=zone)
+    second = Daemon(tmp=tmp_path / "b", sims=sims, etcd_url=etcd_server.url, zone=zone)
+    try:
+        first.start()
+        second.start()
+        timed(lambda: sorted([first.status()["leader"], second.status()["leader"]]) == [False, True],
+              timeout=10, what="exactly one leader")
+        leader, follower = (first, second) if first.status()["leader"] else (second, first)
+        name = f"mysql.ns.{zone}"
+        assert follower.addresses(name) == all_addresses()  # every replica serves DNS
+        prefix = zone_prefix(zone) + "ns/mysql/"
+        timed(lambda: len(etcd_items(etcd_server.url, prefix)) == 12, timeout=10, what="keys")
+        leader.stop(signal.SIGKILL)  # no resign: the lease has to expire
+        seed_service(sims, "c3", index=3, ready=False)
+        ttl, period = 3.0, 0.5
+        took = timed(lambda: etcd_items(etcd_server.url, prefix).get(prefix + "c3", {}).get("port") == -1,
+                     timeout=ttl + period + 10, what="the follower writes after taking over")
+        assert took <= ttl + period + 2.0, f"takeover took {took:.1f}s"
+        assert follower.status()["leader"] is True
+        assert follower.addresses(name) == all_addresses((1, 2))
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_demo_prints_a_guide_and_shows_the_failover():
+    dns_port, http_port = free_port(), free_port()
+    result = subprocess.run(
+        [sys.executable, "-m", "fed_dns.cli", "demo", "--listen", f"127.0.0.1:{dns_port}",
+         "--http", f"127.0.0.1:{http_port}", "--kill", "c2", "--after", "2", "--duration", "8"],
+        cwd=REPO, capture_output=True, text=True, timeout=90)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert f"dig @127.0.0.1 -p {dns_port} mysql.ns.fed.example.com." in out
+    assert "killed cluster c2" in out
+    after = out.split("killed cluster c2", 1)[1]
+    final = [line for line in after.splitlines() if line.lstrip().startswith("[")][-1]
+    assert "10.1.0.1" in final and "10.3.0.1" in final and "10.2.0." not in final
+    assert "CNAME mysql.ns.fed.example.com." in after
+
+
+def test_demo_rejects_an_unknown_cluster_to_kill():
+    result = subprocess.run([sys.executable, "-m", "fed_dns.cli", "demo", "--kill", "c9"],
+                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "c9" in result.stderr
