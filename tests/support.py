@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -12,7 +13,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,30 @@ def wait_for(predicate, *, timeout: float = 10.0, interval: float = 0.02, what: 
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}"
                          + (f" (last error: {last_exc!r})" if last_exc else ""))
+
+
+async def until(predicate, *, timeout: float = 5.0, what: str = "condition", interval: float = 0.005):
+    """Poll predicate() on the event loop until truthy; its value, or AssertionError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+@contextlib.asynccontextmanager
+async def running(coro: Coroutine) -> AsyncIterator[asyncio.Task]:
+    """Run a coroutine (a `run()` loop) as a task for the block; cancel and await it after."""
+    task = asyncio.create_task(coro)
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 @dataclass

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import struct
-import time
 
-from fed_dns.server.respond import respond
 from fed_dns.server.stats import Stats
-from fed_dns.server.udp import record
+from fed_dns.server.udp import answer
 
 MAX_BUFFERED = 2 * 65537  # unanswered bytes kept per connection before reading pauses
 
@@ -85,13 +83,10 @@ class TcpProtocol(asyncio.Protocol):
                 break
             query = bytes(self.buf[2:2 + n])
             del self.buf[:2 + n]
-            start = time.perf_counter_ns()
-            outcome = respond(st.table, query, tcp=True, max_udp=st.max_udp,
-                              identity=st.identity)
-            record(st.stats, "tcp", outcome)
-            st.stats.latency["tcp"].observe_us((time.perf_counter_ns() - start) / 1000)
-            if outcome.response is not None:
-                self.transport.write(struct.pack("!H", len(outcome.response)) + outcome.response)
+            response = answer(table=st.table, stats=st.stats, protocol="tcp", query=query,
+                              max_udp=st.max_udp, identity=st.identity)
+            if response is not None:
+                self.transport.write(struct.pack("!H", len(response)) + response)
         if len(self.buf) > MAX_BUFFERED:
             self.transport.abort()
 

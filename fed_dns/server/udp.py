@@ -36,6 +36,16 @@ def record(stats: Stats, protocol: str, outcome: Outcome) -> None:
         stats.truncated += 1
 
 
+def answer(*, table: ZoneTable, stats: Stats, protocol: str, query: bytes, max_udp: int,
+           identity: str | None) -> bytes | None:
+    """The full (slow) path for one query: respond, count it, time it. Both transports use it."""
+    start = time.perf_counter_ns()
+    outcome = respond(table, query, tcp=protocol == "tcp", max_udp=max_udp, identity=identity)
+    record(stats, protocol, outcome)
+    stats.latency[protocol].observe_us((time.perf_counter_ns() - start) / 1000)
+    return outcome.response
+
+
 class UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self, *, table: ZoneTable, stats: Stats, max_udp: int,
                  identity: str | None = None) -> None:
@@ -89,13 +99,10 @@ class UdpProtocol(asyncio.DatagramProtocol):
             self.stats.errors += 1
 
     def _slow(self, data: bytes, addr) -> None:
-        start = time.perf_counter_ns()
-        outcome = respond(self.table, data, tcp=False, max_udp=self.max_udp,
-                          identity=self.identity)
-        record(self.stats, "udp", outcome)
-        self.stats.latency["udp"].observe_us((time.perf_counter_ns() - start) / 1000)
-        if outcome.response is not None:
-            self.sendto(outcome.response, addr)
+        response = answer(table=self.table, stats=self.stats, protocol="udp", query=data,
+                          max_udp=self.max_udp, identity=self.identity)
+        if response is not None:
+            self.sendto(response, addr)
 
     def error_received(self, exc: Exception) -> None:  # ICMP errors: nothing to do
         pass

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from tests.support import until  # noqa: F401 - the watch tests import it from here
+
 from fed_dns.model import ClusterSpec, ClusterView
 from fed_dns.sim.cluster import SimCluster
 from fed_dns.watch.cluster import ClusterWatcher
@@ -30,19 +32,6 @@ class Watching:
 
     def names(self) -> set[str]:
         return {str(k) for k in self.watcher.view.services}
-
-
-async def until(predicate, *, timeout: float = 5.0, what: str = "condition"):
-    """Poll (yielding to the loop) until predicate() is truthy; return its value."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
