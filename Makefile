@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean etcd
+.PHONY: install demo test lint bench clean etcd kubectl
 
 # A virtualenv with the package and its test extra; redone when pyproject changes.
 $(STAMP): pyproject.toml
@@ -23,10 +23,17 @@ etcd:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq etcd-server >/dev/null; }
 	@etcd --version | head -1
 
+# kubectl drives the simulated members in tests (Debian's kubernetes-client when missing).
+kubectl:
+	@command -v kubectl >/dev/null 2>&1 || { \
+	  echo "kubectl not found: installing Debian's kubernetes-client"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq kubernetes-client >/dev/null; }
+
 demo: install
 	$(VENV)/bin/fed-dns demo
 
-test: install etcd
+test: install etcd kubectl
 	$(PY) -m pytest -q
 
 lint: install

@@ -133,6 +133,10 @@ def _fixed(path: str, served: Served) -> web.Response | None:
         doc = openapi.document_bytes(path[len("/openapi/v3/"):])
         if doc is not None:
             return respond(doc)
+    if path == "/openapi/v2":
+        # Older kubectl (Debian's 1.20) validates against OpenAPI v2, in protobuf only. An
+        # empty Document is a valid message; kubectl skips validation of kinds it lacks.
+        return web.Response(body=b"", content_type=openapi.V2_PROTOBUF)
     if path.startswith("/openapi/"):
         raise ApiError(code=404, message="the simulator serves no such OpenAPI document")
     segs = path.strip("/").split("/")

@@ -14,6 +14,7 @@ import json
 
 from fed_dns.sim.kinds import Kind, group_versions
 
+V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
 _HASH = hashlib.sha256(b"fed-dns-sim-openapi-1").hexdigest()[:16].upper()
 _QUERY = [{"name": n, "in": "query", "schema": {"type": "string", "uniqueItems": True}}
           for n in ("dryRun", "fieldManager", "fieldValidation", "pretty")]

@@ -114,7 +114,6 @@ async def test_hostile_names_are_rejected_counted_and_others_published(sim, watc
     assert "ns/dotted-port" not in {r.name for r in w.watcher.rejections}
 
 
-@pytest.mark.skipif(not shutil.which("kubectl"), reason="kubectl is not installed")
 async def test_kubectl_reads_the_simulated_member(sim, tmp_path):
     """kubectl get svc -A against the sim. kubectl sends no credentials to an http:// server
     (clientcmd reads auth info only for TLS), so a loopback proxy adds the sim's token."""
