@@ -7,15 +7,21 @@ federation objects; the daemon, `serve` and the demo share it.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from fed_dns.model import ClusterSpec, Publish
 
 log = logging.getLogger("fed_dns.components")
 
 
-def split_hostport(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    return host.strip("[]"), int(port)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EtcdParts:
+    """The daemon's etcd pieces; the daemon runs `mirror.run()` and `leader.run()` itself."""
+
+    client: object
+    mirror: object
+    writer: object
+    leader: object | None = None
 
 
 def etcd_settings(config):
@@ -34,7 +40,7 @@ def etcd_settings(config):
 async def start_dns(*, config, settings):
     from fed_dns.server import dns, table
 
-    host, port = split_hostport(config.dns.listen)
+    host, port = config.dns.host, config.dns.port
     # SERVFAIL in the zone until the first reconcile run: resolvers must not cache an NXDOMAIN
     server = dns.DnsServer(
         host=host, port=port, table=table.loading(zone=settings.zone),
@@ -49,7 +55,7 @@ async def start_dns(*, config, settings):
 async def start_http(*, config, daemon):
     from fed_dns.app import http, metrics, status
 
-    host, port = split_hostport(config.http.listen)
+    host, port = config.http.host, config.http.port
     registry = metrics.daemon_metrics(daemon)
     endpoint = http.HttpEndpoint(host=host, port=port, metrics=registry,
                                  status=lambda: status.daemon_status(daemon),
@@ -61,10 +67,7 @@ async def start_http(*, config, daemon):
     return endpoint
 
 
-async def start_etcd(*, config, prefix: str, identity: str, on_change):
-    import asyncio
-
-    from fed_dns.app.daemon import EtcdParts
+async def start_etcd(*, config, prefix: str, identity: str, on_change) -> EtcdParts:
     from fed_dns.etcd import client as etcd_client
     from fed_dns.etcd import leader as etcd_leader
     from fed_dns.etcd import mirror as etcd_mirror
@@ -81,10 +84,7 @@ async def start_etcd(*, config, prefix: str, identity: str, on_change):
             client=client, key=f"/fed-dns/{owner}/leader", identity=identity,
             ttl=config.leader_election.lease_ttl, on_change=lambda _leader: on_change())
     writer = etcd_writer.Writer(client=client, fence=elector.fence if elector else None)
-    tasks = [asyncio.get_running_loop().create_task(mirror.run(), name="etcd-mirror")]
-    if elector is not None:
-        tasks.append(asyncio.get_running_loop().create_task(elector.run(), name="etcd-leader"))
-    return EtcdParts(client=client, mirror=mirror, writer=writer, leader=elector, tasks=tasks)
+    return EtcdParts(client=client, mirror=mirror, writer=writer, leader=elector)
 
 
 def kube_client(spec: ClusterSpec):

@@ -15,8 +15,9 @@ import os
 import socket
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from fed_dns.app.components import EtcdParts
 from fed_dns.app.reconcile import Inputs, Reconciler
 from fed_dns.federation import targets
 from fed_dns.model import Changes, ClusterSpec, ClusterView, Health
@@ -25,7 +26,6 @@ from fed_dns.records import names
 log = logging.getLogger("fed_dns.daemon")
 
 SHUTDOWN_GRACE = 5.0
-
 
 
 @dataclass
@@ -40,15 +40,6 @@ class Member:
     prober: object | None = None
     api_client: object | None = None
     transitions: int = 0
-
-
-@dataclass
-class EtcdParts:
-    client: object
-    mirror: object
-    writer: object
-    leader: object | None = None
-    tasks: list[asyncio.Task] = field(default_factory=list)
 
 
 class Daemon:
@@ -183,8 +174,9 @@ class Daemon:
             self.etcd = await components.start_etcd(
                 config=self.config, prefix=self.zone_prefix, identity=self.identity,
                 on_change=self.reconciler.mark_dirty)
-            for task in self.etcd.tasks:
-                tasks[task.get_name()] = task
+            tasks["etcd-mirror"] = group.create_task(self.etcd.mirror.run(), name="etcd-mirror")
+            if self.etcd.leader is not None:
+                tasks["etcd-leader"] = group.create_task(self.etcd.leader.run(), name="etcd-leader")
         self.backend_prober = components.backend_prober(config=self.config,
                                                         on_change=self.reconciler.mark_dirty)
         tasks["backend-prober"] = group.create_task(self.backend_prober.run(), name="backend-prober")

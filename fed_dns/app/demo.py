@@ -58,7 +58,6 @@ def ask(*, server: tuple[str, int], name: str, timeout: float = 0.5) -> list[str
 
 async def main_async(args) -> int:
     from fed_dns.app.daemon import Daemon
-    from fed_dns.app.components import split_hostport
     from fed_dns.sim import scenario
     from fed_dns.sim.cluster import SimCluster
 
@@ -85,7 +84,7 @@ async def main_async(args) -> int:
                                  etcd=args.etcd)
             daemon = Daemon(config=config)
             runner = asyncio.create_task(daemon.serve(stop=stop), name="daemon")
-            server = split_hostport(args.listen)
+            server = (config.dns.host, config.dns.port)
             await _guide(daemon=daemon, sims=sims, args=args, server=server, stop=stop, runner=runner)
             stop.set()
             with contextlib.suppress(asyncio.CancelledError):
