@@ -118,3 +118,15 @@ def test_demo_rejects_an_unknown_cluster_to_kill():
     result = subprocess.run([sys.executable, "-m", "fed_dns.cli", "demo", "--kill", "c9"],
                             cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "c9" in result.stderr
+
+
+def test_demo_with_etcd_writes_the_records(etcd_fresh):
+    dns_port, http_port = free_port(), free_port()
+    result = subprocess.run(
+        [sys.executable, "-m", "fed_dns.cli", "demo", "--etcd", etcd_fresh.url, "--listen",
+         f"127.0.0.1:{dns_port}", "--http", f"127.0.0.1:{http_port}", "--duration", "4"],
+        cwd=REPO, capture_output=True, text=True, timeout=90)
+    assert result.returncode == 0, result.stdout + result.stderr
+    keys = etcd_items(etcd_fresh.url, "/skydns/com/example/fed/ns/mysql/")
+    assert {v["cluster"] for v in keys.values()} == {"c1", "c2", "c3"}
+    assert len(keys) == 12  # 3 clusters x 2 endpoints, plain and _tcp/_mysql
