@@ -86,7 +86,7 @@ class Daemon:
         previous = self.dns.table if self.dns is not None else None
         built = table.build(zone=self.settings.zone, entries=entries, prefix=self.settings.prefix,
                             previous=previous)
-        if self.dns is not None:
+        if self.dns is not None and self.settled():
             self.dns.swap(built)
         if self.etcd is None:
             self.memory = dict(entries)
@@ -149,8 +149,16 @@ class Daemon:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    def settled(self) -> bool:
+        """Whether the table can answer for the whole zone: every member's health is decided,
+        or etcd's contents are in (they hold the records kept for `unknown` members). Until
+        then the server answers SERVFAIL in the zone, never an NXDOMAIN a resolver would cache."""
+        if self.etcd is not None and getattr(self.etcd.mirror, "loaded", False):
+            return True
+        return all(m.health is not Health.UNKNOWN for m in self.members.values())
+
     def ready(self) -> bool:
-        if self.dns is None:
+        if self.dns is None or not self.settled():
             return False
         return all(m.view.synced or m.health is Health.UNREACHABLE for m in self.members.values())
 

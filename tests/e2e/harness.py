@@ -98,13 +98,17 @@ class Daemon:
 
     def start(self) -> "Daemon":
         self.config_path.write_text(yaml.safe_dump(self.config))
+        self.start_process()
+        wait_for(self.ready, timeout=30, what="daemon /readyz")
+        return self
+
+    def start_process(self) -> None:
+        """Start `fed-dns run` on the config file as it is, without waiting for readiness."""
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fed_dns.cli", "--log-level", "debug", "run", "--config",
              str(self.config_path)], cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
             env=dict(os.environ, PYTHONUNBUFFERED="1"))
-        wait_for(self.ready, timeout=30, what="daemon /readyz")
-        return self
 
     def ready(self) -> bool:
         if self.proc.poll() is not None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from fed_dns.records import codec
 from tests.e2e.harness import (Daemon, SimThread, etcd_items, etcd_put, etcd_mod_revisions, seed_service,
@@ -286,3 +287,28 @@ def test_status_and_records_commands(etcd_server, daemon_factory, zone):
     down = subprocess.run([*cli, "status", "--url", "http://127.0.0.1:9"], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
     assert down.returncode == 1 and "cannot reach the daemon" in down.stderr
+
+
+def test_no_nxdomain_before_members_are_decided(tmp_path, sims, zone):
+    """Without etcd nothing is known until the first probes decide: SERVFAIL, not NXDOMAIN."""
+    import dns.rcode
+
+    d = Daemon(tmp=tmp_path, sims=sims, etcd_url=None, zone=zone)
+    d.config["health"]["period"] = "2s"  # two successes needed: about 2 s of `unknown`
+    d.config_path.write_text(yaml.safe_dump(d.config))
+    d.start_process()
+    name = f"mysql.ns.{zone}"
+    seen = set()
+    try:
+        def answered():
+            try:
+                reply = d.query(name)
+            except Exception:  # noqa: BLE001 - not listening yet
+                return False
+            seen.add(dns.rcode.to_text(reply.rcode()))
+            return reply.rcode() == dns.rcode.NOERROR and reply.answer
+        timed(answered, timeout=20, what="the first real answer")
+        assert "NXDOMAIN" not in seen, seen
+        assert "SERVFAIL" in seen, seen
+    finally:
+        d.stop()
