@@ -7,6 +7,8 @@ federation objects; the daemon, `serve` and the demo share it.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from dataclasses import dataclass
 
 from fed_dns.model import ClusterSpec, Publish
@@ -44,6 +46,8 @@ async def start_dns(*, config, settings):
     # SERVFAIL in the zone until the first reconcile run: resolvers must not cache an NXDOMAIN
     server = dns.DnsServer(
         host=host, port=port, table=table.loading(zone=settings.zone),
+        reuse_port=config.dns.workers > 1,
+        identity=f"{socket.gethostname()} worker 0 pid {os.getpid()}",
         tcp_idle_timeout=config.dns.tcp_idle_timeout,
         max_tcp_connections=config.dns.max_tcp_connections,
         max_udp_size=config.dns.max_udp_size,
@@ -85,6 +89,21 @@ async def start_etcd(*, config, prefix: str, identity: str, on_change) -> EtcdPa
             ttl=config.leader_election.lease_ttl, on_change=lambda _leader: on_change())
     writer = etcd_writer.Writer(client=client, fence=elector.fence if elector else None)
     return EtcdParts(client=client, mirror=mirror, writer=writer, leader=elector)
+
+
+def dns_workers(*, config, settings, port: int):
+    """Worker processes 1..N-1 on the daemon's DNS port, or None with one worker."""
+    if config.dns.workers <= 1:
+        return None
+    from fed_dns.app.workers import WorkerPool, WorkerSettings
+
+    pool = WorkerPool(count=config.dns.workers, settings=WorkerSettings(
+        zone=settings.zone, prefix=settings.prefix, host=config.dns.host, port=port,
+        tcp_idle_timeout=config.dns.tcp_idle_timeout,
+        max_tcp_connections=config.dns.max_tcp_connections,
+        max_udp_size=config.dns.max_udp_size))
+    pool.start()
+    return pool
 
 
 def kube_client(spec: ClusterSpec):

@@ -56,6 +56,7 @@ class Daemon:
         self.identity = f"{socket.gethostname()}-{os.getpid()}"
         self.started = time.monotonic()
         self.dns = None
+        self.workers = None  # extra DNS worker processes (dns.workers > 1)
         self.http = None
         self.etcd: EtcdParts | None = None
         self.backend_prober = None
@@ -86,8 +87,11 @@ class Daemon:
         previous = self.dns.table if self.dns is not None else None
         built = table.build(zone=self.settings.zone, entries=entries, prefix=self.settings.prefix,
                             previous=previous)
-        if self.dns is not None and self.settled():
+        live = self.settled()
+        if self.dns is not None and live:
             self.dns.swap(built)
+        if self.workers is not None:
+            self.workers.publish(entries, live=live)
         if self.etcd is None:
             self.memory = dict(entries)
 
@@ -160,6 +164,8 @@ class Daemon:
     def ready(self) -> bool:
         if self.dns is None or not self.settled():
             return False
+        if self.workers is not None and not self.workers.alive():
+            return False
         return all(m.view.synced or m.health is Health.UNREACHABLE for m in self.members.values())
 
     async def serve(self, *, stop: asyncio.Event) -> None:
@@ -177,6 +183,8 @@ class Daemon:
         from fed_dns.app import components
 
         self.dns = await components.start_dns(config=self.config, settings=self.settings)
+        self.workers = components.dns_workers(config=self.config, settings=self.settings,
+                                              port=self.dns.port)
         self.http = await components.start_http(config=self.config, daemon=self)
         if self.config.etcd.endpoints:
             self.etcd = await components.start_etcd(
@@ -213,9 +221,7 @@ class Daemon:
 
     async def _shutdown(self, tasks: dict[str, asyncio.Task]) -> None:
         log.info("shutting down")
-        if self.dns is not None:
-            await self.dns.close()
-            self.dns = None
+        await self._close_dns()
         reconcile = tasks.pop("reconcile", None)
         if reconcile is not None:
             await self.reconciler.stop(grace=SHUTDOWN_GRACE)
@@ -228,10 +234,16 @@ class Daemon:
         for name in list(tasks):
             await cancel(tasks.pop(name))
 
-    async def _close(self) -> None:
+    async def _close_dns(self) -> None:
         if self.dns is not None:
             await self.dns.close()
             self.dns = None
+        if self.workers is not None:
+            await asyncio.to_thread(self.workers.close)
+            self.workers = None
+
+    async def _close(self) -> None:
+        await self._close_dns()
         if self.etcd is not None:
             with contextlib.suppress(Exception):
                 await self.etcd.client.close()
@@ -255,9 +267,6 @@ def unimplemented(config, members) -> list[str]:
                    "answers are rotated, not ordered by region")
     if any(m.spec.weight != 1 for m in members):
         out.append("cluster weights do not bias DNS answers yet")
-    if config.dns.workers > 1:
-        out.append("dns.workers > 1 is not supported by `fed-dns run` yet; serving with one "
-                   "process (use `fed-dns serve --workers N` on the same etcd to scale out)")
     return out
 
 

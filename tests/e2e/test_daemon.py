@@ -312,3 +312,33 @@ def test_no_nxdomain_before_members_are_decided(tmp_path, sims, zone):
         assert "SERVFAIL" in seen, seen
     finally:
         d.stop()
+
+
+def test_dns_workers_share_the_port_and_follow_a_failover(tmp_path, sims, zone):
+    import dns.message
+    import dns.query
+
+    d = Daemon(tmp=tmp_path, sims=sims, etcd_url=None, zone=zone)
+    d.config["dns"] = {"listen": f"127.0.0.1:{d.dns_port}", "workers": 2}
+    d.start()
+    name = f"mysql.ns.{zone}"
+
+    def identities_and_answers() -> tuple[set[str], set[frozenset[str]]]:
+        who, answers = set(), set()
+        for _ in range(40):  # fresh source ports spread over both SO_REUSEPORT sockets
+            q = dns.message.make_query("id.server.", "TXT", rdclass="CH")
+            reply = dns.query.udp(q, "127.0.0.1", port=d.dns_port, timeout=2)
+            who.add(reply.answer[0][0].to_text())
+            answers.add(frozenset(d.addresses(name)))
+        return who, answers
+
+    try:
+        timed(lambda: identities_and_answers()[1] == {frozenset(all_addresses())}, timeout=10,
+              what="every socket answers every backend")
+        who, _ = identities_and_answers()
+        assert len(who) == 2 and any("worker 0" in w for w in who), who
+        sims.call(sims.clusters["c2"].kill, mode="stop")
+        timed(lambda: identities_and_answers()[1] == {frozenset(all_addresses((1, 3)))},
+              timeout=10, what="both workers follow the failover")
+    finally:
+        assert d.stop() == 0
