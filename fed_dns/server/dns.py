@@ -11,7 +11,7 @@ from fed_dns.server.respond import MAX_UDP
 from fed_dns.server.stats import Stats
 from fed_dns.server.table import ZoneTable
 from fed_dns.server.tcp import TcpProtocol, TcpState
-from fed_dns.server.udp import UdpProtocol, UdpThread
+from fed_dns.server.udp import BATCH, UdpProtocol, UdpThread
 
 
 def _family(host: str) -> int:
@@ -40,14 +40,16 @@ class DnsServer:
     def __init__(self, *, host: str, port: int, table: ZoneTable, tcp_idle_timeout: float = 10.0,
                  max_tcp_connections: int = 1000, max_udp_size: int = MAX_UDP,
                  reuse_port: bool = False, tcp_backlog: int = 1024,
-                 identity: str | None = None) -> None:
-        """`identity`, when set, answers `id.server`/`hostname.bind` CH TXT (which worker)."""
+                 identity: str | None = None, udp_batch: int = BATCH) -> None:
+        """`identity`, when set, answers `id.server`/`hostname.bind` CH TXT (which worker).
+        `udp_batch`: datagrams per recvmmsg/sendmmsg (0: one recvfrom/sendto each)."""
         self.host = host
         self.port = port
         self.table = table
         self.stats = Stats()
         self.reuse_port = reuse_port
         self.tcp_backlog = tcp_backlog
+        self.udp_batch = udp_batch
         self._udp = UdpProtocol(table=table, stats=self.stats, max_udp=max_udp_size,
                                 identity=identity)
         self._tcp = TcpState(table=table, stats=self.stats, idle_timeout=tcp_idle_timeout,
@@ -84,7 +86,7 @@ class DnsServer:
             tcp.close()
             udp.close()
             raise
-        self._udp_thread = UdpThread(sock=udp, protocol=self._udp)
+        self._udp_thread = UdpThread(sock=udp, protocol=self._udp, batch=self.udp_batch)
         self._udp_thread.start()
 
     def swap(self, table: ZoneTable) -> None:

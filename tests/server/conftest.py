@@ -52,11 +52,11 @@ class Running:
 
 
 @contextlib.contextmanager
-def running_server(table, **kwargs) -> Iterator[Running]:
+def running_server(table, *, host: str = LOOPBACK, **kwargs) -> Iterator[Running]:
     loop = uvloop.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="dns-server", daemon=True)
     thread.start()
-    server = DnsServer(host=LOOPBACK, port=0, table=table, **kwargs)
+    server = DnsServer(host=host, port=0, table=table, **kwargs)
     try:
         asyncio.run_coroutine_threadsafe(server.start(), loop).result(timeout=10)
         yield Running(server, loop)
