@@ -27,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.support import LOOPBACK, free_port, running_etcd, wait_for  # noqa: E402
+from tests.support import LOOPBACK, free_port, running_etcd, stop_process, wait_for  # noqa: E402
 
 ZONE = "fed.example.com."
 PREFIX = "/skydns"
@@ -111,12 +111,7 @@ def start(cmd: list[str], *, port: int, probe: str) -> subprocess.Popen:
 
 
 def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_process(proc, timeout=15)
 
 
 def measure(*, label: str, cmd: list[str], port: int, datafile: Path, probe: str, args) -> dict:

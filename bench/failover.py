@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import yaml  # noqa: E402
 
 from tests.e2e.harness import etcd_items  # noqa: E402
-from tests.support import LOOPBACK, REPO, free_port, running_etcd, wait_for  # noqa: E402
+from tests.support import LOOPBACK, REPO, free_port, running_etcd, stop_process, wait_for  # noqa: E402
 
 import dns.message  # noqa: E402
 import dns.query  # noqa: E402
@@ -132,11 +132,9 @@ def one_run(etcd_url: str, run: int, lag_samples: int) -> dict:
             return {"dns_seconds": dns_gone, "etcd_seconds": etcd_gone, "lag_seconds": lags}
         finally:
             if daemon is not None:
-                daemon.terminate()
-                daemon.wait(timeout=15)
+                stop_process(daemon, timeout=15)
             for proc, _ in sims.values():
-                proc.kill()
-                proc.wait()
+                stop_process(proc, sig=signal.SIGKILL)
 
 
 def measure_lag(dns_port: int, name: str, kubeconfig: Path, samples: int) -> list[float]:

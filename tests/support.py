@@ -76,6 +76,20 @@ async def running(coro: Coroutine) -> AsyncIterator[asyncio.Task]:
             await task
 
 
+def stop_process(proc: subprocess.Popen, *, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+    """Signal a process (SIGTERM: its own ordered shutdown), wait, kill it past the timeout.
+    Returns its exit status (-9 when it had to be killed)."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return -9
+
+
 @dataclass
 class EtcdProcess:
     """A real etcd on free loopback ports, with its own data dir."""
@@ -116,13 +130,7 @@ class EtcdProcess:
     def stop(self) -> None:
         if self.proc is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
         if self.proc.stderr:
             self.proc.stderr.close()
         self.proc = None

@@ -20,7 +20,7 @@ import dns.query
 import dns.rdatatype
 import yaml
 
-from tests.support import LOOPBACK, REPO, free_port, wait_for
+from tests.support import LOOPBACK, REPO, free_port, stop_process, wait_for
 
 
 class SimThread:
@@ -133,15 +133,9 @@ class Daemon:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
         if self.proc is None:
             return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        code = stop_process(self.proc, sig=sig, timeout=timeout)
         self.log.close()
-        code, self.proc = self.proc.returncode, None
+        self.proc = None
         return code
 
     def query(self, name: str, rdtype: str = "A", *, tcp: bool = False) -> dns.message.Message:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fed_dns.etcd.client import EtcdError, EtcdSettings, connect
-from tests.support import LOOPBACK, free_port
+from tests.support import LOOPBACK, free_port, stop_process
 
 EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
 
@@ -53,12 +53,7 @@ def tls_etcd(tmp_path):
     try:
         yield url, tmp_path
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 async def test_tls_with_a_client_certificate(tls_etcd):
