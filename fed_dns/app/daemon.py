@@ -140,8 +140,7 @@ class Daemon:
 
     def on_health(self, cluster: str, health: Health) -> None:
         member = self.members[cluster]
-        if member.health != health:
-            log.info("cluster %s: %s -> %s", cluster, member.health, health)
+        if member.health != health:  # the prober logs the change, with the probe's error
             member.health = health
             member.transitions += 1
             self.reconciler.mark_dirty()
