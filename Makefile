@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean etcd kubectl
+.PHONY: install demo test lint bench clean system-deps
 
 # A virtualenv with the package and its test extra; redone when pyproject changes.
 $(STAMP): pyproject.toml
@@ -15,25 +15,25 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Debian's etcd-server when no etcd is on PATH (tests start their own on a free loopback port).
-etcd:
-	@command -v etcd >/dev/null 2>&1 || { \
-	  echo "etcd not found: installing Debian's etcd-server"; \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq etcd-server >/dev/null; }
-	@etcd --version | head -1
+# System tools the tests use, each from Debian when missing (command:package): a real etcd
+# (tests start their own on free loopback ports), kubectl against the simulated members, and
+# openssl for test certificates and the simulator's TLS.
+SYSTEM_TOOLS = etcd:etcd-server kubectl:kubernetes-client openssl:openssl
 
-# kubectl drives the simulated members in tests (Debian's kubernetes-client when missing).
-kubectl:
-	@command -v kubectl >/dev/null 2>&1 || { \
-	  echo "kubectl not found: installing Debian's kubernetes-client"; \
+system-deps:
+	@missing=""; for pair in $(SYSTEM_TOOLS); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq kubernetes-client >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@etcd --version | head -1
 
 demo: install
 	$(VENV)/bin/fed-dns demo
 
-test: install etcd kubectl
+test: install system-deps
 	$(PY) -m pytest -q
 
 lint: install

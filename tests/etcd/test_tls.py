@@ -35,8 +35,7 @@ def make_pki(directory: Path) -> None:
 
 @pytest.fixture
 def tls_etcd(tmp_path):
-    if not shutil.which("openssl"):
-        pytest.skip("openssl is needed to make test certificates")
+    assert shutil.which("openssl"), "openssl makes the test certificates; `make test` installs it"
     make_pki(tmp_path)
     port, peer = free_port(), free_port()
     url = f"https://{LOOPBACK}:{port}"
