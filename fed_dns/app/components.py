@@ -91,7 +91,20 @@ async def start_etcd(*, config, prefix: str, identity: str, on_change) -> EtcdPa
     return EtcdParts(client=client, mirror=mirror, writer=writer, leader=elector)
 
 
-def dns_workers(*, config, settings, port: int):
+def topology(*, config, members: tuple[ClusterSpec, ...]):
+    """The DNS answer-order settings: `topology` section, member regions and weights."""
+    from fed_dns.server.topology import Topology
+
+    section = config.topology
+    return Topology(
+        mode=str(section.mode),
+        subnets=tuple((str(net), region) for net, region in section.networks()),
+        trust_ecs=bool(section.trust_ecs),
+        clusters=tuple((m.name, m.region) for m in members if m.region),
+        weights=tuple((m.name, m.weight) for m in members if m.weight != 1))
+
+
+def dns_workers(*, config, settings, port: int, topology=None):
     """Worker processes 1..N-1 on the daemon's DNS port, or None with one worker."""
     if config.dns.workers <= 1:
         return None
@@ -101,7 +114,7 @@ def dns_workers(*, config, settings, port: int):
         zone=settings.zone, prefix=settings.prefix, host=config.dns.host, port=port,
         tcp_idle_timeout=config.dns.tcp_idle_timeout,
         max_tcp_connections=config.dns.max_tcp_connections,
-        max_udp_size=config.dns.max_udp_size))
+        max_udp_size=config.dns.max_udp_size, topology=topology))
     pool.start()
     return pool
 

@@ -57,6 +57,7 @@ class Daemon:
         self.started = time.monotonic()
         self.dns = None
         self.workers = None  # extra DNS worker processes (dns.workers > 1)
+        self.topology = None  # server.topology.Topology: answer order by region and weight
         self.http = None
         self.etcd: EtcdParts | None = None
         self.backend_prober = None
@@ -86,7 +87,7 @@ class Daemon:
 
         previous = self.dns.table if self.dns is not None else None
         built = table.build(zone=self.settings.zone, entries=entries, prefix=self.settings.prefix,
-                            previous=previous)
+                            previous=previous, topology=self.topology)
         live = self.settled()
         if self.dns is not None and live:
             self.dns.swap(built)
@@ -181,9 +182,11 @@ class Daemon:
     async def _start(self, group: asyncio.TaskGroup, tasks: dict[str, asyncio.Task]) -> None:
         from fed_dns.app import components
 
+        self.topology = components.topology(config=self.config,
+                                            members=tuple(m.spec for m in self.members.values()))
         self.dns = await components.start_dns(config=self.config, settings=self.settings)
         self.workers = components.dns_workers(config=self.config, settings=self.settings,
-                                              port=self.dns.port)
+                                              port=self.dns.port, topology=self.topology)
         self.http = await components.start_http(config=self.config, daemon=self)
         if self.config.etcd.endpoints:
             self.etcd = await components.start_etcd(
@@ -259,14 +262,9 @@ class Daemon:
 
 
 def unimplemented(config, members) -> list[str]:
-    """Config keys that validate but that the daemon does not act on yet (README)."""
-    out = []
-    if str(config.topology.mode) != "off":
-        out.append("topology.mode is set but topology-aware answers are not implemented yet; "
-                   "answers are rotated, not ordered by region")
-    if any(m.spec.weight != 1 for m in members):
-        out.append("cluster weights do not bias DNS answers yet")
-    return out
+    """Config keys that validate but that the daemon does not act on yet (README): none
+    today (topology and cluster weights order DNS answers)."""
+    return []
 
 
 async def cancel(task: asyncio.Task) -> None:

@@ -35,6 +35,7 @@ class WorkerSettings:
     max_udp_size: int
     log_format: str = "text"
     log_level: str = "info"
+    topology: object | None = None  # server.topology.Topology: answer order (None: off)
 
 
 def diff(*, old: Mapping[str, bytes], new: Mapping[str, bytes]) -> tuple[dict[str, bytes], list[str]]:
@@ -140,7 +141,7 @@ async def _worker(settings: WorkerSettings, index: int, conn) -> None:
             return
         if live:
             server.swap(table.build(zone=settings.zone, entries=entries, prefix=settings.prefix,
-                                    previous=server.table))
+                                    previous=server.table, topology=settings.topology))
 
     loop.add_reader(conn.fileno(), readable)
     try:

@@ -2,21 +2,23 @@
 
 A compiled response is `header(12) + question + tail`. The question is the client's own
 bytes (so 0x20 case survives); the tail's owner names point at offset 12 by compression,
-so they echo the client's case for free. Several tails rotate the order of address records.
+so they echo the client's case for free. Several tails rotate the order of address records
+(`order.orderings`: plain, or weighted by cluster); with an active topology an entry also
+holds one variant per client region (`Entry.regions`), compiled with it.
 """
 
 from __future__ import annotations
 
 import itertools
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import dnslib
 
 from fed_dns.server import resolve as rs
+from fed_dns.server.order import orderings
 from fed_dns.server.resolve import Answer
-
-MAX_ROTATIONS = 8
+from fed_dns.server.topology import OFF_TOPOLOGY, Topology
 
 
 def wire_name(name: str) -> bytes:
@@ -84,33 +86,11 @@ def pack_sections(*, qname: str, qtype: int, answer: tuple, authority: tuple,
     return packed[12 + len(wire_name(qname)) + 4:]
 
 
-def rotations(records: tuple) -> list[tuple]:
-    """Orders of the answer: each run of same-owner A or AAAA records rotated 0..n-1."""
-    runs: list[tuple[int, int]] = []
-    i = 0
-    while i < len(records):
-        j = i + 1
-        if records[i][1] in (rs.T_A, rs.T_AAAA):
-            while j < len(records) and records[j][:2] == records[i][:2]:
-                j += 1
-            if j - i > 1:
-                runs.append((i, j))
-        i = j
-    count = min(MAX_ROTATIONS, max((b - a for a, b in runs), default=1))
-    out = []
-    for k in range(count):
-        rec = list(records)
-        for a, b in runs:
-            run = records[a:b]
-            shift = k % len(run)
-            rec[a:b] = run[shift:] + run[:shift]
-        out.append(tuple(rec))
-    return out
-
-
 @dataclass(slots=True)
 class Entry:
-    """One compiled (name, type). `hdrs[edns*2 + rd]` are the ten header bytes after the ID."""
+    """One compiled (name, type). `hdrs[edns*2 + rd]` are the ten header bytes after the ID.
+    `regions[r]`: the entry for a client in region r (0: none, this one); None when no
+    region changes the answer."""
 
     qname: str
     qtype: int
@@ -120,14 +100,35 @@ class Entry:
     cycle: itertools.cycle
     size: int  # len of every tail
     slot: int  # stats slot (qtype, rcode)
+    regions: tuple[Entry, ...] | None = None
 
 
-def compile_entry(*, qname: str, qtype: int, answer: Answer, slot: int = 0) -> Entry:
+def _compile(*, qname: str, qtype: int, answer: Answer, orders: list[tuple], slot: int) -> Entry:
     an, ns, ar = len(answer.answer), len(answer.authority), len(answer.additional)
     hdrs = tuple(header(rcode=answer.rcode, aa=True, rd=rd, an=an, ns=ns, ar=ar + edns)
                  for edns in (0, 1) for rd in (0, 1))
     tails = tuple(pack_sections(qname=qname, qtype=qtype, answer=order,
                                 authority=answer.authority, additional=answer.additional)
-                  for order in rotations(answer.answer))
+                  for order in orders)
     return Entry(qname=qname, qtype=qtype, answer=answer, hdrs=hdrs, tails=tails,
                  cycle=itertools.cycle(tails), size=len(tails[0]), slot=slot)
+
+
+def compile_entry(*, qname: str, qtype: int, answer: Answer, slot: int = 0,
+                  topology: Topology = OFF_TOPOLOGY) -> Entry:
+    base = orderings(answer.answer, origins=answer.origins, weight_of=topology.weight_of)
+    ent = _compile(qname=qname, qtype=qtype, answer=answer, orders=base, slot=slot)
+    if not topology.active or not any(c in topology.region_of for c in answer.origins):
+        return ent
+    variants = [ent]
+    for region in topology.regions:
+        orders = orderings(answer.answer, origins=answer.origins, weight_of=topology.weight_of,
+                           region_of=topology.region_of, region=region, mode=topology.mode)
+        if orders == base:
+            variants.append(ent)
+            continue
+        variants.append(_compile(qname=qname, qtype=qtype, slot=slot, orders=orders,
+                                 answer=replace(answer, answer=orders[0], origins=())))
+    if any(v is not ent for v in variants):
+        ent.regions = tuple(variants)
+    return ent

@@ -97,6 +97,9 @@ class Batch:
         self._rview = memoryview(self._rbuf)
         self._sview = memoryview(self._sbuf)
         self._name0 = _address(self._names) if self._names is not None else 0
+        self._nview = memoryview(self._names) if self._names is not None else memoryview(b"")
+        # the address in the sockaddr: sockaddr_in bytes 4..8, sockaddr_in6 bytes 8..24
+        self._addr = {socket.AF_INET: (4, 8), socket.AF_INET6: (8, 24)}.get(sock.family, (0, 0))
 
     def recv(self) -> int:
         """Datagrams received (>= 1), blocking for the first (on a blocking socket).
@@ -119,18 +122,26 @@ class Batch:
             else:
                 done += n
 
-    def exchange(self, reply) -> int:
+    def exchange(self, reply, *, source: bool = False) -> int:
         """One round: recv() (blocking), `reply(data) -> bytes | None` for each datagram
         (cut at `recv_slot` bytes, like recvfrom), the responses sent in one send(). Returns
         the datagrams received. This is the server's hot loop: locals, no attribute access
-        per datagram. A response longer than `send_slot` is dropped (callers size it)."""
+        per datagram. A response longer than `send_slot` is dropped (callers size it).
+        `source=True`: `reply(data, address)` instead, `address` the sender's packed IP (4 or
+        16 bytes, read from the raw sockaddr; b"" for other families)."""
         n = self.recv()
         rview, rlen, rslot = self._rview, self._rlen, self.recv_slot
         sview, siq, sq, sslot = self._sview, self._siq, self._sq, self.send_slot
         name0, j = self._name0, 0
+        nview, (off, stop) = self._nview, self._addr
         for i in range(n):
             start = i * rslot
-            response = reply(bytes(rview[start:start + rlen[16 * i + 14]]))  # <= rslot
+            data = bytes(rview[start:start + rlen[16 * i + 14]])  # <= rslot
+            if source:
+                at = i * _NAME_SLOT
+                response = reply(data, bytes(nview[at + off:at + stop]))
+            else:
+                response = reply(data)
             if response is not None:
                 size = len(response)
                 if size <= sslot:

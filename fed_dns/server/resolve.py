@@ -39,6 +39,8 @@ class Answer:
     authority: tuple[RR, ...] = ()
     additional: tuple[RR, ...] = ()
     deps: frozenset[str] = field(default_factory=frozenset)  # names whose subtree was read
+    # the cluster (value's `cluster` field, "" if none) of each answer record, for ordering
+    origins: tuple[str, ...] = field(default=(), compare=False)
 
 
 def fqdn(name: str) -> str:
@@ -72,6 +74,7 @@ class _Resolver:
     def __init__(self, ix: ZoneIndex) -> None:
         self.ix = ix
         self.deps: set[str] = set()
+        self.origin: dict[RR, str] = {}  # record -> the cluster of the value that made it
 
     def read(self, name: str, *, txt: bool = False) -> list[sv.Service] | None:
         self.deps.add(name)
@@ -109,6 +112,7 @@ class _Resolver:
             if rr is not None and rr[3] not in seen:
                 seen.add(rr[3])
                 out.append(rr)
+                self.origin.setdefault(rr, svc.record.cluster)
         return out
 
     def records(self, *, name: str, qtype: int, prev: list[RR]) -> list[RR]:
@@ -134,6 +138,7 @@ class _Resolver:
             if svc.kind == sv.CNAME:
                 target = _target(svc, svc.record.host)
                 out.append(make(svc, target))
+                self.origin.setdefault(out[-1], svc.record.cluster)
                 if target in looked:
                     continue
                 looked.add(target)
@@ -145,6 +150,7 @@ class _Resolver:
                 if ("rr", target, rr[3][-2]) not in dup:
                     dup.add(("rr", target, rr[3][-2]))
                     out.append(rr)
+                    self.origin.setdefault(rr, svc.record.cluster)
                 if ("addr", target, svc.address) not in dup:
                     dup.add(("addr", target, svc.address))
                     extra.append((target, T_A if svc.kind == sv.A else T_AAAA, svc.ttl, svc.address))
@@ -214,4 +220,5 @@ def answer(ix: ZoneIndex, *, name: str, qtype: int, serial: int) -> Answer:
     deps = frozenset(r.deps)
     if not records:
         return Answer(rcode=NOERROR, authority=neg, deps=deps)
-    return Answer(rcode=NOERROR, answer=tuple(records), additional=tuple(extra), deps=deps)
+    return Answer(rcode=NOERROR, answer=tuple(records), additional=tuple(extra), deps=deps,
+                  origins=tuple(r.origin.get(rr, "") for rr in records))

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from fed_dns.server import resolve as rs
 from fed_dns.server.compile import header, pack_sections
 from fed_dns.server.table import ZoneTable
-from fed_dns.server.wire import Malformed, Query, error_header, opt_rr, parse
+from fed_dns.server.topology import client_region, ecs_address
+from fed_dns.server.wire import Malformed, Query, ecs_option, error_header, opt_rr, parse
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +46,14 @@ def udp_limit(*, client: int | None, max_udp: int = MAX_UDP) -> int:
 
 
 def _simple(q: Query, data: bytes, *, rcode: int, aa: bool, max_udp: int,
-            an: int = 0, ns: int = 0, tail: bytes = b"") -> bytes:
+            an: int = 0, ns: int = 0, tail: bytes = b"", options: bytes = b"") -> bytes:
     """Header + echoed question + tail, with our OPT when the query had one."""
     ar = 1 if q.edns is not None else 0
     out = q.id + header(rcode=rcode & 0x0F, aa=aa, rd=q.rd, cd=q.cd, an=an, ns=ns, ar=ar,
                          opcode=q.opcode) \
         + data[12:q.question_end] + tail
     if q.edns is not None:
-        out += opt_rr(udp_size=max_udp, do=q.edns.do, ext_rcode=rcode >> 4)
+        out += opt_rr(udp_size=max_udp, do=q.edns.do, ext_rcode=rcode >> 4, options=options)
     return out
 
 
@@ -87,8 +88,19 @@ def _identity(q: Query, data: bytes, *, identity: str, max_udp: int) -> Outcome:
                    qtype=q.qtype, rcode=rs.NOERROR)
 
 
+def ecs_region(table: ZoneTable, q: Query) -> tuple[int | None, bytes]:
+    """The region from a trusted EDNS Client Subnet option (None: no such option, or not
+    trusted) and the option to echo (b"" when none)."""
+    ecs = q.edns.ecs if q.edns is not None else None
+    if ecs is None or not (table.topology.trust_ecs and table.topology.active):
+        return None, b""
+    address = ecs_address(family=ecs.family, prefix=ecs.prefix, address=ecs.address)
+    region = client_region(table.topology, address) if address is not None else 0
+    return region, ecs_option(ecs)
+
+
 def _answer(table: ZoneTable, q: Query, data: bytes, *, limit: int, max_udp: int,
-            identity: str | None) -> Outcome:
+            identity: str | None, region: int = 0) -> Outcome:
     qname = q.qname.lower()
     if identity and q.qclass == CLASS_CH and q.qtype == rs.T_TXT and qname in ID_NAMES:
         return _identity(q, data, identity=identity, max_udp=max_udp)
@@ -98,30 +110,34 @@ def _answer(table: ZoneTable, q: Query, data: bytes, *, limit: int, max_udp: int
     if table.loading:
         return Outcome(_simple(q, data, rcode=rs.SERVFAIL, aa=False, max_udp=max_udp),
                        qtype=q.qtype, rcode=rs.SERVFAIL)
-    ent = table.entry(qname, q.qtype)
+    from_ecs, echo = ecs_region(table, q)
+    ent = table.entry(qname, q.qtype, region if from_ecs is None else from_ecs)
     if ent is None:
         return Outcome(_simple(q, data, rcode=rs.NXDOMAIN, aa=True, max_udp=max_udp, ns=1,
-                               tail=table.nx_tail), qtype=q.qtype, rcode=rs.NXDOMAIN)
+                               tail=table.nx_tail, options=echo),
+                       qtype=q.qtype, rcode=rs.NXDOMAIN)
     ans = ent.answer
     edns = q.edns is not None
     tail = next(ent.cycle)
     hdr = ent.hdrs[edns * 2 + q.rd]
     if q.cd:
         hdr = bytes([hdr[0], hdr[1] | 0x10]) + hdr[2:]
-    size = q.question_end + len(tail) + (OPT_LEN if edns else 0)
+    size = q.question_end + len(tail) + (OPT_LEN + len(echo) if edns else 0)
     tc = False
     if size > limit:
-        room = limit - q.question_end - (OPT_LEN if edns else 0)
+        room = limit - q.question_end - (OPT_LEN + len(echo) if edns else 0)
         tail, an, ns, ar, tc = truncated_tail(ans=ans, qname=ent.qname, qtype=q.qtype, room=room)
         hdr = header(rcode=ans.rcode, aa=True, tc=tc, rd=q.rd, cd=q.cd, an=an, ns=ns, ar=ar + edns)
     out = q.id + hdr + data[12:q.question_end] + tail
     if edns:
-        out += opt_rr(udp_size=max_udp, do=q.edns.do)
+        out += opt_rr(udp_size=max_udp, do=q.edns.do, options=echo)
     return Outcome(out, qtype=q.qtype, rcode=ans.rcode, truncated=tc)
 
 
 def respond(table: ZoneTable, data: bytes, *, tcp: bool = False, max_udp: int = MAX_UDP,
-            identity: str | None = None) -> Outcome:
+            identity: str | None = None, region: int = 0) -> Outcome:
+    """`region`: the client's region number from its source address (`topology.Clients`);
+    a trusted ECS option overrides it."""
     try:
         try:
             q = parse(data)
@@ -136,7 +152,8 @@ def respond(table: ZoneTable, data: bytes, *, tcp: bool = False, max_udp: int = 
                            qtype=q.qtype, rcode=rs.NOTIMP)
         limit = MAX_TCP if tcp else udp_limit(client=q.edns.udp_size if q.edns else None,
                                                  max_udp=max_udp)
-        return _answer(table, q, data, limit=limit, max_udp=max_udp, identity=identity)
+        return _answer(table, q, data, limit=limit, max_udp=max_udp, identity=identity,
+                       region=region)
     except Exception:  # noqa: BLE001 - a bug must cost one answer, never the server
         log.exception("internal error answering a query")
         if len(data) >= 12 and not data[2] & 0x80:

@@ -4,6 +4,10 @@
 compiled on its first question and kept for the table's life. A table built with
 `previous=` reuses the decoded values and every compiled answer whose names did not change,
 so a one-key update costs about as much as that key.
+
+With an active `Topology` the table keeps one cache per client region besides the plain one
+(`caches[r]`, r = 1..R, filled from the plain entries' variants), so the hot path answers a
+client in region r with one lookup in `caches[r]`.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Mapping
 from fed_dns.records.names import normalize_zone
 from fed_dns.server import resolve as rs
 from fed_dns.server.compile import Entry, compile_entry, wire_name
+from fed_dns.server.topology import OFF_TOPOLOGY, Topology
 from fed_dns.server.zone import MAX_INCREMENTAL, ZoneIndex, changed_keys, index, update
 
 MAX_CACHED = 500_000  # compiled answers per table; past it answers are compiled per query
@@ -62,7 +67,8 @@ class ZoneTable:
     """Answers for one zone at one moment. Safe to share; never changes its answers."""
 
     def __init__(self, *, ix: ZoneIndex, serial: int, cache: dict | None = None,
-                 loading: bool = False) -> None:
+                 loading: bool = False, topology: Topology = OFF_TOPOLOGY,
+                 region_caches: list[dict] | None = None) -> None:
         self.loading = loading  # no source data yet: in-zone questions get SERVFAIL
         self.zone = ix.zone
         self.zone_wire = wire_name(ix.zone)
@@ -72,6 +78,9 @@ class ZoneTable:
         self.foreign = ix.foreign
         self.decoded = ix.decoded
         self.cache: dict = cache if cache is not None else {}
+        self.topology = topology
+        regions = len(topology.regions) if topology.active else 0
+        self.caches: tuple[dict, ...] = (self.cache, *(region_caches or [{} for _ in range(regions)]))
         self.nx_tail = _soa_wire(zone=self.zone, serial=serial)
 
     def __len__(self) -> int:
@@ -87,9 +96,20 @@ class ZoneTable:
             i += qname_wire_lower[i] + 1
         return i == cut
 
-    def entry(self, qname_wire_lower: bytes, qtype: int) -> Entry | None:
-        """The compiled answer for an in-zone name that exists; None when it does not."""
+    def entry(self, qname_wire_lower: bytes, qtype: int, region: int = 0) -> Entry | None:
+        """The compiled answer for an in-zone name that exists; None when it does not.
+        `region`: the client's region number (0: none), see `topology.Clients`."""
         key = fast_key(qname_wire_lower, qtype) or (qname_wire_lower, qtype)
+        if 0 < region < len(self.caches):
+            cache = self.caches[region]
+            hit = cache.get(key)
+            if hit is None:
+                hit = self.entry(qname_wire_lower, qtype)
+                if hit is not None and hit.regions is not None:
+                    hit = hit.regions[region]
+                if hit is not None and len(cache) < MAX_CACHED:
+                    cache[key] = hit
+            return hit
         hit = self.cache.get(key)
         if hit is not None:
             return hit
@@ -97,7 +117,8 @@ class ZoneTable:
         if name is None or not self.index.exists(name):
             return None
         ans = rs.answer(self.index, name=name, qtype=qtype, serial=self.serial)
-        ent = compile_entry(qname=name, qtype=qtype, answer=ans, slot=stat_slot(qtype, ans.rcode))
+        ent = compile_entry(qname=name, qtype=qtype, answer=ans, slot=stat_slot(qtype, ans.rcode),
+                            topology=self.topology)
         if len(self.cache) < MAX_CACHED:
             self.cache[key] = ent
         return ent
@@ -142,16 +163,23 @@ def loading(*, zone: str) -> ZoneTable:
 
 
 def build(*, zone: str, entries: Mapping[str, bytes], prefix: str = "/skydns",
-          previous: ZoneTable | None = None, serial: int | None = None) -> ZoneTable:
+          previous: ZoneTable | None = None, serial: int | None = None,
+          topology: Topology | None = None) -> ZoneTable:
     """A table from raw etcd key -> value (foreign keys ignored, bad values dropped).
 
-    With `previous` (same zone) only the changed keys are indexed again and decoded, and
-    every compiled answer that read none of the changed names is kept.
+    With `previous` (same zone and topology) only the changed keys are indexed again and
+    decoded, and every compiled answer that read none of the changed names is kept.
+    `topology` (default off): answer order by client region and cluster weight.
     """
     zone = normalize_zone(zone)
+    topology = topology or OFF_TOPOLOGY
     serial = serial if serial is not None else int(time.time())
     if previous is None or previous.zone != zone or previous.loading:
-        return ZoneTable(ix=index(zone=zone, entries=entries, prefix=prefix), serial=serial)
+        return ZoneTable(ix=index(zone=zone, entries=entries, prefix=prefix), serial=serial,
+                         topology=topology)
+    if previous.topology != topology:
+        return ZoneTable(ix=index(zone=zone, entries=entries, prefix=prefix,
+                                  reuse=previous.index.decoded), serial=serial, topology=topology)
     prev = previous.index
     changed = changed_keys(prev, entries)
     if len(changed) > max(64, MAX_INCREMENTAL * len(entries)):
@@ -165,4 +193,6 @@ def build(*, zone: str, entries: Mapping[str, bytes], prefix: str = "/skydns",
                 labels = found[1].name.rstrip(".").split(".")
                 names.update(".".join(labels[i:]) + "." for i in range(len(labels)))
     cache = _carry(previous, names, same_serial=serial == previous.serial)
-    return ZoneTable(ix=ix, serial=serial, cache=cache)
+    regional = [{k: v for k, v in list(c.items()) if k in cache} for c in previous.caches[1:]]
+    return ZoneTable(ix=ix, serial=serial, cache=cache, topology=topology,
+                     region_caches=regional)

@@ -7,6 +7,7 @@ import asyncio
 import struct
 
 from fed_dns.server.stats import Stats
+from fed_dns.server.topology import client_region
 from fed_dns.server.udp import answer
 
 MAX_BUFFERED = 2 * 65537  # unanswered bytes kept per connection before reading pauses
@@ -37,6 +38,7 @@ class TcpProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.paused = False
+        self.peer = ""  # the client's address, for its region (topology)
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         st = self.state
@@ -45,6 +47,8 @@ class TcpProtocol(asyncio.Protocol):
             transport.abort()
             return
         self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = peer[0] if peer else ""
         st.connections.add(self)
         st.stats.tcp_connections += 1
         st.stats.tcp_open = len(st.connections)
@@ -77,6 +81,8 @@ class TcpProtocol(asyncio.Protocol):
 
     def _drain(self) -> None:
         st = self.state
+        topology = st.table.topology
+        region = client_region(topology, self.peer) if topology.active and self.peer else 0
         while len(self.buf) >= 2:
             (n,) = struct.unpack_from("!H", self.buf)
             if len(self.buf) < 2 + n:
@@ -84,7 +90,7 @@ class TcpProtocol(asyncio.Protocol):
             query = bytes(self.buf[2:2 + n])
             del self.buf[:2 + n]
             response = answer(table=st.table, stats=st.stats, protocol="tcp", query=query,
-                              max_udp=st.max_udp, identity=st.identity)
+                              max_udp=st.max_udp, identity=st.identity, region=region)
             if response is not None:
                 self.transport.write(struct.pack("!H", len(response)) + response)
         if len(self.buf) > MAX_BUFFERED:

@@ -4,6 +4,10 @@ Fast path (no EDNS, or a bare EDNS(0) OPT): find the end of the question name, l
 lower-cased question up in the table's compiled answers, and send
 `ID + header + the client's question + compiled tail [+ OPT]`. Anything else, or an answer
 that would not fit, goes to `respond()`.
+
+With an active topology each datagram comes with its source address (`reply_from`): one
+cached lookup gives the client's region r, and the same fast path then reads `table.caches[r]`
+(that region's orders) instead of the plain cache. Topology off: `reply` alone, unchanged.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from fed_dns.server import mmsg
 from fed_dns.server.respond import MIN_UDP, OPT_LEN, Outcome, respond, udp_limit
 from fed_dns.server.stats import Stats
 from fed_dns.server.table import ZoneTable, stat_slot
+from fed_dns.server.topology import Clients
 from fed_dns.server.wire import opt_rr
 
 _PLAIN = b"\x00\x01\x00\x00\x00\x00\x00\x00"  # qd=1, an=ns=ar=0
@@ -39,10 +44,11 @@ def record(stats: Stats, protocol: str, outcome: Outcome) -> None:
 
 
 def answer(*, table: ZoneTable, stats: Stats, protocol: str, query: bytes, max_udp: int,
-           identity: str | None) -> bytes | None:
+           identity: str | None, region: int = 0) -> bytes | None:
     """The full (slow) path for one query: respond, count it, time it. Both transports use it."""
     start = time.perf_counter_ns()
-    outcome = respond(table, query, tcp=protocol == "tcp", max_udp=max_udp, identity=identity)
+    outcome = respond(table, query, tcp=protocol == "tcp", max_udp=max_udp, identity=identity,
+                      region=region)
     record(stats, protocol, outcome)
     stats.latency[protocol].observe_us((time.perf_counter_ns() - start) / 1000)
     return outcome.response
@@ -58,23 +64,37 @@ class UdpProtocol(asyncio.DatagramProtocol):
         self.opts = (opt_rr(udp_size=max_udp), opt_rr(udp_size=max_udp, do=True))
         self.transport: asyncio.DatagramTransport | None = None
         self._tick = SAMPLE_EVERY
+        self.region = 0  # the current datagram's client region (reply_from sets it)
+        self.clients = Clients(table.topology)
         self.swap(table)
 
     def swap(self, table: ZoneTable) -> None:
         self.table = table
+        self.caches = table.caches
         self.cache = table.cache
+        if table.topology != self.clients.topology:
+            self.clients = Clients(table.topology)
+        self.regional = table.topology.active  # datagrams go through reply_from
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         self.transport = transport
         self.sendto = transport.sendto
 
     def datagram_received(self, data: bytes, addr) -> None:  # asyncio transports, recvfrom
-        response = self.reply(data)
+        response = self.reply_from(data, addr[0]) if self.regional else self.reply(data)
         if response is not None:
             try:
                 self.sendto(response, addr)
             except Exception:  # noqa: BLE001 - a failed send: count it, go on
                 self.stats.errors += 1
+
+    def reply_from(self, data: bytes, address: bytes | str) -> bytes | None:
+        """`reply` for a client at `address` (packed, or text): its region's answers."""
+        caches = self.caches
+        region = self.clients.region(address)
+        self.region = region if region < len(caches) else 0
+        self.cache = caches[self.region]
+        return self.reply(data)
 
     def reply(self, data: bytes) -> bytes | None:  # the hot path: every transport's one
         """The response to one datagram (None: send nothing). Never raises."""
@@ -103,7 +123,7 @@ class UdpProtocol(asyncio.DatagramProtocol):
                 else:
                     self._tick = SAMPLE_EVERY
             return answer(table=self.table, stats=self.stats, protocol="udp", query=data,
-                          max_udp=self.max_udp, identity=self.identity)
+                          max_udp=self.max_udp, identity=self.identity, region=self.region)
         except Exception:  # noqa: BLE001 - never let one packet stop the server
             self.stats.errors += 1
             return None
@@ -141,10 +161,14 @@ class UdpThread:
 
     def _run_batched(self) -> None:
         exchange = self.batch.exchange
-        reply = self.protocol.reply
+        protocol = self.protocol
+        reply, reply_from = protocol.reply, protocol.reply_from
         while not self.stopping:
             try:
-                exchange(reply)
+                if protocol.regional:
+                    exchange(reply_from, source=True)
+                else:
+                    exchange(reply)
             except OSError:
                 if self.stopping:
                     break

@@ -10,6 +10,7 @@ import struct
 from dataclasses import dataclass
 
 T_OPT = 41
+OPT_ECS = 8  # EDNS Client Subnet (RFC 7871)
 MAX_LABELS = 127
 
 
@@ -24,6 +25,30 @@ class Edns:
     udp_size: int
     version: int
     do: bool
+    ecs: Ecs | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ecs:
+    """An EDNS Client Subnet option as sent: family (1 IPv4, 2 IPv6), source prefix length,
+    the address's prefix bytes."""
+
+    family: int
+    prefix: int
+    address: bytes
+
+
+def read_ecs(rdata: bytes) -> Ecs | None:
+    """The ECS option among the OPT's options; None when absent or malformed."""
+    i = 0
+    while i + 4 <= len(rdata):
+        code, size = struct.unpack_from("!HH", rdata, i)
+        body = rdata[i + 4:i + 4 + size]
+        i += 4 + size
+        if code == OPT_ECS and len(body) == size and size >= 4:
+            family, prefix, _scope = struct.unpack_from("!HBB", body)
+            return Ecs(family=family, prefix=prefix, address=bytes(body[4:]))
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +124,8 @@ def _skip_rrs(data: bytes, offset: int, count: int, *, opt: list) -> int:
         if rtype == T_OPT:
             if data[start] != 0:
                 raise Malformed("OPT owner is not the root", header=True)
-            opt.append(Edns(udp_size=rclass, version=(ttl >> 16) & 0xFF, do=bool(ttl & 0x8000)))
+            opt.append(Edns(udp_size=rclass, version=(ttl >> 16) & 0xFF, do=bool(ttl & 0x8000),
+                            ecs=read_ecs(data[offset - rdlen:offset]) if rdlen else None))
     return offset
 
 
@@ -125,9 +151,17 @@ def parse(data: bytes) -> Query:
                  question_end=end + 4, edns=opts[0] if opts else None)
 
 
-def opt_rr(*, udp_size: int, do: bool = False, ext_rcode: int = 0) -> bytes:
-    """Our OPT record: root owner, our UDP size, version 0, no options."""
-    return struct.pack("!BHHBBHH", 0, T_OPT, udp_size, ext_rcode, 0, 0x8000 if do else 0, 0)
+def opt_rr(*, udp_size: int, do: bool = False, ext_rcode: int = 0, options: bytes = b"") -> bytes:
+    """Our OPT record: root owner, our UDP size, version 0, `options` (wire form) if any."""
+    return struct.pack("!BHHBBHH", 0, T_OPT, udp_size, ext_rcode, 0, 0x8000 if do else 0,
+                       len(options)) + options
+
+
+def ecs_option(ecs: Ecs) -> bytes:
+    """The ECS option echoed in a response: scope = source prefix (the answer holds for
+    that subnet as sent)."""
+    body = struct.pack("!HBB", ecs.family, ecs.prefix, ecs.prefix) + ecs.address
+    return struct.pack("!HH", OPT_ECS, len(body)) + body
 
 
 def error_header(data: bytes, rcode: int) -> bytes:

@@ -120,7 +120,7 @@ async def test_foreign_keys_are_kept_in_the_table_and_never_written():
     assert h.published[-1][foreign] == b'{"host":"10.9.9.9"}'
 
 
-def test_unimplemented_keys_are_named():
+def test_topology_and_weights_are_no_longer_reported_unimplemented():
     plain = config_mod.parse({}, source="t")
     assert unimplemented(plain, []) == []
     busy = config_mod.parse({"topology": {"mode": "order"}}, source="t")
@@ -128,5 +128,20 @@ def test_unimplemented_keys_are_named():
     class M:
         spec = ClusterSpec(name="a", weight=3)
 
-    warnings = unimplemented(busy, [M()])
-    assert len(warnings) == 2 and any("topology" in w for w in warnings)
+    assert unimplemented(busy, [M()]) == []
+
+
+def test_topology_from_config_and_members():
+    from fed_dns.app.components import topology
+
+    cfg = config_mod.parse({"topology": {"mode": "local-first", "trust_ecs": True,
+                                         "subnets": {"10.0.0.0/8": "east", "10.1.0.0/16": "west"}}},
+                           source="t")
+    members = (ClusterSpec(name="a", region="east"), ClusterSpec(name="b", region="west", weight=0),
+               ClusterSpec(name="c"))
+    topo = topology(config=cfg, members=members)
+    assert topo.mode == "local-first" and topo.trust_ecs and topo.active
+    assert topo.subnets == (("10.1.0.0/16", "west"), ("10.0.0.0/8", "east"))
+    assert topo.region_of == {"a": "east", "b": "west"} and topo.weight_of == {"b": 0}
+    off = topology(config=config_mod.parse({}, source="t"), members=members)
+    assert not off.active and off.mode == "off"

@@ -342,3 +342,51 @@ def test_dns_workers_share_the_port_and_follow_a_failover(tmp_path, sims, zone):
               timeout=10, what="both workers follow the failover")
     finally:
         assert d.stop() == 0
+
+
+def test_topology_and_weights_through_run_with_workers(tmp_path, sims, zone):
+    """local-first by source address (127.0.0.2 east = c1, 127.0.0.3 west = c2), c3 weighs 0;
+    both DNS workers follow, and east falls back to everything when c1 goes away."""
+    import dns.message
+    import dns.query
+
+    d = Daemon(tmp=tmp_path, sims=sims, etcd_url=None, zone=zone)
+    d.config["dns"] = {"listen": f"127.0.0.1:{d.dns_port}", "workers": 2}
+    regions = {"c1": {"region": "east"}, "c2": {"region": "west"}, "c3": {"weight": 0}}
+    d.config["clusters"] = [{**c, **regions[c["name"]]} for c in d.config["clusters"]]
+    d.config["topology"] = {"mode": "local-first",
+                            "subnets": {"127.0.0.2/32": "east", "127.0.0.3/32": "west"}}
+    d.start()
+    name = f"mysql.ns.{zone}"
+
+    def seen(source: str, n: int = 30) -> tuple[set[str], set[frozenset[str]], set[str]]:
+        """Workers that answered, answer sets, first addresses (fresh source ports spread the
+        queries over both SO_REUSEPORT sockets)."""
+        who, sets, firsts = set(), set(), set()
+        for _ in range(n):
+            q = dns.message.make_query("id.server.", "TXT", rdclass="CH")
+            who.add(dns.query.udp(q, "127.0.0.1", port=d.dns_port, timeout=2,
+                                  source=source).answer[0][0].to_text())
+            reply = dns.query.udp(dns.message.make_query(name, "A"), "127.0.0.1",
+                                  port=d.dns_port, timeout=2, source=source)
+            got = [rd.address for rrset in reply.answer for rd in rrset]
+            sets.add(frozenset(got))
+            firsts.add(got[0])
+        return who, sets, firsts
+
+    try:
+        timed(lambda: seen("127.0.0.1", 10)[1] == {frozenset(all_addresses())}, timeout=10,
+              what="every backend answered")
+        who, sets, _ = seen("127.0.0.2")
+        assert len(who) == 2 and sets == {frozenset(all_addresses((1,)))}
+        who, sets, _ = seen("127.0.0.3")
+        assert len(who) == 2 and sets == {frozenset(all_addresses((2,)))}
+        _, sets, firsts = seen("127.0.0.1", 60)  # no region: everything, c3 (weight 0) never first
+        assert sets == {frozenset(all_addresses())}
+        assert firsts and not firsts & all_addresses((3,)), firsts
+        assert "not implemented" not in d.output()
+        sims.call(sims.clusters["c1"].kill, mode="stop")
+        timed(lambda: seen("127.0.0.2", 20)[1] == {frozenset(all_addresses((2, 3)))},
+              timeout=10, what="east clients fall back to every backend on both workers")
+    finally:
+        assert d.stop() == 0
