@@ -213,8 +213,6 @@ class Daemon:
                                               api_client=member.api_client, on_change=self.on_health)
             tasks[f"watch-{name}"] = group.create_task(member.watcher.run(), name=f"watch-{name}")
             tasks[f"probe-{name}"] = group.create_task(member.prober.run(), name=f"probe-{name}")
-        for warning in unimplemented(self.config, self.members.values()):
-            log.warning("%s", warning)
         tasks["reconcile"] = group.create_task(self.reconciler.run(), name="reconcile")
         self.reconciler.mark_dirty()
         log.info("fed-dns running: zone %s, %d members, dns %s, http %s, etcd %s",
@@ -259,12 +257,6 @@ class Daemon:
             if client is not None:
                 with contextlib.suppress(Exception):
                     client.close()
-
-
-def unimplemented(config, members) -> list[str]:
-    """Config keys that validate but that the daemon does not act on yet (README): none
-    today (topology and cluster weights order DNS answers)."""
-    return []
 
 
 async def cancel(task: asyncio.Task) -> None:

@@ -7,7 +7,6 @@ import asyncio
 import pytest
 
 from fed_dns import config as config_mod
-from fed_dns.app.daemon import unimplemented
 from fed_dns.app.reconcile import Inputs, Reconciler, apply_changes
 from fed_dns.etcd.store import MemoryStore
 from fed_dns.records import codec
@@ -118,17 +117,6 @@ async def test_foreign_keys_are_kept_in_the_table_and_never_written():
     changes = await h.reconciler.run_once()
     assert foreign not in changes.puts and foreign not in changes.deletes
     assert h.published[-1][foreign] == b'{"host":"10.9.9.9"}'
-
-
-def test_topology_and_weights_are_no_longer_reported_unimplemented():
-    plain = config_mod.parse({}, source="t")
-    assert unimplemented(plain, []) == []
-    busy = config_mod.parse({"topology": {"mode": "order"}}, source="t")
-
-    class M:
-        spec = ClusterSpec(name="a", weight=3)
-
-    assert unimplemented(busy, [M()]) == []
 
 
 def test_topology_from_config_and_members():
