@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="DNS worker processes (SO_REUSEPORT)")
     p.add_argument("--http", default=None, metavar="HOST:PORT",
                    help="metrics/health listener (default: none)")
+    p.add_argument("--config", "-c", default=None, metavar="FILE",
+                   help="a fed-dns config to take the answer order from: its topology section "
+                        "and the clusters' regions and weights (default: plain rotation)")
     p.set_defaults(module="serve")
 
     p = sub.add_parser("demo", help="simulated member clusters + the daemon, no Kubernetes or etcd")

@@ -38,6 +38,7 @@ class ServeOptions:
     prefix: str
     workers: int
     http: tuple[str, int] | None
+    topology: object | None = None  # server.topology.Topology from --config (None: off)
     log_format: str = "text"
     log_level: str = "info"
 
@@ -72,8 +73,24 @@ def options(args) -> ServeOptions:
     http = parse_hostport(args.http, what="--http") if args.http else None
     return ServeOptions(endpoints=endpoints, zone=zone, host=host, port=port,
                         prefix=args.prefix, workers=args.workers, http=http,
+                        topology=answer_order(getattr(args, "config", None)),
                         log_format=getattr(args, "log_format", "text"),
                         log_level=getattr(args, "log_level", "info"))
+
+
+def answer_order(path: str | None):
+    """The Topology of a fed-dns config file (its topology section, the clusters' regions and
+    weights), or None. A bad file raises ValueError with every problem."""
+    if path is None:
+        return None
+    from fed_dns import config as config_mod
+    from fed_dns.app import components
+
+    try:
+        cfg = config_mod.load(path)
+    except config_mod.ConfigError as exc:
+        raise ValueError(f"--config:\n{exc}") from None
+    return components.topology(config=cfg, members=tuple(c.spec() for c in cfg.clusters))
 
 
 def main(args) -> int:
@@ -120,7 +137,7 @@ class Feed:
             start = time.perf_counter()
             try:
                 new = table.build(zone=self.opts.zone, entries=self.latest, prefix=self.opts.prefix,
-                                  previous=self.server.table)
+                                  previous=self.server.table, topology=self.opts.topology)
             except Exception:  # noqa: BLE001 - keep serving the last good table
                 log.exception("zone table build failed; still serving the previous table")
                 continue

@@ -7,7 +7,6 @@ import base64
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import time
 import urllib.request
@@ -21,7 +20,7 @@ import dns.rcode
 import dns.rdatatype
 import yaml
 
-from tests.support import LOOPBACK, REPO, fed_dns_command, free_port, wait_for
+from tests.support import LOOPBACK, REPO, fed_dns_command, free_port, stop_process, wait_for
 
 CONFORMANCE_NAME = Path("shared") / "conformance" / "coredns-etcd.yaml"
 
@@ -182,14 +181,7 @@ class ServeProcess:
         """SIGTERM, wait, return the exit status (killed after timeout: then -9)."""
         if self.proc is None:
             return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            rc = -9
+        rc = stop_process(self.proc, timeout=timeout)
         if self.proc.stderr:
             self.proc.stderr.close()
         self.proc = None
