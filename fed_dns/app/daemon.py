@@ -239,7 +239,7 @@ class Daemon:
             await self.dns.close()
             self.dns = None
         if self.workers is not None:
-            await asyncio.to_thread(self.workers.close)
+            await self.workers.close()
             self.workers = None
 
     async def _close(self) -> None:

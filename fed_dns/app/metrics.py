@@ -259,6 +259,11 @@ def daemon_metrics(daemon: Any) -> Metrics:
     metrics.add_source("dns_requests_total", lambda: getattr(dns_stats(), "requests", None) or {})
     metrics.add_source("dns_dropped_total", lambda: getattr(dns_stats(), "dropped", None) or {})
     metrics.add_source("dns_request_duration_seconds", lambda: getattr(dns_stats(), "durations", None) or {})
+    pool = getattr(daemon, "workers", None)  # extra DNS worker processes (started before HTTP)
+    for index in range(1, pool.count if pool is not None else 1):
+        for metric, kind in (("dns_requests_total", "requests"), ("dns_dropped_total", "dropped"),
+                             ("dns_request_duration_seconds", "durations")):
+            metrics.add_source(metric, lambda i=index, k=kind: pool.counters(i, k))
     return metrics
 
 

@@ -4,7 +4,9 @@ The daemon's own DnsServer is worker 0; workers 1..N-1 are processes that each r
 DnsServer on the same port (SO_REUSEPORT) and get the daemon's table as diffs over a pipe:
 `("diff", puts, deletes)` after every reconcile run that changed it, `("live",)` once the
 daemon's table goes live (until then a worker answers SERVFAIL like the daemon). A worker
-exits when the pipe closes, so no worker outlives the daemon.
+exits when the pipe closes, so no worker outlives the daemon. Each worker sends its DNS
+counters back every `STATS_PERIOD` (`("stats", requests, dropped, durations)`), so the
+daemon's /metrics counts every process's queries.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 log = logging.getLogger("fed_dns.workers")
 
 STOP_GRACE = 5.0
+STATS_PERIOD = 1.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,17 +56,37 @@ class WorkerPool:
         self.count = count
         self.sent: dict[str, bytes] = {}
         self.live = False
+        self.stats: dict[int, dict[str, dict]] = {}  # worker index -> its latest counters
         self._workers: list[tuple[multiprocessing.Process, object]] = []
 
     def start(self) -> None:
+        """Start the processes and read their counters on the running event loop."""
         ctx = multiprocessing.get_context("spawn")
+        loop = asyncio.get_running_loop()
         for index in range(1, self.count):
-            parent, child = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_worker_entry, args=(self.settings, index, parent, child),
+            mine, theirs = ctx.Pipe(duplex=True)
+            proc = ctx.Process(target=_worker_entry, args=(self.settings, index, theirs, mine),
                                name=f"fed-dns-dns-{index}", daemon=True)
             proc.start()
-            parent.close()
-            self._workers.append((proc, child))
+            theirs.close()
+            self._workers.append((proc, mine))
+            loop.add_reader(mine.fileno(), self._receive, index, mine)
+
+    def _receive(self, index: int, conn) -> None:
+        try:
+            while conn.poll():
+                kind, *payload = conn.recv()
+                if kind == "stats":
+                    requests, dropped, durations = payload
+                    self.stats[index] = {"requests": requests, "dropped": dropped,
+                                         "durations": durations}
+        except (EOFError, OSError):
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(conn.fileno())
+
+    def counters(self, index: int, kind: str) -> dict:
+        """Worker `index`'s latest `requests`, `dropped` or `durations` (a metrics source)."""
+        return self.stats.get(index, {}).get(kind, {})
 
     def publish(self, entries: Mapping[str, bytes], *, live: bool) -> None:
         puts, deletes = diff(old=self.sent, new=entries)
@@ -86,16 +109,23 @@ class WorkerPool:
     def alive(self) -> bool:
         return all(proc.is_alive() for proc, _ in self._workers)
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
         for _, conn in self._workers:
+            with contextlib.suppress(Exception):
+                loop.remove_reader(conn.fileno())
             with contextlib.suppress(OSError):
                 conn.close()  # EOF: each worker stops listening and exits
-        for proc, _ in self._workers:
-            proc.join(timeout=STOP_GRACE)
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-        self._workers = []
+        procs, self._workers = [proc for proc, _ in self._workers], []
+        await asyncio.to_thread(_join, procs)
+
+
+def _join(procs: list[multiprocessing.Process]) -> None:
+    for proc in procs:
+        proc.join(timeout=STOP_GRACE)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
 
 
 def _worker_entry(settings: WorkerSettings, index: int, conn, unused) -> None:
@@ -143,9 +173,21 @@ async def _worker(settings: WorkerSettings, index: int, conn) -> None:
             server.swap(table.build(zone=settings.zone, entries=entries, prefix=settings.prefix,
                                     previous=server.table, topology=settings.topology))
 
+    async def report() -> None:
+        while True:
+            await asyncio.sleep(STATS_PERIOD)
+            stats = server.stats
+            try:
+                conn.send(("stats", stats.requests, stats.dropped, stats.durations))
+            except OSError:
+                done.set()
+                return
+
     loop.add_reader(conn.fileno(), readable)
+    reporter = asyncio.create_task(report(), name="stats-report")
     try:
         await done.wait()
     finally:
+        reporter.cancel()
         loop.remove_reader(conn.fileno())
         await server.close()

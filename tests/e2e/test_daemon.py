@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 import json
 import signal
 import subprocess
@@ -337,6 +338,20 @@ def test_dns_workers_share_the_port_and_follow_a_failover(tmp_path, sims, zone):
               what="every socket answers every backend")
         who, _ = identities_and_answers()
         assert len(who) == 2 and any("worker 0" in w for w in who), who
+
+        def answered_a() -> float:  # every process's count, as /metrics sums them
+            from prometheus_client.parser import text_string_to_metric_families
+
+            return sum(sample.value for family in text_string_to_metric_families(d.metrics())
+                       for sample in family.samples if sample.name == "fed_dns_dns_requests_total"
+                       and sample.labels.get("type") == "A" and sample.labels.get("rcode") == "NOERROR")
+
+        time.sleep(1.5)  # the workers report every second
+        before = answered_a()
+        for _ in range(60):
+            d.addresses(name)
+        timed(lambda: answered_a() - before == 60, timeout=5,
+              what="queries answered by both processes counted in /metrics")
         sims.call(sims.clusters["c2"].kill, mode="stop")
         timed(lambda: identities_and_answers()[1] == {frozenset(all_addresses((1, 3)))},
               timeout=10, what="both workers follow the failover")
