@@ -12,7 +12,6 @@ the ratio. dnsperf shares the machine's cores with the server: read the numbers 
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import re
@@ -21,13 +20,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.support import LOOPBACK, free_port, running_etcd, stop_process, wait_for  # noqa: E402
+from tests.support import LOOPBACK, EtcdKV, free_port, running_etcd, stop_process, wait_for  # noqa: E402
 
 ZONE = "fed.example.com."
 PREFIX = "/skydns"
@@ -44,13 +42,8 @@ def names(count: int) -> list[tuple[str, str, str]]:
 
 
 def load(etcd_url: str, zone: list[tuple[str, str, str]]) -> None:
-    b64 = lambda s: base64.b64encode(s.encode()).decode()  # noqa: E731
-    for i in range(0, len(zone), TXN_OPS):
-        ops = [{"requestPut": {"key": b64(key), "value": b64(json.dumps({"host": addr, "ttl": 5}))}}
-               for _, key, addr in zone[i:i + TXN_OPS]]
-        req = urllib.request.Request(f"{etcd_url}/v3/kv/txn", data=json.dumps({"success": ops}).encode(),
-                                     headers={"Content-Type": "application/json"})
-        urllib.request.urlopen(req, timeout=30).read()
+    EtcdKV(etcd_url).put_all({key: json.dumps({"host": addr, "ttl": 5}).encode()
+                              for _, key, addr in zone}, batch=TXN_OPS)
 
 
 def ask_ok(port: int, name: str) -> bool:

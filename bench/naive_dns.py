@@ -8,26 +8,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import json
-import urllib.request
+import sys
+from pathlib import Path
 
 import dnslib
 import uvloop
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.support import EtcdKV  # noqa: E402
+
 
 def read_zone(etcd_url: str, prefix: str) -> dict[str, list[str]]:
     """name -> addresses, every value at or below each name (as the etcd plugin reads)."""
-    b64 = lambda s: base64.b64encode(s.encode()).decode()  # noqa: E731
-    end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-    req = urllib.request.Request(f"{etcd_url}/v3/kv/range",
-                                 data=json.dumps({"key": b64(prefix), "range_end": b64(end)}).encode(),
-                                 headers={"Content-Type": "application/json"})
-    kvs = json.loads(urllib.request.urlopen(req, timeout=30).read()).get("kvs", [])
     zone: dict[str, list[str]] = {}
-    for kv in kvs:
-        key = base64.b64decode(kv["key"]).decode()
-        host = json.loads(base64.b64decode(kv["value"]))["host"]
+    for key, value in EtcdKV(etcd_url).items(prefix).items():
+        host = value["host"]
         labels = key.removeprefix("/skydns/").split("/")[::-1]
         for i in range(len(labels)):
             zone.setdefault(".".join(labels[i:]) + ".", []).append(host)

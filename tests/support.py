@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -154,3 +156,50 @@ def running_etcd() -> Iterator[EtcdProcess]:
 def fed_dns_command(*args: str) -> list[str]:
     """The CLI as a subprocess, with this interpreter (the venv's)."""
     return [sys.executable, "-m", "fed_dns.cli", *args]
+
+
+# -- etcd over its own JSON gateway (etcd 3.4: /v3/kv/...), independent of aetcd ---------
+
+class EtcdKV:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def _call(self, path: str, body: dict) -> dict:
+        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read())
+
+    @staticmethod
+    def _b64(text: str | bytes) -> str:
+        raw = text.encode() if isinstance(text, str) else text
+        return base64.b64encode(raw).decode()
+
+    def put(self, key: str, value: bytes) -> None:
+        self._call("/v3/kv/put", {"key": self._b64(key), "value": self._b64(value)})
+
+    def delete(self, key: str) -> None:
+        self._call("/v3/kv/deleterange", {"key": self._b64(key)})
+
+    def put_all(self, entries: dict[str, bytes], *, batch: int = 100) -> None:
+        """In transactions of `batch` puts (etcd's default --max-txn-ops is 128)."""
+        items = list(entries.items())
+        for i in range(0, len(items), batch):
+            self._call("/v3/kv/txn", {"success": [
+                {"requestPut": {"key": self._b64(k), "value": self._b64(v)}}
+                for k, v in items[i:i + batch]]})
+
+    def _range(self, prefix: str) -> list[dict]:
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        return self._call("/v3/kv/range", {"key": self._b64(prefix), "range_end": self._b64(end)}
+                          ).get("kvs", [])
+
+    def items(self, prefix: str) -> dict[str, dict]:
+        """The keys under prefix and their decoded JSON values."""
+        return {base64.b64decode(kv["key"]).decode(): json.loads(base64.b64decode(kv["value"]))
+                for kv in self._range(prefix)}
+
+    def mod_revisions(self, prefix: str) -> dict[str, int]:
+        """The keys under prefix and the revision each was last written at."""
+        return {base64.b64decode(kv["key"]).decode(): int(kv["mod_revision"])
+                for kv in self._range(prefix)}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import os
@@ -20,7 +19,7 @@ import dns.query
 import dns.rdatatype
 import yaml
 
-from tests.support import LOOPBACK, REPO, free_port, stop_process, wait_for
+from tests.support import LOOPBACK, REPO, EtcdKV, free_port, stop_process, wait_for
 
 
 class SimThread:
@@ -153,35 +152,18 @@ class Daemon:
         return {rr.to_text() for rrset in reply.answer if rrset.rdtype == dns.rdatatype.CNAME for rr in rrset}
 
 
-def _etcd_range(url: str, prefix: str) -> list[dict]:
-    """etcd's own v3 JSON gateway (independent of aetcd): the kvs under prefix."""
-    end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-    body = json.dumps({"key": base64_of(prefix), "range_end": base64_of(end)}).encode()
-    req = urllib.request.Request(f"{url}/v3/kv/range", data=body, method="POST")
-    with urllib.request.urlopen(req, timeout=5) as r:
-        return json.load(r).get("kvs", [])
-
-
 def etcd_items(url: str, prefix: str) -> dict[str, dict]:
     """The keys under prefix and their decoded JSON values."""
-    return {base64.b64decode(kv["key"]).decode(): json.loads(base64.b64decode(kv["value"]))
-            for kv in _etcd_range(url, prefix)}
+    return EtcdKV(url).items(prefix)
 
 
 def etcd_mod_revisions(url: str, prefix: str) -> dict[str, int]:
     """The keys under prefix and the revision each was last written at."""
-    return {base64.b64decode(kv["key"]).decode(): int(kv["mod_revision"])
-            for kv in _etcd_range(url, prefix)}
+    return EtcdKV(url).mod_revisions(prefix)
 
 
 def etcd_put(url: str, key: str, value: str) -> None:
-    body = json.dumps({"key": base64_of(key), "value": base64_of(value)}).encode()
-    req = urllib.request.Request(f"{url}/v3/kv/put", data=body, method="POST")
-    urllib.request.urlopen(req, timeout=5).close()
-
-
-def base64_of(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
+    EtcdKV(url).put(key, value.encode())
 
 
 def timed(predicate, *, timeout: float, what: str) -> float:

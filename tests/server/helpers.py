@@ -3,13 +3,11 @@ writes over its JSON gateway, and a real `fed-dns serve` subprocess."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import os
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +18,8 @@ import dns.rcode
 import dns.rdatatype
 import yaml
 
-from tests.support import LOOPBACK, REPO, fed_dns_command, free_port, stop_process, wait_for
+from tests.support import (EtcdKV, LOOPBACK, REPO, fed_dns_command, free_port,  # noqa: F401
+                           stop_process, wait_for)
 
 CONFORMANCE_NAME = Path("shared") / "conformance" / "coredns-etcd.yaml"
 
@@ -122,34 +121,6 @@ def ask(port: int, name: str, rdtype: str = "A", *, tcp: bool = False, edns: int
 def addresses(msg: dns.message.Message) -> list[str]:
     return [rd.to_text() for rrset in msg.answer for rd in rrset
             if rrset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA)]
-
-
-# -- etcd over its JSON gateway (etcd 3.4: /v3/kv/...) ------------------------------------
-
-class EtcdKV:
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def _call(self, path: str, body: dict) -> dict:
-        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return json.loads(resp.read())
-
-    @staticmethod
-    def _b64(text: str | bytes) -> str:
-        raw = text.encode() if isinstance(text, str) else text
-        return base64.b64encode(raw).decode()
-
-    def put(self, key: str, value: bytes) -> None:
-        self._call("/v3/kv/put", {"key": self._b64(key), "value": self._b64(value)})
-
-    def delete(self, key: str) -> None:
-        self._call("/v3/kv/deleterange", {"key": self._b64(key)})
-
-    def put_all(self, entries: dict[str, bytes]) -> None:
-        for key, value in entries.items():
-            self.put(key, value)
 
 
 # -- a real `fed-dns serve` ---------------------------------------------------------------
