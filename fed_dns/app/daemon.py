@@ -85,12 +85,11 @@ class Daemon:
     def _publish(self, entries: Mapping[str, bytes]) -> None:
         from fed_dns.server import table
 
-        previous = self.dns.table if self.dns is not None else None
-        built = table.build(zone=self.settings.zone, entries=entries, prefix=self.settings.prefix,
-                            previous=previous, topology=self.topology)
         live = self.settled()
-        if self.dns is not None and live:
-            self.dns.swap(built)
+        if self.dns is not None and live:  # until then the loading table answers SERVFAIL
+            self.dns.swap(table.build(zone=self.settings.zone, entries=entries,
+                                      prefix=self.settings.prefix, previous=self.dns.table,
+                                      topology=self.topology))
         if self.workers is not None:
             self.workers.publish(entries, live=live)
         if self.etcd is None:
