@@ -7,16 +7,25 @@ and treating a silent stream as dead after `inactivity_timeout`.
 
 Events are applied on the event loop in the order the API server sent them. Only the
 Services they touch are recomputed, and every change made in one loop iteration is published
-as one new ClusterView (`on_change`). The view outlives a broken cluster: it keeps the last
-known Services.
+as one new ClusterView: `on_change(view, changed)`, where `changed` is the frozenset of the
+ServiceKeys whose ServiceView was added, modified or removed by that flush (empty when only
+`synced` flipped). The view outlives a broken cluster: it keeps the last known Services.
+
+`view.services` is a read-only *live* mapping (`types.MappingProxyType`) over the watcher's
+own dict: it is never copied per flush, so it always shows the current Services, also through
+an older view object. A consumer that needs a snapshot copies it; one that follows changes
+reads only `view.services[key]` for the keys in `changed`. Per event the work is O(the
+Services it touches); a (re-)list is O(that kind).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 import time
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -31,6 +40,7 @@ log = logging.getLogger("fed_dns.watch")
 
 WATCH_TIMEOUT = 300.0  # seconds a watch request asks the server for (timeoutSeconds, jittered)
 QUICK_END = 1.0  # a watch the server ends this soon with nothing in it counts as broken
+FLUSH_CHUNK = 500  # Services recomputed per loop callback; a list of thousands takes several
 
 
 @dataclass(slots=True)
@@ -51,7 +61,7 @@ def _count(counter: dict[str, int], key: str, n: int = 1) -> None:
 
 class ClusterWatcher:
     def __init__(self, *, spec: ClusterSpec, api_client: kubernetes.client.ApiClient,
-                 options: WatchOptions, on_change: Callable[[ClusterView], None],
+                 options: WatchOptions, on_change: Callable[[ClusterView, frozenset[ServiceKey]], None],
                  on_error: Callable[[str, str], None] | None = None) -> None:
         self.spec = spec
         self.options = options
@@ -66,7 +76,8 @@ class ClusterWatcher:
         self._dirty: set[ServiceKey] = set()
         self._flush_pending = False
         self._synced = False
-        self._view = ClusterView(cluster=spec.name)
+        self._live = types.MappingProxyType(self._services)
+        self._view = ClusterView(cluster=spec.name, services=self._live)
 
     @property
     def view(self) -> ClusterView:
@@ -185,18 +196,26 @@ class ClusterWatcher:
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
-        """Recompute the dirty Services; publish a new view if anything changed."""
+        """Recompute the dirty Services; publish a new view if anything changed.
+
+        At most FLUSH_CHUNK per call (the rest in the next loop iteration); the view turns
+        `synced` once every kind is listed and nothing of the first lists is left to
+        recompute, and stays so (a later re-list keeps serving the last known Services)."""
         self._flush_pending = False
-        dirty, self._dirty = self._dirty, set()
-        changed = self._synced != self._view.synced
-        for key in dirty:
-            result = self._objects.view_of(key=key, options=self.options, cluster=self.spec.name)
-            changed |= self._store(key, result)
-        if not changed:
+        if len(self._dirty) <= FLUSH_CHUNK:
+            dirty, self._dirty = self._dirty, set()
+        else:  # a (re-)list: recompute in slices, letting the loop run between them
+            dirty = set(itertools.islice(self._dirty, FLUSH_CHUNK))
+            self._dirty -= dirty
+            self._schedule_flush()
+        synced = self._view.synced or (self._synced and not self._dirty)  # never flips back
+        changed = frozenset(key for key in dirty if self._store(
+            key, self._objects.view_of(key=key, options=self.options, cluster=self.spec.name)))
+        if not changed and synced == self._view.synced:
             return
-        self._view = ClusterView(cluster=self.spec.name, synced=self._synced, services=dict(self._services))
+        self._view = ClusterView(cluster=self.spec.name, synced=synced, services=self._live)
         try:
-            self._on_change(self._view)
+            self._on_change(self._view, changed)
         except Exception:  # noqa: BLE001 - a callback must not stop the watcher
             log.exception("cluster %s: on_change failed", self.spec.name)
 

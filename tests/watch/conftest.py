@@ -10,7 +10,7 @@ import pytest
 
 from tests.support import until  # noqa: F401 - the watch tests import it from here
 
-from fed_dns.model import ClusterSpec, ClusterView
+from fed_dns.model import ClusterSpec, ClusterView, ServiceKey
 from fed_dns.sim.cluster import SimCluster
 from fed_dns.watch.cluster import ClusterWatcher
 from fed_dns.watch.kubeconfig import load
@@ -24,11 +24,20 @@ class Watching:
     watcher: ClusterWatcher
     task: asyncio.Task
     views: list[ClusterView] = field(default_factory=list)
+    changes: list[frozenset[ServiceKey]] = field(default_factory=list)  # on_change's `changed`, in order
     errors: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def view(self) -> ClusterView:
         return self.watcher.view
+
+    def changed(self, since: int = 0) -> list[frozenset[ServiceKey]]:
+        """The non-empty `changed` sets reported from on_change call number `since` on."""
+        return [c for c in self.changes[since:] if c]
+
+    def record(self, view: ClusterView, changed: frozenset[ServiceKey]) -> None:
+        self.views.append(view)
+        self.changes.append(changed)
 
     def names(self) -> set[str]:
         return {str(k) for k in self.watcher.view.services}
@@ -54,7 +63,7 @@ async def watch(tmp_path):
         api = load(spec)
         holder: list[Watching] = []
         watcher = ClusterWatcher(spec=spec, api_client=api, options=options,
-                                 on_change=lambda v: holder[0].views.append(v),
+                                 on_change=lambda v, changed: holder[0].record(v, changed),
                                  on_error=lambda c, m: holder[0].errors.append((c, m)))
         w = Watching(watcher=watcher, task=asyncio.create_task(watcher.run()))
         holder.append(w)

@@ -98,7 +98,7 @@ async def test_wrong_token_is_reported_without_credentials(sim, watch, tmp_path)
     errors = []
     api = load(ClusterSpec(name="c1", kubeconfig=str(path)))
     watcher = ClusterWatcher(spec=ClusterSpec(name="c1"), api_client=api, options=FAST,
-                             on_change=lambda v: None, on_error=lambda c, m: errors.append(m))
+                             on_change=lambda v, changed: None, on_error=lambda c, m: errors.append(m))
     task = asyncio.create_task(watcher.run())
     try:
         await until(lambda: watcher.stats.restarts.get("services", 0) >= 2, what="restarts on 401")

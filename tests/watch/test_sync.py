@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import pytest
+
 from fed_dns.model import Backend, Port, ServiceKey
 from fed_dns.sim import objects
 from tests.watch.conftest import until
@@ -102,8 +104,59 @@ async def test_a_burst_is_coalesced_into_few_views(sim, watch):
         sim.apply(objects.service(name=f"s{i}", namespace="ns", annotations=EXPORT))
     await until(lambda: len(w.view.services) == 300)
     assert len(w.views) - before < 300
-    # each view is a new immutable object: an older one never changes under its holder
-    assert empty.services == {}
+    # the changed sets of the burst name each new Service exactly once
+    reported = [key for changed in w.changed(before) for key in changed]
+    assert sorted(reported) == sorted(ServiceKey(namespace="ns", name=f"s{i}") for i in range(300))
+    # views share the watcher's live, read-only map: nothing is copied per flush
+    assert len(empty.services) == 300
+    with pytest.raises(TypeError):
+        w.view.services[WEB] = w.view.services[ServiceKey(namespace="ns", name="s0")]
+
+
+async def test_one_slice_change_reports_exactly_its_service(sim, watch):
+    other = ServiceKey(namespace="ns", name="other")
+    sim.apply(web(annotations={**EXPORT, "fed-dns.io/publish": "endpoints"}))
+    sim.apply(web_slice(("10.1.0.1", True)))
+    sim.apply(objects.service(name="other", namespace="ns", annotations=EXPORT))
+    w = await watch(sim)
+    await until(lambda: w.view.synced)
+    assert set().union(*w.changes) == {WEB, other}
+    before = len(w.changes)
+    sim.apply(web_slice(("10.1.0.1", True), ("10.1.0.2", True)))
+    await until(lambda: len(w.view.services[WEB].backends) == 2 and w.changed(before), what="the change")
+    assert w.changed(before) == [frozenset({WEB})]
+
+
+@pytest.mark.parametrize("step, expected", [
+    (lambda sim: sim.apply(objects.service(name="hidden", namespace="ns")), frozenset()),
+    (lambda sim: sim.apply(web_slice(("10.1.0.1", True))), frozenset()),  # same backends again
+    (lambda sim: sim.delete(kind="Service", namespace="ns", name="web"), frozenset({WEB})),
+    (lambda sim: sim.apply(web(annotations={})), frozenset({WEB})),  # no longer exported
+    (lambda sim: sim.delete(kind="EndpointSlice", namespace="ns", name="web-a"), frozenset({WEB})),
+], ids=["unexported-service-added", "slice-rewritten-unchanged", "service-deleted", "unexported",
+        "slice-deleted"])
+async def test_changed_names_exactly_the_services_whose_view_changed(sim, watch, step, expected):
+    sim.apply(web())
+    sim.apply(web_slice(("10.1.0.1", True)))
+    w = await watch(sim)
+    await until(lambda: w.view.synced)
+    before = len(w.changes)
+    step(sim)
+    marker = objects.service(name="marker", namespace="ns", annotations=EXPORT)
+    sim.apply(marker)  # an event after the step: once it is in, the step's flush is done
+    await until(lambda: ServiceKey(namespace="ns", name="marker") in w.view.services)
+    reported = frozenset().union(*w.changed(before)) - {ServiceKey(namespace="ns", name="marker")}
+    assert reported == expected
+
+
+async def test_a_big_list_is_published_in_slices_and_synced_once_whole(sim, watch):
+    for i in range(1200):
+        sim.apply(objects.service(name=f"s{i}", namespace="ns", annotations=EXPORT))
+    w = await watch(sim)
+    await until(lambda: w.view.synced, timeout=20)
+    assert len(w.changed()) >= 3  # 1,200 Services, at most FLUSH_CHUNK per loop callback
+    assert sum(len(c) for c in w.changed()) == 1200
+    assert [v.synced for v in w.views] == [False] * (len(w.views) - 1) + [True]
 
 
 async def test_events_are_applied_in_order(sim, watch):
