@@ -120,6 +120,8 @@ class EtcdSection(Section):
     username: Text | None = None
     password: SecretStr | None = None
     timeout: PositiveDuration = 5.0
+    max_txn_ops: Annotated[int, Field(strict=True, ge=1, le=100_000)] = 128
+    write_concurrency: Annotated[int, Field(strict=True, ge=1, le=64)] = 4
 
     @property
     def enabled(self) -> bool:
@@ -147,6 +149,13 @@ class TopologySection(Section):
         return tuple(sorted(pairs, key=lambda p: (p[0].version, -p[0].prefixlen, str(p[0]))))
 
 
+class ReconcileSection(Section):
+    """How the reconcile loop paces itself (cost follows the change; see README)."""
+
+    chunk: Annotated[int, Field(strict=True, ge=1, le=100_000)] = 500
+    resync_period: PositiveDuration = 300.0
+
+
 class WatchSection(Section):
     inactivity_timeout: PositiveDuration = 60.0
     backoff_max: PositiveDuration = 30.0
@@ -170,6 +179,7 @@ class Config(Section):
     leader_election: LeaderElectionSection = LeaderElectionSection()
     topology: TopologySection = TopologySection()
     watch: WatchSection = WatchSection()
+    reconcile: ReconcileSection = ReconcileSection()
     unschedulable_after: PositiveDuration = 60.0
 
     @model_validator(mode="before")
@@ -200,6 +210,6 @@ class Config(Section):
 
 __all__ = [
     "ClusterSection", "Config", "DnsSection", "EtcdSection", "HealthSection",
-    "HttpSection", "LeaderElectionSection", "NamespacesSection", "TlsSection", "TopologySection",
+    "HttpSection", "LeaderElectionSection", "NamespacesSection", "ReconcileSection", "TlsSection", "TopologySection",
     "WatchSection",
 ]
