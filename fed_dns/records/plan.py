@@ -8,13 +8,12 @@ unknown (`DesiredZone.keep_clusters`) are not deleted.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 
 from fed_dns.model import Changes, DesiredZone, Record
 from fed_dns.records.codec import decode, encode
-from fed_dns.records.names import name_to_key, normalize_zone
-from fed_dns.records.render import owner_of
+from fed_dns.records.render import layout
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, order=True)
@@ -39,32 +38,57 @@ def calculate(*, current: Mapping[str, bytes], desired: DesiredZone) -> Changes:
 
 def diff(*, current: Mapping[str, bytes], desired: DesiredZone) -> Plan:
     """`calculate` plus the desired keys it skipped because they are not fed-dns's."""
-    settings = desired.settings
-    owner = owner_of(settings)
-    scope = name_to_key(name=normalize_zone(settings.zone), prefix=settings.prefix) + "/"
-    puts: dict[str, bytes] = {}
-    conflicts: list[Conflict] = []
+    lay = layout(desired.settings)
+    scope = lay.base + "/"
+    wanted: dict[str, bytes] = {}
     for key in sorted(desired.records):
         if not key.startswith(scope):
             raise ValueError(f"desired key {key!r} lies outside the zone prefix {scope!r}")
-        value = encode(desired.records[key])
-        held = current.get(key)
-        if held is None:
+        wanted[key] = encode(desired.records[key])
+    held = ((key, value) for key, value in current.items() if key.startswith(scope))
+    return plan_keys(desired=wanted, current=current, held=held, owner=lay.owner,
+                     keep_clusters=desired.keep_clusters)
+
+
+def plan_keys(
+    *,
+    desired: Mapping[str, bytes],
+    current: Mapping[str, bytes],
+    held: Iterable[tuple[str, bytes]],
+    owner: str,
+    keep_clusters: Container[str],
+) -> Plan:
+    """The plan for part of a zone: `desired` (key -> encoded value) against `current` (looked
+    up per desired key); `held` are the current (key, value) pairs of that part, deleted when
+    undesired, owned and not of a kept cluster. Puts and conflicts follow `desired`'s order,
+    deletes are deepest first."""
+    puts: dict[str, bytes] = {}
+    conflicts: list[Conflict] = []
+    for key, value in desired.items():
+        got = current.get(key)
+        if got is None:
             puts[key] = value
-        elif bytes(held) != value:
-            _, reason = _read(held, owner)
+        elif got != value:
+            _, reason = _read(got, owner)
             if reason is None:
                 puts[key] = value
             else:
                 conflicts.append(Conflict(key=key, reason=reason))
-    deletes = []
-    for key, held in current.items():
-        if key.startswith(scope) and key not in desired.records:
-            record, reason = _read(held, owner)
-            if reason is None and record.cluster not in desired.keep_clusters:
-                deletes.append(key)
-    deletes.sort(key=lambda key: (-key.count("/"), key))
+    deletes = [key for key, got in held if key not in desired and stale(got, owner=owner,
+                                                                        keep_clusters=keep_clusters)]
+    deletes.sort(key=deepest_first)
     return Plan(changes=Changes(puts=puts, deletes=tuple(deletes)), conflicts=tuple(conflicts))
+
+
+def stale(value: bytes, *, owner: str, keep_clusters: Container[str]) -> bool:
+    """Whether an undesired key holding `value` is deleted: it is ours, not of a kept cluster."""
+    record, reason = _read(value, owner)
+    return reason is None and record.cluster not in keep_clusters
+
+
+def deepest_first(key: str) -> tuple[int, str]:
+    """Sort key of deletes: children before their parents."""
+    return -key.count("/"), key
 
 
 def _read(value: bytes, owner: str) -> tuple[Record | None, str | None]:

@@ -66,58 +66,123 @@ class _Leaf:
     backend: Backend
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Layout:
+    """Where and how a zone's records are written: derived once from ZoneSettings."""
+
+    zone: str  # normalized, trailing dot
+    base: str  # the zone's etcd key (no trailing slash)
+    ttl: int
+    owner: str
+    serve_all: bool  # all_unhealthy is serve-all
+
+
+def layout(settings: ZoneSettings) -> Layout:
+    """The Layout of `settings`; ValueError for a bad zone or prefix."""
+    zone = normalize_zone(settings.zone)
+    return Layout(zone=zone, base=name_to_key(name=zone, prefix=settings.prefix), ttl=settings.ttl,
+                  owner=owner_of(settings),
+                  serve_all=settings.all_unhealthy == AllUnhealthy.SERVE_ALL)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Part:
+    """One Service in one publishing cluster, before the Service-wide serve-all choice.
+
+    `valid` are its publishable backends, `healthy` those that pass; `rejected` what was
+    refused on the way (its labels, or backends). `named` is False for a Service whose
+    namespace or name is not a label: nothing of it is published.
+    """
+
+    cluster: str
+    key: ServiceKey
+    valid: tuple[_Leaf, ...] = ()
+    healthy: tuple[_Leaf, ...] = ()
+    rejected: frozenset[Rejection] = frozenset()
+    named: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Emitted:
+    """The records of one Part (each key once, in the order written) and what `put` refused."""
+
+    records: tuple[tuple[str, Record], ...] = ()
+    rejected: frozenset[Rejection] = frozenset()
+    fallback: str | None = None  # the target of the fallback CNAME, when one was written
+
+
 def owner_of(settings: ZoneSettings) -> str:
     """The owner id written into (and required of) every fed-dns key: default `fed-dns/<zone>`."""
     return settings.owner_id or f"fed-dns/{normalize_zone(settings.zone)}"
 
 
-class _Builder:
-    """Collects records and rejections for one render; every key goes through `put`."""
+def publishes(*, health: Health | str, view: ClusterView | None) -> bool:
+    """Whether a cluster (with a valid label) publishes, else its keys are kept as they are:
+    UNREACHABLE publishes (failover), READY once its view is synced, UNKNOWN never."""
+    return health == Health.UNREACHABLE or (health == Health.READY and view is not None and view.synced)
 
-    def __init__(self, settings: ZoneSettings) -> None:
-        self.zone = normalize_zone(settings.zone)
-        self.base = name_to_key(name=self.zone, prefix=settings.prefix)
-        self.ttl = settings.ttl
-        self.owner = owner_of(settings)
+
+def cluster_rejection(cluster: str) -> Rejection | None:
+    """Why a cluster name cannot be published, if it cannot."""
+    reason = check_label(cluster)
+    return None if reason is None else Rejection(cluster=cluster, kind="cluster", name=cluster, reason=reason)
+
+
+def serve_all(*, layout: Layout, kept: bool, parts: Iterable[Part]) -> bool:
+    """Fail open for a Service: serve-all is configured, no member that still holds it is of
+    unknown state (`kept`), and none of its publishing clusters has a healthy backend."""
+    return layout.serve_all and not kept and not any(part.healthy for part in parts)
+
+
+class _Builder:
+    """Collects the records and rejections of one Part; every key goes through `put`."""
+
+    def __init__(self, layout: Layout, cluster: str) -> None:
+        self.layout = layout
+        self.cluster = cluster
         self.records: dict[str, Record] = {}
         self.rejected: set[Rejection] = set()
 
-    def reject(self, cluster: str, kind: str, name: str, reason: str) -> None:
-        self.rejected.add(Rejection(cluster=cluster, kind=kind, name=name, reason=reason))
+    def reject(self, kind: str, name: str, reason: str) -> None:
+        self.rejected.add(Rejection(cluster=self.cluster, kind=kind, name=name, reason=reason))
 
-    def put(self, cluster: str, labels: Iterable[str], *, host: str, port: int) -> None:
+    def put(self, labels: Iterable[str], *, host: str, port: int) -> bool:
         """Write `host:port` at the name `labels` (top-down, below the zone)."""
         labels = tuple(labels)
-        name = ".".join(reversed(labels)) + "." + self.zone
+        lay = self.layout
+        name = ".".join(reversed(labels)) + "." + lay.zone
         if len(name) - 1 > MAX_NAME:
-            self.reject(cluster, "name", name, f"longer than {MAX_NAME} bytes")
-            return
-        record = Record(host=host, port=port, ttl=self.ttl, owner=self.owner, cluster=cluster)
-        key = "/".join((self.base, *labels))
+            self.reject("name", name, f"longer than {MAX_NAME} bytes")
+            return False
+        record = Record(host=host, port=port, ttl=lay.ttl, owner=lay.owner, cluster=self.cluster)
+        key = "/".join((lay.base, *labels))
         existing = self.records.setdefault(key, record)
         if existing != record:
-            self.reject(cluster, "duplicate", name, f"{host} and {existing.host} share this name")
+            self.reject("duplicate", name, f"{host} and {existing.host} share this name")
+        return True
 
-    def fallback(self, cluster: str, key: ServiceKey) -> None:
-        target = f"{key.name}.{key.namespace}.{self.zone[:-1]}"
-        self.put(cluster, (key.namespace, key.name, cluster), host=target, port=-1)
+    def fallback(self, key: ServiceKey) -> str | None:
+        target = f"{key.name}.{key.namespace}.{self.layout.zone[:-1]}"
+        written = self.put((key.namespace, key.name, self.cluster), host=target, port=-1)
+        return target if written else None
 
-    def leaves(self, cluster: str, key: ServiceKey, leaves: Iterable[_Leaf]) -> None:
+    def leaves(self, key: ServiceKey, leaves: Iterable[_Leaf]) -> None:
+        cluster = self.cluster
         for leaf in leaves:
             ports = leaf.backend.ports
-            self.put(cluster, (key.namespace, key.name, cluster, *leaf.ident),
+            self.put((key.namespace, key.name, cluster, *leaf.ident),
                      host=leaf.host, port=ports[0].port if ports else 0)
             for port in ports:
-                if port.name and self._valid_port(cluster, port.name, port.protocol):
+                if port.name and self._valid_port(port.name, port.protocol):
                     labels = (key.namespace, key.name, f"_{port.protocol.lower()}",
                               f"_{port.name}", cluster, *leaf.ident)
-                    self.put(cluster, labels, host=leaf.host, port=port.port)
+                    self.put(labels, host=leaf.host, port=port.port)
 
-    def _valid_port(self, cluster: str, name: str, protocol: str) -> bool:
+    def _valid_port(self, name: str, protocol: str) -> bool:
         for kind, label in (("port", name), ("protocol", protocol.lower())):
             reason = check_label(label)
             if reason is not None:
-                self.reject(cluster, kind, label, reason)
+                self.reject(kind, label, reason)
                 return False
         return True
 
@@ -136,7 +201,7 @@ def _host(address: str) -> tuple[str, str | None]:
     return str(ip), None
 
 
-def _valid_leaves(build: _Builder, cluster: str, view: ServiceView) -> list[_Leaf]:
+def _valid_leaves(cluster: str, view: ServiceView, rejected: set[Rejection]) -> list[_Leaf]:
     """The backends of a Service that can be published at all, with their `<id>`s.
 
     A pod hostname with several addresses (dual stack) gets one key per address below it.
@@ -145,10 +210,10 @@ def _valid_leaves(build: _Builder, cluster: str, view: ServiceView) -> list[_Lea
     for backend in sorted(view.backends, key=lambda b: (b.address, b.hostname or "", b.ports)):
         host, reason = _host(backend.address)
         if reason is not None:
-            build.reject(cluster, "address", backend.address, reason)
+            rejected.add(Rejection(cluster=cluster, kind="address", name=backend.address, reason=reason))
             continue
         if backend.hostname is not None and (reason := check_label(backend.hostname)):
-            build.reject(cluster, "hostname", backend.hostname, reason)
+            rejected.add(Rejection(cluster=cluster, kind="hostname", name=backend.hostname, reason=reason))
             backend = Backend(address=backend.address, ports=backend.ports)
         hosts.append((backend, host))
     addresses = Counter(name for name, _ in {(b.hostname, host) for b, host in hosts} if name)
@@ -171,6 +236,47 @@ def _passes(*, health: Health, view: ServiceView, probe: bool | None) -> bool:
     return probe is True
 
 
+def service_part(
+    *, cluster: str, view: ServiceView, health: Health | str, probes: Mapping[str, bool],
+) -> Part:
+    """A Service (`view.key`) in one publishing cluster of state `health`; `probes` are the
+    data-plane results of its backends there, by address."""
+    key = view.key
+    for kind, label in (("namespace", key.namespace), ("service", key.name)):
+        if reason := check_label(label):
+            rejection = Rejection(cluster=cluster, kind=kind, name=str(key), reason=reason)
+            return Part(cluster=cluster, key=key, rejected=frozenset((rejection,)), named=False)
+    rejected: set[Rejection] = set()
+    valid = tuple(_valid_leaves(cluster, view, rejected))
+    healthy = tuple(leaf for leaf in valid
+                    if _passes(health=health, view=view, probe=probes.get(leaf.backend.address)))
+    return Part(cluster=cluster, key=key, valid=valid, healthy=healthy, rejected=frozenset(rejected))
+
+
+def emit(*, layout: Layout, part: Part, serve_all: bool) -> Emitted:
+    """The records of a Part: its healthy leaves (all valid ones with `serve_all`), else the
+    fallback CNAME to the global name."""
+    if not part.named:
+        return Emitted()
+    build = _Builder(layout, part.cluster)
+    leaves = part.valid if serve_all else part.healthy
+    fallback = None
+    if leaves:
+        build.leaves(part.key, leaves)
+    else:
+        fallback = build.fallback(part.key)
+    return Emitted(records=tuple(build.records.items()), rejected=frozenset(build.rejected),
+                   fallback=fallback)
+
+
+def probes_by_pair(probes: Probes) -> dict[tuple[str, ServiceKey], dict[str, bool]]:
+    """Probe results grouped per (cluster, Service): address -> result."""
+    out: dict[tuple[str, ServiceKey], dict[str, bool]] = {}
+    for (cluster, key, address), result in probes.items():
+        out.setdefault((cluster, key), {})[address] = result
+    return out
+
+
 def render(
     *,
     views: Mapping[str, ClusterView],
@@ -179,17 +285,16 @@ def render(
     probes: Probes | None = None,
 ) -> Rendered:
     """The desired zone for these views; ValueError only for a bad zone or prefix in `settings`."""
-    build = _Builder(settings)
-    probes = probes or {}
+    lay = layout(settings)
+    rejected: set[Rejection] = set()
     publishing: dict[str, Health] = {}
     keep: set[str] = set()
     for cluster in sorted(set(views) | set(health)):
-        if reason := check_label(cluster):
-            build.reject(cluster, "cluster", cluster, reason)
+        if rejection := cluster_rejection(cluster):
+            rejected.add(rejection)
             continue
         state = health.get(cluster, Health.UNKNOWN)
-        view = views.get(cluster)
-        if state == Health.UNREACHABLE or (state == Health.READY and view is not None and view.synced):
+        if publishes(health=state, view=views.get(cluster)):
             publishing[cluster] = state
         else:
             keep.add(cluster)
@@ -199,51 +304,20 @@ def render(
     for cluster in publishing:
         view = views.get(cluster, ClusterView(cluster=cluster))
         for service in view.services.values():
-            if _valid_service(build, cluster, service.key):
-                by_service.setdefault(service.key, {})[cluster] = service
+            by_service.setdefault(service.key, {})[cluster] = service
 
+    by_pair = probes_by_pair(probes or {})
+    records: dict[str, Record] = {}
     for key in sorted(by_service):
-        _render_service(build, key, by_service[key], publishing, probes,
-                        serve_all=(settings.all_unhealthy == AllUnhealthy.SERVE_ALL
-                                   and key not in kept_services))
+        parts = [service_part(cluster=cluster, view=view, health=publishing[cluster],
+                              probes=by_pair.get((cluster, key), {}))
+                 for cluster, view in by_service[key].items()]
+        all_ = serve_all(layout=lay, kept=key in kept_services, parts=parts)
+        for part in parts:
+            out = emit(layout=lay, part=part, serve_all=all_)
+            records.update(out.records)
+            rejected |= part.rejected | out.rejected
 
-    zone = DesiredZone(settings=settings, records=dict(sorted(build.records.items())),
+    zone = DesiredZone(settings=settings, records=dict(sorted(records.items())),
                        keep_clusters=frozenset(keep))
-    return Rendered(zone=zone, rejected=tuple(sorted(build.rejected)))
-
-
-def _valid_service(build: _Builder, cluster: str, key: ServiceKey) -> bool:
-    for kind, label in (("namespace", key.namespace), ("service", key.name)):
-        if reason := check_label(label):
-            build.reject(cluster, kind, str(key), reason)
-            return False
-    return True
-
-
-def _render_service(
-    build: _Builder,
-    key: ServiceKey,
-    clusters: Mapping[str, ServiceView],
-    health: Mapping[str, Health],
-    probes: Probes,
-    *,
-    serve_all: bool,
-) -> None:
-    """One Service in every publishing cluster: healthy leaves, else the fallback.
-
-    With `serve_all`, when no cluster has a healthy backend, every valid last-known
-    backend is published instead (fail open).
-    """
-    valid = {cluster: _valid_leaves(build, cluster, view) for cluster, view in sorted(clusters.items())}
-    healthy = {
-        cluster: [leaf for leaf in leaves
-                  if _passes(health=health[cluster], view=clusters[cluster],
-                             probe=probes.get((cluster, key, leaf.backend.address)))]
-        for cluster, leaves in valid.items()
-    }
-    chosen = valid if serve_all and not any(healthy.values()) else healthy
-    for cluster, leaves in chosen.items():
-        if leaves:
-            build.leaves(cluster, key, leaves)
-        else:
-            build.fallback(cluster, key)
+    return Rendered(zone=zone, rejected=tuple(sorted(rejected)))
