@@ -32,6 +32,7 @@ class Service:
     address: str  # normalised IP for A/AAAA, else ""
     ttl: int
     priority: int
+    raw: bytes = b""  # the etcd value it was decoded from (the same object, not a copy)
 
 
 def host_kind(host: str, text: str) -> tuple[str, str]:
@@ -42,13 +43,15 @@ def host_kind(host: str, text: str) -> tuple[str, str]:
         return (TXT if text else CNAME), ""
     if ip.version == 6 and ip.ipv4_mapped is not None:
         return A, str(ip.ipv4_mapped)
-    return (A if ip.version == 4 else AAAA), str(ip)
+    address = str(ip)
+    return (A if ip.version == 4 else AAAA), host if address == host else address
 
 
-def service(*, key: str, name: str, record: Record) -> Service:
+def service(*, key: str, name: str, record: Record, raw: bytes = b"") -> Service:
     kind, address = host_kind(record.host, record.text)
     return Service(key=key, name=name, record=record, kind=kind, address=address,
-                   ttl=record.ttl or DEFAULT_TTL, priority=record.priority or DEFAULT_PRIORITY)
+                   ttl=record.ttl or DEFAULT_TTL, priority=record.priority or DEFAULT_PRIORITY,
+                   raw=raw)
 
 
 def included(svc: Service, *, txt: bool) -> bool:

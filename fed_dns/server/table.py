@@ -1,11 +1,12 @@
 """The zone table: an immutable zone index plus a cache of compiled answers.
 
-`build()` is cheap (index the keys, decode the values); each (name, type) is resolved and
-compiled on its first question and kept for the table's life. A table built with
-`previous=` reuses the decoded values and every compiled answer whose names did not change,
-so a one-key update costs about as much as that key.
+`build()` indexes every key (start, reloads); `update()` applies a delta of raw etcd puts and
+deletes to a previous table in O(delta). Each (name, type) is resolved and compiled on its
+first question and kept in an `AnswerCache` that successive tables of one lineage share:
+`update` drops just the answers that read a changed name (a reverse index name -> cache
+keys), so a one-key update costs about as much as that key.
 
-With an active `Topology` the table keeps one cache per client region besides the plain one
+With an active `Topology` the cache keeps one dict per client region besides the plain one
 (`caches[r]`, r = 1..R, filled from the plain entries' variants), so the hot path answers a
 client in region r with one lookup in `caches[r]`.
 """
@@ -13,16 +14,18 @@ client in region r with one lookup in `caches[r]`.
 from __future__ import annotations
 
 import struct
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from fed_dns.records.names import normalize_zone
 from fed_dns.server import resolve as rs
 from fed_dns.server.compile import Entry, compile_entry, wire_name
 from fed_dns.server.topology import OFF_TOPOLOGY, Topology
-from fed_dns.server.zone import MAX_INCREMENTAL, ZoneIndex, changed_keys, index, update
+from fed_dns.server import zone as zone_mod
+from fed_dns.server.zone import ZoneIndex
 
-MAX_CACHED = 500_000  # compiled answers per table; past it answers are compiled per query
+MAX_CACHED = 500_000  # compiled answers per cache dict; past it the cache starts over
 _LETTERS = frozenset(range(0x41, 0x5B)) | frozenset(range(0x61, 0x7B))
 KNOWN_TYPES = (rs.T_A, rs.T_AAAA, rs.T_SRV, rs.T_TXT, rs.T_CNAME, rs.T_MX, rs.T_NS,
                rs.T_SOA, rs.T_ANY)
@@ -63,28 +66,101 @@ def _soa_wire(*, zone: str, serial: int) -> bytes:
     return wire_name(owner) + struct.pack("!HHIH", rs.T_SOA, 1, ttl, len(rdata)) + rdata
 
 
-class ZoneTable:
-    """Answers for one zone at one moment. Safe to share; never changes its answers."""
+class AnswerCache:
+    """Compiled answers shared by successive tables: plain dicts the hot path reads without a
+    lock (`dicts[0]` plain, `dicts[r]` per client region), a reverse index (name -> cache
+    keys of the answers that read it) and a generation.
 
-    def __init__(self, *, ix: ZoneIndex, serial: int, cache: dict | None = None,
-                 loading: bool = False, topology: Topology = OFF_TOPOLOGY,
-                 region_caches: list[dict] | None = None) -> None:
+    Only a table of the current generation may insert (under `lock`, on a cache miss);
+    `advance` (under the lock) moves to the next generation, so an answer compiled from an
+    older table is never inserted once a newer one exists, and then drops the answers that
+    read a changed name: only the newest table inserts after that, and it is not answering
+    yet, so the drop itself needs no lock. Cost O(changed names + answers dropped).
+    """
+
+    def __init__(self, *, regions: int = 0) -> None:
+        self.dicts: tuple[dict, ...] = tuple({} for _ in range(regions + 1))
+        self.readers: dict[str, set] = {}  # name -> keys of the answers that read it
+        self.lock = threading.Lock()
+        self.generation = 0
+
+    def insert(self, generation: int, key, ent: Entry, region: int = 0) -> None:
+        with self.lock:
+            if generation != self.generation:
+                return
+            target = self.dicts[region]
+            if len(target) >= MAX_CACHED:  # start over: O(1) per insert, amortized
+                for d in self.dicts:
+                    d.clear()
+                self.readers.clear()
+            target[key] = ent
+            if region == 0:
+                readers = self.readers
+                for name in ent.answer.deps:
+                    got = readers.get(name)
+                    if got is None:
+                        readers[name] = {key}
+                    else:
+                        got.add(key)
+
+    def advance(self, changed: Iterable[str]) -> int:
+        """Next generation; drop every answer that read a name in `changed`. Returns the
+        number of cache keys dropped."""
+        with self.lock:
+            self.generation += 1
+        readers, dicts = self.readers, self.dicts
+        plain = dicts[0]
+        dropped = 0
+        for name in changed:
+            keys = readers.pop(name, None)
+            if not keys:
+                continue
+            for key in keys:
+                ent = plain.pop(key, None)
+                for d in dicts[1:]:
+                    d.pop(key, None)
+                if ent is None:
+                    continue
+                dropped += 1
+                for other in ent.answer.deps:
+                    if other != name:
+                        got = readers.get(other)
+                        if got is not None:
+                            got.discard(key)
+                            if not got:
+                                del readers[other]
+        return dropped
+
+
+class ZoneTable:
+    """Answers for one zone at one moment. Safe to share; never changes its answers.
+
+    Compiled answers live in `answers`, shared with the tables `update` derives from this
+    one; once a newer table exists this one compiles per question (correct, uncached).
+    A cached negative answer keeps the SOA serial it was compiled with (only the apex's
+    answers are dropped when the serial changes), so a serial change does not flush it.
+    """
+
+    def __init__(self, *, ix: ZoneIndex, serial: int, loading: bool = False,
+                 topology: Topology = OFF_TOPOLOGY, answers: AnswerCache | None = None) -> None:
         self.loading = loading  # no source data yet: in-zone questions get SERVFAIL
         self.zone = ix.zone
+        self.prefix = ix.prefix
         self.zone_wire = wire_name(ix.zone)
         self.index = ix
         self.serial = serial
         self.dropped = ix.dropped
         self.foreign = ix.foreign
-        self.decoded = ix.decoded
-        self.cache: dict = cache if cache is not None else {}
         self.topology = topology
         regions = len(topology.regions) if topology.active else 0
-        self.caches: tuple[dict, ...] = (self.cache, *(region_caches or [{} for _ in range(regions)]))
+        self.answers = answers if answers is not None else AnswerCache(regions=regions)
+        self.generation = self.answers.generation
+        self.caches: tuple[dict, ...] = self.answers.dicts
+        self.cache: dict = self.caches[0]
         self.nx_tail = _soa_wire(zone=self.zone, serial=serial)
 
     def __len__(self) -> int:
-        return len(self.decoded)
+        return self.index.decoded
 
     def in_zone(self, qname_wire_lower: bytes) -> bool:
         zw = self.zone_wire
@@ -100,17 +176,17 @@ class ZoneTable:
         """The compiled answer for an in-zone name that exists; None when it does not.
         `region`: the client's region number (0: none), see `topology.Clients`."""
         key = fast_key(qname_wire_lower, qtype) or (qname_wire_lower, qtype)
+        current = self.answers.generation == self.generation
         if 0 < region < len(self.caches):
-            cache = self.caches[region]
-            hit = cache.get(key)
+            hit = self.caches[region].get(key) if current else None
             if hit is None:
                 hit = self.entry(qname_wire_lower, qtype)
                 if hit is not None and hit.regions is not None:
                     hit = hit.regions[region]
-                if hit is not None and len(cache) < MAX_CACHED:
-                    cache[key] = hit
+                if hit is not None and current:
+                    self.answers.insert(self.generation, key, hit, region)
             return hit
-        hit = self.cache.get(key)
+        hit = self.cache.get(key) if current else None
         if hit is not None:
             return hit
         name = name_text(qname_wire_lower)
@@ -119,8 +195,8 @@ class ZoneTable:
         ans = rs.answer(self.index, name=name, qtype=qtype, serial=self.serial)
         ent = compile_entry(qname=name, qtype=qtype, answer=ans, slot=stat_slot(qtype, ans.rcode),
                             topology=self.topology)
-        if len(self.cache) < MAX_CACHED:
-            self.cache[key] = ent
+        if current:
+            self.answers.insert(self.generation, key, ent)
         return ent
 
     def answer(self, *, name: str, qtype: int) -> rs.Answer:
@@ -140,26 +216,11 @@ def stat_slot(qtype: int, rcode: int) -> int:
     return row * RCODES + min(rcode, RCODES - 1)
 
 
-def _carry(previous: ZoneTable, changed_names: set[str], *, same_serial: bool) -> dict:
-    """Compiled answers of the previous table that read none of the changed names.
-
-    Answers that carry the SOA (negative ones, SOA itself) are kept only if the serial did
-    not change.
-    """
-    keep = {}
-    for key, ent in list(previous.cache.items()):  # a copy: the UDP thread may be adding
-        if not changed_names.isdisjoint(ent.answer.deps):
-            continue
-        if not same_serial and (ent.answer.authority or ent.qtype == rs.T_SOA):
-            continue
-        keep[key] = ent
-    return keep
-
-
-def loading(*, zone: str) -> ZoneTable:
+def loading(*, zone: str, prefix: str = "/skydns") -> ZoneTable:
     """The table before the source's first load: SERVFAIL in the zone (never a false
     NXDOMAIN that resolvers would cache), REFUSED outside it."""
-    return ZoneTable(ix=index(zone=normalize_zone(zone), entries={}), serial=0, loading=True)
+    return ZoneTable(ix=ZoneIndex(zone=normalize_zone(zone), prefix=prefix), serial=0,
+                     loading=True)
 
 
 def build(*, zone: str, entries: Mapping[str, bytes], prefix: str = "/skydns",
@@ -167,32 +228,39 @@ def build(*, zone: str, entries: Mapping[str, bytes], prefix: str = "/skydns",
           topology: Topology | None = None) -> ZoneTable:
     """A table from raw etcd key -> value (foreign keys ignored, bad values dropped).
 
-    With `previous` (same zone and topology) only the changed keys are indexed again and
-    decoded, and every compiled answer that read none of the changed names is kept.
+    With `previous` (same zone, prefix and topology, not loading) this is `update` with the
+    difference of `entries` from it (O(zone) to find, O(changed) to apply), keeping every
+    compiled answer that read none of the changed names.
     `topology` (default off): answer order by client region and cluster weight.
     """
     zone = normalize_zone(zone)
     topology = topology or OFF_TOPOLOGY
     serial = serial if serial is not None else int(time.time())
-    if previous is None or previous.zone != zone or previous.loading:
-        return ZoneTable(ix=index(zone=zone, entries=entries, prefix=prefix), serial=serial,
-                         topology=topology)
-    if previous.topology != topology:
-        return ZoneTable(ix=index(zone=zone, entries=entries, prefix=prefix,
-                                  reuse=previous.index.decoded), serial=serial, topology=topology)
-    prev = previous.index
-    changed = changed_keys(prev, entries)
-    if len(changed) > max(64, MAX_INCREMENTAL * len(entries)):
-        ix = index(zone=zone, entries=entries, prefix=prefix, reuse=prev.decoded)
+    if previous is None or previous.zone != zone or previous.loading \
+            or previous.prefix != prefix or previous.topology != topology:
+        return ZoneTable(ix=zone_mod.index(zone=zone, entries=entries, prefix=prefix),
+                         serial=serial, topology=topology)
+    puts, deletes = zone_mod.diff(previous.index, entries)
+    return update(previous=previous, puts=puts, deletes=deletes, serial=serial)
+
+
+def update(*, previous: ZoneTable, puts: Mapping[str, bytes], deletes: Iterable[str],
+           serial: int | None = None) -> ZoneTable:
+    """`previous` with `deletes` removed, then `puts` set (raw etcd keys and values, as
+    `build` takes them): answers exactly as a full build of the resulting entries would.
+
+    Cost O(len(puts) + len(deletes)) plus the compiled answers it drops. Answers that read
+    no changed name stay cached and shared; the result keeps `previous`'s zone, prefix and
+    topology. Deriving two tables from one `previous` is allowed: the second one (and any
+    table derived from an older one) starts with an empty cache.
+    """
+    serial = serial if serial is not None else int(time.time())
+    ix, changed = zone_mod.apply(previous.index, puts=puts, deletes=deletes)
+    answers = previous.answers
+    if answers.generation != previous.generation or previous.loading:
+        answers = AnswerCache(regions=len(answers.dicts) - 1)
     else:
-        ix = update(prev=prev, entries=entries, prefix=prefix, changed=changed)
-    names: set[str] = set()
-    for key in changed:
-        for found in (prev.decoded.get(key), ix.decoded.get(key)):
-            if found is not None:
-                labels = found[1].name.rstrip(".").split(".")
-                names.update(".".join(labels[i:]) + "." for i in range(len(labels)))
-    cache = _carry(previous, names, same_serial=serial == previous.serial)
-    regional = [{k: v for k, v in list(c.items()) if k in cache} for c in previous.caches[1:]]
-    return ZoneTable(ix=ix, serial=serial, cache=cache, topology=topology,
-                     region_caches=regional)
+        if serial != previous.serial:
+            changed.add(ix.zone)  # the apex's own answers (SOA, NS) carry the serial
+        answers.advance(changed)
+    return ZoneTable(ix=ix, serial=serial, topology=previous.topology, answers=answers)

@@ -1,17 +1,29 @@
 """The zone's names from raw etcd keys: which names exist and which values each one reads.
 
 CoreDNS's etcd plugin answers a name from a prefix read of `<key>/`: every value strictly
-below the name's key, or, when there is none, the value at the key itself. `ZoneIndex`
-keeps both per name so a question never scans the zone.
+below the name's key, or, when there is none, the value at the key itself. `ZoneIndex` keeps
+the zone as a tree of names in persistent maps (`immutables.Map`, a HAMT): `exact` (name ->
+the value at its key) and `children` (name -> the names right below it that hold something).
+`apply` makes a new index from an old one and a delta in O(changed keys): both share every
+untouched node, so a reader (the UDP thread) always sees one consistent, immutable index.
+
+A read walks the name's subtree and returns its values in etcd key order. It stops after
+`MAX_READ` values (docs/design-notes.md): more records than that never fit one 64 KiB message,
+so only an answer that could never be sent differs from CoreDNS's.
 """
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import immutables
 
 from fed_dns.server.services import Service, decode, service
+
+DROPPED, FOREIGN = "dropped", "foreign"
+MAX_READ = 8192  # values one read returns: > 4,096 records (16 bytes each, the least) never fit 64 KiB
+_EMPTY: immutables.Map = immutables.Map()
 
 
 def key_labels(*, key: str, prefix: str) -> list[str] | None:
@@ -34,138 +46,220 @@ def zone_labels(zone: str) -> list[str]:
     return [label for label in zone.rstrip(".").split(".") if label]
 
 
-@dataclass(slots=True)
-class ZoneIndex:
-    """Immutable by convention once built."""
-
-    zone: str  # lower case, trailing dot
-    exact: dict[str, Service] = field(default_factory=dict)
-    below: dict[str, list[Service]] = field(default_factory=dict)
-    decoded: dict[str, tuple[bytes, Service]] = field(default_factory=dict)  # key -> (raw, svc)
-    rejected: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # key -> (raw, why)
-
-    @property
-    def dropped(self) -> int:
-        """Values that did not decode."""
-        return sum(1 for _, why in self.rejected.values() if why == DROPPED)
-
-    @property
-    def foreign(self) -> int:
-        """Keys outside the zone (or not a name)."""
-        return sum(1 for _, why in self.rejected.values() if why == FOREIGN)
-
-    def exists(self, name: str) -> bool:
-        return name == self.zone or name in self.below or name in self.exact
-
-    def read(self, name: str) -> list[Service] | None:
-        """The prefix read CoreDNS does: None when no key is at or below the name."""
-        below = self.below.get(name)
-        if below:
-            return below
-        svc = self.exact.get(name)
-        return [svc] if svc is not None else None
-
-    def read_exact(self, name: str) -> Service | None:
-        return self.exact.get(name)
-
-
-DROPPED, FOREIGN = "dropped", "foreign"
-MAX_INCREMENTAL = 0.1  # above this share of changed keys a full build is cheaper
-
-
-def _classify(*, key: str, raw: bytes, zl: list[str], prefix: str,
-              old: tuple[bytes, Service] | None) -> Service | str:
-    """The key's Service, or why it has none (FOREIGN, DROPPED)."""
-    if old is not None and (old[0] is raw or old[0] == raw):
-        return old[1]
-    labels = key_labels(key=key, prefix=prefix)
-    depth = len(zl)
-    if labels is None or len(labels) <= depth or labels[len(labels) - depth:] != zl:
-        return FOREIGN
-    try:
-        record = decode(raw)
-    except ValueError:
-        return DROPPED
-    return service(key=key, name=".".join(labels) + ".", record=record)
-
-
-def _ancestors(svc: Service, depth: int) -> list[str]:
-    """Names strictly above the service's name, down to the zone apex."""
-    labels = svc.name[:-1].split(".")
-    return [".".join(labels[cut:]) + "." for cut in range(1, len(labels) - depth + 1)]
+def _parent(name: str) -> str:
+    return name[name.index(".") + 1:]
 
 
 def _by_key(svc: Service) -> str:
     return svc.key
 
 
-def _place(ix: ZoneIndex, *, key: str, raw: bytes, got: Service | str, depth: int, add) -> None:
-    """Record a classified key: rejected with its reason, or a Service under every ancestor."""
-    if isinstance(got, str):
-        ix.rejected[key] = (raw, got)
-        return
-    ix.decoded[key] = (raw, got)
-    ix.exact[got.name] = got
-    for name in _ancestors(got, depth):
-        add(name, got)
+@dataclass(frozen=True, slots=True)
+class ZoneIndex:
+    """One immutable state of the zone; `apply` derives the next one."""
+
+    zone: str  # lower case, trailing dot
+    prefix: str = "/skydns"
+    exact: immutables.Map = _EMPTY  # name -> Service (the value at the name's own key)
+    children: immutables.Map = _EMPTY  # name -> Map(child name -> True), never empty
+    rejected: immutables.Map = _EMPTY  # key -> (raw, DROPPED | FOREIGN)
+    decoded: int = 0  # values that decoded (len(exact))
+    dropped: int = 0  # values that did not decode
+    foreign: int = 0  # keys outside the zone (or not a name)
+
+    def exists(self, name: str) -> bool:
+        return name == self.zone or name in self.children or name in self.exact
+
+    def read(self, name: str) -> list[Service] | None:
+        """The prefix read CoreDNS does: None when no key is at or below the name.
+
+        Values strictly below the name in key order (at most MAX_READ of them), else the
+        value at the name itself."""
+        kids = self.children.get(name)
+        if kids is None:
+            svc = self.exact.get(name)
+            return [svc] if svc is not None else None
+        exact, children = self.exact, self.children
+        out: list[Service] = []
+        stack = [iter(kids)]
+        while stack:  # depth first, so a bounded read stops after MAX_READ values
+            for child in stack[-1]:
+                svc = exact.get(child)
+                if svc is not None:
+                    out.append(svc)
+                    if len(out) >= MAX_READ:
+                        stack.clear()
+                        break
+                sub = children.get(child)
+                if sub is not None:
+                    stack.append(iter(sub))
+                    break
+            else:
+                stack.pop()
+        out.sort(key=_by_key)  # DFS order is not key order ("a-b/x" < "a/x")
+        return out
+
+    def read_exact(self, name: str) -> Service | None:
+        return self.exact.get(name)
+
+    def name_of(self, key: str) -> str | None:
+        """The in-zone name of a key (case kept), None for a foreign key."""
+        labels = key_labels(key=key, prefix=self.prefix)
+        depth = self.zone.count(".") if self.zone != "." else 0
+        if labels is None or len(labels) <= depth or \
+                ".".join(labels[len(labels) - depth:]) + "." != self.zone:
+            return None
+        return ".".join(labels) + "."
+
+    def raw(self, key: str) -> bytes | None:
+        """The value held for a key (decoded or not), None when the key is not held."""
+        got = self.rejected.get(key)
+        if got is not None:
+            return got[0]
+        name = self.name_of(key)
+        svc = self.exact.get(name) if name is not None else None
+        return svc.raw if svc is not None else None
+
+    def items(self) -> Iterable[tuple[str, bytes]]:
+        """Every key held and its raw value (no order)."""
+        for svc in self.exact.values():
+            yield svc.key, svc.raw
+        for key, (raw, _) in self.rejected.items():
+            yield key, raw
 
 
-def index(*, zone: str, entries: Mapping[str, bytes], prefix: str = "/skydns",
-          reuse: Mapping[str, tuple[bytes, Service]] | None = None) -> ZoneIndex:
-    """The whole index from scratch (decoded values in `reuse` are not decoded again)."""
-    zl = zone_labels(zone)
-    ix = ZoneIndex(zone=zone)
-    reuse = reuse or {}
-    for key in sorted(entries):
-        raw = entries[key]
-        got = _classify(key=key, raw=raw, zl=zl, prefix=prefix, old=reuse.get(key))
-        _place(ix, key=key, raw=raw, got=got, depth=len(zl),
-               add=lambda name, svc: ix.below.setdefault(name, []).append(svc))
-    return ix
+def _classify(ix: ZoneIndex, *, key: str, raw: bytes) -> Service | str:
+    """The key's Service, or why it has none (FOREIGN, DROPPED)."""
+    name = ix.name_of(key)
+    if name is None:
+        return FOREIGN
+    try:
+        record = decode(raw)
+    except ValueError:
+        return DROPPED
+    return service(key=key, name=name, record=record, raw=raw)
 
 
-def changed_keys(prev: ZoneIndex, entries: Mapping[str, bytes]) -> list[str]:
-    """Keys whose value differs between `prev` and `entries` (added and removed included)."""
-    out = []
+class _Delta:
+    """The mutable side of one `apply`: the three maps, the counts, the changed names."""
+
+    def __init__(self, prev: ZoneIndex) -> None:
+        self.prev = prev
+        self.zone = prev.zone
+        self.exact = prev.exact.mutate()
+        self.children = prev.children.mutate()
+        self.rejected = prev.rejected.mutate()
+        self.counts = {"decoded": prev.decoded, DROPPED: prev.dropped, FOREIGN: prev.foreign}
+        self.changed: set[str] = set()
+
+    def mark(self, name: str) -> None:
+        """The name and every ancestor: their reads change."""
+        changed, zone = self.changed, self.zone
+        while name not in changed:
+            changed.add(name)
+            if name == zone or "." not in name[:-1]:
+                break
+            name = _parent(name)
+
+    def link(self, name: str) -> None:
+        """Make a new name (and its new ancestors) reachable from the apex."""
+        children, exact, zone = self.children, self.exact, self.zone
+        while name != zone:
+            parent = _parent(name)
+            kids = children.get(parent)
+            if kids is not None:
+                children[parent] = kids.set(name, True)
+                return
+            children[parent] = _EMPTY.set(name, True)
+            if parent in exact:
+                return
+            name = parent
+
+    def unlink(self, name: str) -> None:
+        """Drop a name that holds nothing any more (and ancestors left empty)."""
+        children, exact, zone = self.children, self.exact, self.zone
+        while name != zone:
+            parent = _parent(name)
+            kids = children[parent].delete(name)
+            if len(kids):
+                children[parent] = kids
+                return
+            del children[parent]
+            if parent in exact:
+                return
+            name = parent
+
+    def remove(self, key: str) -> None:
+        got = self.rejected.get(key)
+        if got is not None:
+            del self.rejected[key]
+            self.counts[got[1]] -= 1
+            return
+        name = self.prev.name_of(key)
+        if name is None or name not in self.exact:
+            return
+        del self.exact[name]
+        self.counts["decoded"] -= 1
+        self.mark(name)
+        if name not in self.children:
+            self.unlink(name)
+
+    def put(self, key: str, raw: bytes) -> None:
+        svc = None
+        old = self.rejected.get(key)
+        if old is None:
+            name = self.prev.name_of(key)
+            svc = self.exact.get(name) if name is not None else None
+            old = (svc.raw,) if svc is not None else None
+        if old is not None and (old[0] is raw or old[0] == raw):
+            return
+        got = _classify(self.prev, key=key, raw=raw)
+        if isinstance(got, str):
+            self.remove(key)
+            self.rejected[key] = (raw, got)
+            self.counts[got] += 1
+            return
+        if svc is None:
+            self.remove(key)  # a rejected value, if any
+            self.counts["decoded"] += 1
+        name = got.name
+        fresh = svc is None and name not in self.children
+        self.exact[name] = got
+        self.mark(name)
+        if fresh:
+            self.link(name)
+
+    def finish(self) -> ZoneIndex:
+        c = self.counts
+        return ZoneIndex(zone=self.zone, prefix=self.prev.prefix, exact=self.exact.finish(),
+                         children=self.children.finish(), rejected=self.rejected.finish(),
+                         decoded=c["decoded"], dropped=c[DROPPED], foreign=c[FOREIGN])
+
+
+def apply(prev: ZoneIndex, *, puts: Mapping[str, bytes],
+          deletes: Iterable[str] = ()) -> tuple[ZoneIndex, set[str]]:
+    """`prev` with `deletes` removed, then `puts` set: the new index and the names whose
+    reads changed (each changed key's name and its ancestors). Cost O(len(puts) +
+    len(deletes)); a put of the value already held changes nothing."""
+    delta = _Delta(prev)
+    for key in deletes:
+        delta.remove(key)
+    for key, raw in puts.items():
+        delta.put(key, raw)
+    return delta.finish(), delta.changed
+
+
+def index(*, zone: str, entries: Mapping[str, bytes], prefix: str = "/skydns") -> ZoneIndex:
+    """The whole index from scratch."""
+    return apply(ZoneIndex(zone=zone, prefix=prefix), puts=entries)[0]
+
+
+def diff(prev: ZoneIndex, entries: Mapping[str, bytes]) -> tuple[dict[str, bytes], list[str]]:
+    """Puts and deletes that turn `prev` into `entries` (O(zone): for full snapshots)."""
+    puts = {}
     for key, raw in entries.items():
-        old = prev.decoded.get(key) or prev.rejected.get(key)
-        if old is None or not (old[0] is raw or old[0] == raw):
-            out.append(key)
-    out.extend(k for k in prev.decoded if k not in entries)
-    out.extend(k for k in prev.rejected if k not in entries)
-    return out
-
-
-def update(*, prev: ZoneIndex, entries: Mapping[str, bytes], prefix: str,
-           changed: list[str]) -> ZoneIndex:
-    """`prev` with the changed keys applied; lists of untouched names are shared, not copied."""
-    zl = zone_labels(prev.zone)
-    ix = ZoneIndex(zone=prev.zone, exact=dict(prev.exact), below=dict(prev.below),
-                   decoded=dict(prev.decoded), rejected=dict(prev.rejected))
-    copied: set[str] = set()
-
-    def own(name: str) -> list[Service]:
-        if name not in copied:
-            copied.add(name)
-            ix.below[name] = list(ix.below.get(name, ()))
-        return ix.below[name]
-
-    for key in changed:
-        ix.rejected.pop(key, None)
-        old = ix.decoded.pop(key, None)
-        if old is not None:
-            svc = old[1]
-            if ix.exact.get(svc.name) is svc:
-                del ix.exact[svc.name]
-            for name in _ancestors(svc, len(zl)):
-                own(name).remove(svc)
-        raw = entries.get(key)
-        if raw is None:
-            continue
-        got = _classify(key=key, raw=raw, zl=zl, prefix=prefix, old=None)
-        _place(ix, key=key, raw=raw, got=got, depth=len(zl),
-               add=lambda name, svc: bisect.insort(own(name), svc, key=_by_key))
-    for name in copied:
-        if not ix.below[name]:
-            del ix.below[name]
-    return ix
+        old = prev.raw(key)
+        if old is None or not (old is raw or old == raw):
+            puts[key] = raw
+    deletes = [key for key, _ in prev.items() if key not in entries]
+    return puts, deletes

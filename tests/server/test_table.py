@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from fed_dns.server import resolve as rs
 from fed_dns.server import table as table_mod
+from fed_dns.server import zone as zone_mod
 from fed_dns.server.respond import respond
 from tests.server.conftest import ZONE, entries
 
@@ -138,3 +139,172 @@ def test_before_the_first_load_in_zone_questions_get_servfail():
     loaded = table_mod.build(zone=ZONE, entries=entries({"c1.svc.ns": {"host": "10.0.0.1"}}),
                              previous=loading)
     assert not loaded.loading and respond(loaded, _query(f"svc.ns.{ZONE}")).rcode == rs.NOERROR
+
+
+# -- update: O(changed) deltas --------------------------------------------------------------
+
+KEYS = [next(iter(entries({rel: {}}))) for rel in
+        (*LEAVES, "a-b.ns", "c1.a-b.ns", "x.a-b.ns", "c1.A.ns", "alias.ns")]
+KEYS += ["/skydns/org/example/other", "/skydns/com/example/fed"]  # foreign: not a name below
+OPS = st.lists(st.tuples(st.sampled_from(KEYS), st.one_of(st.none(), VALUES)),
+               min_size=1, max_size=8)
+
+
+def _answers_with_cache(table) -> list:
+    """Every answer twice: once compiled (maybe cached), once from the cache."""
+    return [_all_answers(table), _all_answers(table)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(start=OPS, steps=st.lists(st.tuples(OPS, st.booleans()), min_size=1, max_size=5))
+def test_updates_answer_as_full_builds(start, steps):
+    """Random put/delete deltas applied with `update` (the answer cache filled before each
+    one, sometimes with a new serial) answer as a full build of the same entries."""
+    current = {k: _raw(v) for k, v in start if v is not None}
+    table = table_mod.build(zone=ZONE, entries=dict(current), serial=1)
+    for ops, new_serial in steps:
+        _all_answers(table)  # fill the shared cache, so invalidation is exercised
+        puts = {}
+        deletes = set()
+        for key, value in ops:
+            if value is None:
+                deletes.add(key)
+                puts.pop(key, None)
+                current.pop(key, None)
+            else:
+                puts[key] = _raw(value)
+                deletes.discard(key)
+                current[key] = puts[key]
+        serial = table.serial + 1 if new_serial else table.serial
+        table = table_mod.update(previous=table, puts=puts, deletes=deletes, serial=serial)
+        fresh = table_mod.build(zone=ZONE, entries=dict(current), serial=serial)
+        got, again = _answers_with_cache(table)
+        assert got == again == _all_answers(fresh)
+        assert (table.dropped, table.foreign, len(table)) == \
+            (fresh.dropped, fresh.foreign, len(fresh))
+
+
+def test_update_of_a_key_in_both_puts_and_deletes_puts_it():
+    key = next(iter(entries({"c1.svc.ns": {}})))
+    table = table_mod.build(zone=ZONE, entries={})
+    new = table_mod.update(previous=table, puts={key: b'{"host":"10.0.0.1"}'}, deletes=[key])
+    assert [r[3] for r in new.answer(name=f"svc.ns.{ZONE}", qtype=rs.T_A).answer] == ["10.0.0.1"]
+
+
+def test_reads_are_in_key_order_not_tree_order():
+    """'-' sorts before '/': the key of `a-b/x` comes before `a/x` though label a < a-b."""
+    records = {}
+    for i in range(12):
+        records[f"x.a{i}.svc.ns"] = {"host": f"10.0.{i}.1"}
+        records[f"x.a{i}-b.svc.ns"] = {"host": f"10.0.{i}.2"}
+        records[f"a{i}0.svc.ns"] = {"host": f"10.0.{i}.3"}
+    raw = entries(records)
+    table = table_mod.build(zone=ZONE, entries=raw)
+    got = [s.key for s in table.index.read(f"svc.ns.{ZONE}")]
+    assert got == sorted(raw)
+    got = [r[3] for r in table.answer(name=f"svc.ns.{ZONE}", qtype=rs.T_A).answer]
+    assert got == [json.loads(raw[k])["host"] for k in sorted(raw)]
+
+
+def test_a_read_is_bounded(monkeypatch):
+    monkeypatch.setattr(zone_mod, "MAX_READ", 50)
+    raw = entries({f"c{i}.svc.ns": {"host": f"10.0.{i >> 8}.{i & 255}"} for i in range(300)})
+    table = table_mod.build(zone=ZONE, entries=raw)
+    got = table.index.read(f"svc.ns.{ZONE}")
+    assert len(got) == 50 and [s.key for s in got] == sorted(s.key for s in got)
+    assert len(table.index.read(f"c7.svc.ns.{ZONE}")) == 1
+
+
+def _fill(table, names) -> None:
+    for name in names:
+        for qtype in (rs.T_A, rs.T_SRV, rs.T_TXT):
+            table.entry(table_mod.wire_name(name), qtype)
+
+
+def test_update_drops_only_the_answers_that_read_a_changed_name():
+    raw = entries({f"c1.svc{i}.ns": {"host": f"10.0.0.{i}", "port": 80} for i in range(20)})
+    table = table_mod.build(zone=ZONE, entries=raw, serial=1)
+    names = [f"svc{i}.ns.{ZONE}" for i in range(20)] + [f"ns.{ZONE}"]
+    _fill(table, names)
+    before = dict(table.cache)
+    key = next(iter(entries({"c2.svc3.ns": {}})))
+    new = table_mod.update(previous=table, puts={key: b'{"host":"10.0.9.9"}'}, deletes=(),
+                           serial=1)
+    assert new.cache is table.cache  # one cache, shared
+    gone = {k for k in before if k not in new.cache}
+    assert {e.qname for e in (before[k] for k in gone)} == {f"svc3.ns.{ZONE}", f"ns.{ZONE}"}
+    assert len(gone) == 6
+    assert sorted(r[3] for r in new.answer(name=f"svc3.ns.{ZONE}", qtype=rs.T_A).answer) == \
+        ["10.0.0.3", "10.0.9.9"]
+
+
+def test_a_new_serial_drops_only_the_apex_answers():
+    raw = entries({"c1.svc.ns": {"host": "10.0.0.1"}})
+    table = table_mod.build(zone=ZONE, entries=raw, serial=1)
+    soa = table_mod.wire_name(ZONE)
+    table.entry(soa, rs.T_SOA)
+    _fill(table, [f"svc.ns.{ZONE}"])
+    new = table_mod.update(previous=table, puts={}, deletes=(), serial=2)
+    assert new.entry(soa, rs.T_SOA).answer.answer[0][3][2] == 2
+    nodata = new.entry(table_mod.wire_name(f"svc.ns.{ZONE}"), rs.T_TXT)
+    assert nodata.answer.authority[0][3][2] == 1  # a cached negative answer keeps its serial
+
+
+def test_a_superseded_table_answers_its_own_data_and_caches_nothing():
+    key = next(iter(entries({"c1.svc.ns": {}})))
+    name = table_mod.wire_name(f"svc.ns.{ZONE}")
+    old = table_mod.build(zone=ZONE, entries={key: b'{"host":"10.0.0.1"}'})
+    new = table_mod.update(previous=old, puts={key: b'{"host":"10.0.0.2"}'}, deletes=())
+    assert new.entry(name, rs.T_A).answer.answer[0][3] == "10.0.0.2"
+    assert old.entry(name, rs.T_A).answer.answer[0][3] == "10.0.0.1"
+    assert new.cache[table_mod.fast_key(name, rs.T_A)].answer.answer[0][3] == "10.0.0.2"
+
+
+def test_two_updates_of_one_table_do_not_share_a_cache():
+    key = next(iter(entries({"c1.svc.ns": {}})))
+    name = table_mod.wire_name(f"svc.ns.{ZONE}")
+    base = table_mod.build(zone=ZONE, entries={key: b'{"host":"10.0.0.1"}'})
+    one = table_mod.update(previous=base, puts={key: b'{"host":"10.0.0.2"}'}, deletes=())
+    one.entry(name, rs.T_A)
+    two = table_mod.update(previous=base, puts={}, deletes=(), serial=base.serial)
+    assert two.cache is not one.cache
+    assert two.entry(name, rs.T_A).answer.answer[0][3] == "10.0.0.1"
+
+
+def test_an_answer_compiled_from_an_older_table_is_never_inserted():
+    key = next(iter(entries({"c1.svc.ns": {}})))
+    name = table_mod.wire_name(f"svc.ns.{ZONE}")
+    old = table_mod.build(zone=ZONE, entries={key: b'{"host":"10.0.0.1"}'})
+    stale = old.entry(name, rs.T_A)  # compiled before the update
+    old.cache.clear()
+    new = table_mod.update(previous=old, puts={key: b'{"host":"10.0.0.2"}'}, deletes=())
+    old.answers.insert(old.generation, table_mod.fast_key(name, rs.T_A), stale)  # too late
+    assert new.entry(name, rs.T_A).answer.answer[0][3] == "10.0.0.2"
+
+
+def test_the_cache_is_bounded(monkeypatch):
+    monkeypatch.setattr(table_mod, "MAX_CACHED", 10)
+    raw = entries({f"c1.svc{i}.ns": {"host": f"10.0.0.{i}"} for i in range(30)})
+    table = table_mod.build(zone=ZONE, entries=raw)
+    sizes = []
+    for i in range(30):
+        table.entry(table_mod.wire_name(f"svc{i}.ns.{ZONE}"), rs.T_A)
+        sizes.append(len(table.cache))
+    assert max(sizes) == 10 and len(table.answers.readers) <= 10 + 4
+
+
+def test_one_key_update_costs_far_less_than_the_zone():
+    """update's cost follows the delta: one key in a 40,000-key zone against the full build."""
+    raw = {f"/skydns/com/example/fed/ns/svc{i}/c{i % 10}/{i:08x}": f'{{"host":"10.0.{i >> 8 & 255}.{i & 255}"}}'.encode()
+           for i in range(40_000)}
+    start = time.perf_counter()
+    table = table_mod.build(zone=ZONE, entries=raw)
+    full = time.perf_counter() - start
+    key = "/skydns/com/example/fed/ns/svc5/c2/new"
+    start = time.perf_counter()
+    for n in range(20):
+        table = table_mod.update(previous=table, puts={key: f'{{"host":"10.9.9.{n}"}}'.encode()},
+                                 deletes=())
+    one = (time.perf_counter() - start) / 20
+    assert one < full / 200, f"update {one * 1e3:.2f} ms, full build {full * 1e3:.0f} ms"
+    assert len(table) == 40_001
