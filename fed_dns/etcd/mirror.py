@@ -1,15 +1,16 @@
 """ZoneMirror: the whole key prefix of a zone in memory, kept current by an etcd watch.
 
 Layered loops, as the Kubernetes watchers do: an outer loop reconnects with capped
-exponential backoff plus jitter; inside it a full range read (only at the start and after a
+exponential backoff plus jitter; inside it a full read (only at the start and after a
 compaction, or when etcd went back in time), then a watch from the next revision. A broken
-watch resumes from the last revision seen. While etcd is away the last snapshot stays
+watch resumes from the last revision seen. While etcd is away the last contents stay
 available (serve stale) and `stale_seconds` grows.
 
-Each snapshot is a new dict (copy on write) behind a read-only view, so a consumer may keep
-the one it was given: it never changes under it and always holds whole etcd revisions.
-Events that arrive together (one etcd response, or a burst read before the loop turns) are
-applied together and reported with one `on_change` call.
+The full read is paginated at one revision (`ranges.read_prefix`), so a zone of any size
+loads. Watch events are applied in place: the cost of a batch follows the batch, not the
+zone. Events that arrive together (one etcd response, or a burst read before the loop turns)
+are applied together and reported with one `on_change(MirrorChange)` call, never a part of
+one etcd transaction.
 """
 
 from __future__ import annotations
@@ -23,23 +24,46 @@ from types import MappingProxyType
 
 import aetcd
 import grpc
-from aetcd import rpc, utils
 
+from fed_dns.etcd import ranges
 from fed_dns.etcd.backoff import Backoff, check_cancelled
 from fed_dns.etcd.client import EtcdError, EtcdSettings, connect, scrub
 
 log = logging.getLogger(__name__)
 
-_EMPTY: Mapping[str, bytes] = MappingProxyType({})
+_MISSING = object()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MirrorChange:
+    """One on_change report: what a batch of etcd events (or a full read) changed.
+
+    - `puts`: keys set by the batch, with their final values (a put of an unchanged value is
+      reported too, as etcd reports it);
+    - `deletes`: keys the batch removed from the mirror (disjoint from `puts`; a key put and
+      then deleted within one batch is in neither when the mirror did not have it before);
+    - `reload`: True for a full read (the first load, and reloads after a compaction or an
+      etcd restored from a backup): `puts` then holds the whole prefix, `deletes` is empty,
+      and the consumer must forget every key not in `puts`;
+    - `revision`: the etcd revision the mirror is current to after this change.
+
+    A MirrorChange never changes after it is made; keeping one keeps its own mappings alive
+    (after a reload, a second copy of the zone: do not hold it longer than needed).
+    """
+
+    puts: Mapping[str, bytes]
+    deletes: frozenset[str]
+    reload: bool
+    revision: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MirrorStats:
-    loads: int  # full range reads, the first one included
+    loads: int  # full (paginated) reads, the first one included
     reloads: int  # full range reads after the first (compaction, etcd restored)
     reconnects: int  # sessions started after a lost or failed one
     events: int  # watch events applied
-    batches: int  # on_change calls caused by watch events
+    batches: int  # on_change calls caused by watch events (not by loads)
     revision: int
     connected: bool
     stale_seconds: float
@@ -49,19 +73,26 @@ class MirrorStats:
 
 class ZoneMirror:
     def __init__(self, *, settings: EtcdSettings, prefix: str,
-                 on_change: Callable[[Mapping[str, bytes]], None] | None = None,
-                 backoff: Backoff = Backoff(), probe_interval: float = 1.0) -> None:
+                 on_change: Callable[[MirrorChange], None] | None = None,
+                 backoff: Backoff = Backoff(), probe_interval: float = 1.0,
+                 page_size: int = ranges.PAGE_SIZE) -> None:
         if not prefix:
             raise ValueError("ZoneMirror needs a non-empty key prefix")
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
         self._settings = settings
+        self._page_size = page_size
         self._prefix = prefix
         self._prefix_bytes = prefix.encode()
         self._on_change = on_change
         self._backoff = backoff
         self._probe_interval = probe_interval
         self._data: dict[str, bytes] = {}
-        self._view: Mapping[str, bytes] = _EMPTY
-        self._pending: dict[str, bytes] | None = None
+        self._view: Mapping[str, bytes] = MappingProxyType(self._data)
+        # Events applied since the last on_change: final values put, keys deleted.
+        self._puts: dict[str, bytes] = {}
+        self._deletes: set[str] = set()
+        self._pending_revision = 0
         self._flush_handle: asyncio.Handle | None = None
         self._revision = 0
         self._connected = False
@@ -83,8 +114,15 @@ class ZoneMirror:
 
     @property
     def snapshot(self) -> Mapping[str, bytes]:
-        """key -> value under the prefix, as of `revision`. Read-only; never mutated later."""
+        """key -> value under the prefix, as of `revision`: a read-only live view of the
+        mirror's own dict. It changes in place (each batch of events, each reload), so it is
+        consistent only between two awaits: iterate it without awaiting inside the loop, and
+        copy what must outlive an await. The same view object for the mirror's lifetime."""
         return self._view
+
+    def get(self, key: str) -> bytes | None:
+        """The value of `key` as of `revision`, or None."""
+        return self._data.get(key)
 
     @property
     def revision(self) -> int:
@@ -153,9 +191,9 @@ class ZoneMirror:
             self._set_connected(False)
 
     async def _session(self, client: aetcd.Client) -> None:
-        if not self._loaded or not await _revision_readable(client, self._prefix_bytes,
-                                                            revision=self._revision,
-                                                            timeout=self._settings.timeout):
+        if not self._loaded or not await ranges.revision_readable(
+                client, self._prefix_bytes, revision=self._revision,
+                timeout=self._settings.timeout):
             # First start; or our revision was compacted away meanwhile, or etcd went back
             # in time (restored from a backup): read it all again.
             await self._load(client)
@@ -208,8 +246,8 @@ class ZoneMirror:
             await asyncio.sleep(self._probe_interval)
             try:
                 await asyncio.wait_for(
-                    _revision_readable(client, self._prefix_bytes, revision=0,
-                                       timeout=self._settings.timeout),
+                    ranges.revision_readable(client, self._prefix_bytes, revision=0,
+                                             timeout=self._settings.timeout),
                     timeout=self._settings.timeout)
             except asyncio.TimeoutError:
                 raise TimeoutError(f"etcd did not answer within {self._settings.timeout:g}s")
@@ -220,52 +258,69 @@ class ZoneMirror:
         await self._load(client)
 
     async def _load(self, client: aetcd.Client) -> None:
-        result = await client.get_prefix(self._prefix_bytes)
-        data = {kv.key.decode(errors="surrogateescape"): kv.value for kv in result.kvs}
+        loaded = await ranges.read_prefix(client, prefix=self._prefix_bytes,
+                                          timeout=self._settings.timeout,
+                                          page_size=self._page_size)
+        # Events not yet reported are older than the read: it supersedes them.
         self._cancel_flush()
-        self._pending = None
-        self._revision = result.header.revision
+        self._clear_pending()
+        self._data.clear()
+        self._data.update(loaded.data)
+        self._revision = loaded.revision
         if self._loaded:
             self.reloads += 1
         self.loads += 1
         self._loaded = True
-        self._publish(data)
+        self._publish(MirrorChange(puts=MappingProxyType(loaded.data), deletes=frozenset(),
+                                   reload=True, revision=loaded.revision))
 
     def _apply(self, event: aetcd.Event) -> None:
         kv = event.kv
-        if self._pending is None:
-            self._pending = dict(self._data)
         key = kv.key.decode(errors="surrogateescape")
         if event.kind == "PUT":
-            self._pending[key] = kv.value
+            self._puts[key] = kv.value
+            self._deletes.discard(key)
         else:
-            self._pending.pop(key, None)
-        if kv.mod_revision > self._revision:
-            self._revision = kv.mod_revision
+            self._puts.pop(key, None)
+            self._deletes.add(key)
+        if kv.mod_revision > self._pending_revision:
+            self._pending_revision = kv.mod_revision
         self.events += 1
         if self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
+        """Apply the events gathered since the last call to the dict, in place, and report
+        them in one MirrorChange."""
         self._cancel_flush()
-        if self._pending is None:
+        if not (self._puts or self._deletes):
             return
-        data, self._pending = self._pending, None
+        puts, deletes = self._puts, self._deletes
+        revision = max(self._revision, self._pending_revision)
+        self._clear_pending()
+        data = self._data
+        data.update(puts)
+        removed = frozenset(key for key in deletes if data.pop(key, _MISSING) is not _MISSING)
+        self._revision = revision
         self.batches += 1
-        self._publish(data)
+        self._publish(MirrorChange(puts=MappingProxyType(puts), deletes=removed, reload=False,
+                                   revision=revision))
+
+    def _clear_pending(self) -> None:
+        self._puts = {}
+        self._deletes = set()
+        self._pending_revision = 0
 
     def _cancel_flush(self) -> None:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
 
-    def _publish(self, data: dict[str, bytes]) -> None:
-        self._data = data
-        self._view = MappingProxyType(data)
+    def _publish(self, change: MirrorChange) -> None:
         if self._on_change is None:
             return
         try:
-            self._on_change(self._view)
+            self._on_change(change)
         except Exception:  # noqa: BLE001 - a consumer's bug must not stop the mirror
             log.exception("on_change for %s failed", self._prefix)
 
@@ -288,21 +343,6 @@ class ZoneMirror:
     def _describe(self, exc: BaseException) -> str:
         text = str(exc) or type(exc).__name__
         return scrub(f"{type(exc).__name__}: {text}", secrets=(self._settings.password,))
-
-
-async def _revision_readable(client: aetcd.Client, prefix: bytes, *, revision: int,
-                             timeout: float) -> bool:
-    """Whether etcd still has `revision` (neither compacted nor in its future), asked with a
-    count-only range on our own prefix (no permission beyond what the mirror needs)."""
-    request = rpc.RangeRequest(key=prefix, range_end=utils.prefix_range_end(prefix),
-                               count_only=True, revision=revision)
-    try:
-        await client.kvstub.Range(request, timeout=timeout, metadata=client.metadata)
-    except grpc.aio.AioRpcError as exc:
-        if exc.code() == grpc.StatusCode.OUT_OF_RANGE:  # compacted, or a future revision
-            return False
-        raise aetcd.ClientError(exc.details() or exc.code().name) from None
-    return True
 
 
 async def _close_quietly(client: aetcd.Client) -> None:

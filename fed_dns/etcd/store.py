@@ -2,29 +2,32 @@
 real etcd implementation and an in-memory one that behaves the same (for unit tests and for
 running with no etcd configured).
 
-- `read(prefix=)`: every key under a prefix.
+- `read(prefix=)`: every key under a prefix, at one revision (paginated on etcd: any size).
 - `apply(changes)`: puts and deletes in transactions of at most `max_ops` operations, each one
-  whole; NotLeader (nothing written by that transaction) when the fence refuses.
-- `watch(prefix=, on_change=)`: runs until cancelled; calls on_change with the whole
-  prefix's contents at once, then after every change (a read-only mapping, never mutated).
+  whole; NotLeader (nothing written by that transaction, none started after it) when the
+  fence refuses; WriteFailed with `.unwritten` when some could not be written.
+- `watch(prefix=, on_change=)`: runs until cancelled; calls on_change with a MirrorChange:
+  first `reload=True` with the whole prefix in `puts`, then one per batch of changes (on
+  etcd a batch of watch events, never a part of a transaction; in memory one transaction).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
 import aetcd
 from aetcd import transactions
 
+from fed_dns.etcd import ranges
 from fed_dns.etcd.client import EtcdSettings
-from fed_dns.etcd.mirror import ZoneMirror
+from fed_dns.etcd.mirror import MirrorChange, ZoneMirror
 from fed_dns.etcd.writer import NotLeader, Writer, chunks, operations
 from fed_dns.model import Changes
 
-OnChange = Callable[[Mapping[str, bytes]], None]
+OnChange = Callable[[MirrorChange], None]
 
 
 @runtime_checkable
@@ -47,8 +50,9 @@ class EtcdStore:
         self.writer = writer or Writer(client=client)
 
     async def read(self, *, prefix: str) -> dict[str, bytes]:
-        result = await self._client.get_prefix(prefix.encode())
-        return {kv.key.decode(errors="surrogateescape"): kv.value for kv in result.kvs}
+        loaded = await ranges.read_prefix(self._client, prefix=prefix.encode(),
+                                          timeout=self._settings.timeout)
+        return loaded.data
 
     async def apply(self, changes: Changes) -> None:
         await self.writer.apply(changes)
@@ -65,7 +69,7 @@ class MemoryStore:
     """RecordStore in a dict, with etcd's transaction semantics: batches of `max_ops`, each
     applied whole with its own revision and one notification; `leader()` False -> NotLeader."""
 
-    def __init__(self, *, max_ops: int = 100, leader: Callable[[], bool] | None = None) -> None:
+    def __init__(self, *, max_ops: int = 128, leader: Callable[[], bool] | None = None) -> None:
         if max_ops < 1:
             raise ValueError("max_ops must be at least 1")
         self._max_ops = max_ops
@@ -83,32 +87,32 @@ class MemoryStore:
         for batch in chunks(operations(changes), self._max_ops):
             if self._leader is not None and not self._leader():
                 raise NotLeader("not the leader: refusing to write")
-            data = dict(self._data)
-            touched = []  # as etcd: a put is an event even when equal, a no-op delete is not
-            for op in batch:
+            puts: dict[str, bytes] = {}
+            deletes: set[str] = set()
+            for op in batch:  # as etcd: a put is an event even when equal, a no-op delete is not
                 key = op.key.decode()
                 if isinstance(op, transactions.Put):
-                    data[key] = op.value
-                    touched.append(key)
-                elif data.pop(key, None) is not None:
-                    touched.append(key)
-            self._data = data
-            self.revision += 1 if touched else 0
+                    self._data[key] = puts[key] = op.value
+                elif self._data.pop(key, None) is not None:
+                    deletes.add(key)
+            self.revision += 1 if puts or deletes else 0
             self.transactions += 1
             self.writes += len(batch)
             for prefix, on_change in list(self._watchers):
-                if any(key.startswith(prefix) for key in touched):
-                    on_change(self._view(prefix))
+                change = MirrorChange(
+                    puts=MappingProxyType({k: v for k, v in puts.items() if k.startswith(prefix)}),
+                    deletes=frozenset(k for k in deletes if k.startswith(prefix)),
+                    reload=False, revision=self.revision)
+                if change.puts or change.deletes:
+                    on_change(change)
             await asyncio.sleep(0)  # as etcd: other tasks run between transactions
 
     async def watch(self, *, prefix: str, on_change: OnChange) -> None:
         entry = (prefix, on_change)
         self._watchers.append(entry)
         try:
-            on_change(self._view(prefix))
+            on_change(MirrorChange(puts=MappingProxyType(await self.read(prefix=prefix)),
+                                   deletes=frozenset(), reload=True, revision=self.revision))
             await asyncio.Event().wait()
         finally:
             self._watchers.remove(entry)
-
-    def _view(self, prefix: str) -> Mapping[str, bytes]:
-        return MappingProxyType({k: v for k, v in self._data.items() if k.startswith(prefix)})

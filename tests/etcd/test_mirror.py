@@ -7,11 +7,14 @@ import signal
 import statistics
 import time
 
+import aetcd
 import pytest
 
 from fed_dns.etcd.backoff import Backoff
 from fed_dns.etcd.client import EtcdSettings, connect
 from fed_dns.etcd.mirror import ZoneMirror
+from fed_dns.etcd.writer import Writer
+from fed_dns.model import Changes as ModelChanges
 from tests.etcd.helpers import Changes, running, until
 
 FAST = Backoff(initial=0.05, maximum=0.3)
@@ -25,10 +28,13 @@ async def test_loads_the_prefix_and_nothing_else(client, settings, prefix):
     mirror = ZoneMirror(settings=settings, prefix=prefix, on_change=changes)
     async with running(mirror.run()):
         await until(lambda: mirror.connected, what="mirror connected")
-        assert dict(mirror.snapshot) == {f"{prefix}a": b"1", f"{prefix}b/c": b"2"}
-        assert changes.last == mirror.snapshot
-        assert mirror.revision > 0 and mirror.stale_seconds == 0
-        assert mirror.stats().loads == 1
+        want = {f"{prefix}a": b"1", f"{prefix}b/c": b"2"}
+        assert dict(mirror.snapshot) == want
+        assert mirror.get(f"{prefix}a") == b"1" and mirror.get(f"{prefix}x") is None
+        [load] = changes.changes
+        assert load.reload and dict(load.puts) == want and load.deletes == frozenset()
+        assert load.revision == mirror.revision > 0 and mirror.stale_seconds == 0
+        assert mirror.stats().loads == 1 and mirror.stats().keys == 2
 
 
 async def test_puts_and_deletes_reach_on_change_fast(client, settings, prefix):
@@ -49,7 +55,12 @@ async def test_puts_and_deletes_reach_on_change_fast(client, settings, prefix):
                 want = f"v{i}".encode()
             await until(lambda: len(changes.calls) > before, timeout=1.0, what="on_change")
             latencies.append(changes.calls[before][0] - start)
-            assert changes.last.get(key) == want
+            assert changes.state.get(key) == want == mirror.get(key)
+            if want is None:
+                assert changes.last.deletes == {key} and not changes.last.puts
+            else:
+                assert dict(changes.last.puts) == {key: want} and not changes.last.deletes
+            assert not changes.last.reload and changes.last.revision == mirror.revision
     latencies.sort()
     median, worst = statistics.median(latencies), latencies[-1]
     print(f"\nwrite-to-on_change latency: median {median * 1000:.2f} ms, "
@@ -69,24 +80,34 @@ async def test_a_transaction_is_one_on_change(client, settings, prefix):
         await client.transaction(compare=[], success=[
             tx.put(f"{prefix}k{i}".encode(), b"v") for i in range(50)
         ] + [tx.delete(f"{prefix}gone".encode())], failure=[])
-        await until(lambda: len(changes.calls) > before and len(changes.last) == 50,
-                    timeout=2.0, what="the transaction")
-        # Never a half-applied transaction: every snapshot handed out has 0 or 50 new keys.
-        assert all(len(snap) in (1, 50) for _, snap in changes.calls[before:])
-        assert len(changes.calls) - before == 1
+        await until(lambda: len(mirror.snapshot) == 50, timeout=2.0, what="the transaction")
+        # Never a half-applied transaction: the whole of it comes in one call.
+        [change] = changes.changes[before:]
+        assert len(change.puts) == 50 and change.deletes == {f"{prefix}gone"}
+        assert changes.state == dict(mirror.snapshot)
 
 
-async def test_snapshot_given_to_on_change_never_changes_later(client, settings, prefix):
+async def test_snapshot_is_a_live_read_only_view_and_changes_are_frozen(
+        client, settings, prefix):
     changes = Changes()
     mirror = ZoneMirror(settings=settings, prefix=prefix, on_change=changes)
+    view = mirror.snapshot
     async with running(mirror.run()):
         await until(lambda: mirror.connected, what="mirror connected")
-        first = changes.last
         await client.put(f"{prefix}a".encode(), b"1")
-        await until(lambda: f"{prefix}a" in mirror.snapshot, what="put")
-        assert dict(first) == {}
+        await until(lambda: f"{prefix}a" in view, what="put seen through the first view")
+        await client.put(f"{prefix}a".encode(), b"2")
+        await until(lambda: view.get(f"{prefix}a") == b"2", what="second put")
+        await client.delete(f"{prefix}a".encode())
+        await until(lambda: f"{prefix}a" not in view, what="delete")
+        assert mirror.snapshot is view
         with pytest.raises(TypeError):
-            mirror.snapshot[f"{prefix}b"] = b"2"  # type: ignore[index]
+            view[f"{prefix}b"] = b"2"  # type: ignore[index]
+        # What each call reported stays as it was reported.
+        assert [dict(c.puts) for c in changes.changes] == [
+            {}, {f"{prefix}a": b"1"}, {f"{prefix}a": b"2"}, {}]
+        with pytest.raises(TypeError):
+            changes.last.puts[f"{prefix}b"] = b"2"  # type: ignore[index]
 
 
 async def test_survives_etcd_stop_and_restart(etcd_fresh, prefix):
@@ -122,6 +143,8 @@ async def test_survives_etcd_stop_and_restart(etcd_fresh, prefix):
         assert dict(mirror.snapshot) == {f"{prefix}kept": b"1", f"{prefix}new": b"3"}
         assert mirror.reconnects >= 1
         assert mirror.reloads == 0  # resumed from its revision, no full re-read
+        assert changes.state == dict(mirror.snapshot)
+        assert [c.reload for c in changes.changes].count(True) == 1
 
 
 async def test_starts_while_etcd_is_down_and_catches_up(etcd_fresh, prefix):
@@ -160,13 +183,36 @@ async def test_compaction_past_its_revision_re_loads(client, settings, prefix):
         want = {f"{prefix}k2": b"changed", f"{prefix}k3": b"v3", f"{prefix}k4": b"v4",
                 f"{prefix}k9": b"added"}
         assert dict(mirror.snapshot) == want
-        assert dict(changes.last) == want
+        assert changes.last.reload and dict(changes.last.puts) == want
+        assert changes.state == want
         await client.put(f"{prefix}k3".encode(), b"after")  # and it watches on
         await until(lambda: mirror.snapshot.get(f"{prefix}k3") == b"after", what="watch")
+        assert changes.state == dict(mirror.snapshot)
+
+
+async def test_a_zone_larger_than_the_grpc_message_limit_loads(client, settings, prefix):
+    """6,000 values of 1 KB: 6 MB, past gRPC's 4 MiB receive limit for one range read."""
+    writer = Writer(client=client)
+    want = {f"{prefix}k{i:05}": bytes([65 + i % 26]) * 1024 for i in range(6000)}
+    await writer.apply(ModelChanges(puts=want))
+    try:
+        with pytest.raises(aetcd.ClientError):  # one unpaginated read does not fit
+            await client.get_prefix(prefix.encode())
+        changes = Changes()
+        mirror = ZoneMirror(settings=settings, prefix=prefix, on_change=changes)
+        async with running(mirror.run()):
+            await until(lambda: mirror.connected, timeout=20.0, what="mirror connected")
+            assert mirror.stats().keys == 6000 and dict(mirror.snapshot) == want
+            [load] = changes.changes
+            assert load.reload and len(load.puts) == 6000
+            await client.put(f"{prefix}k00000".encode(), b"after")  # and it watches on
+            await until(lambda: mirror.get(f"{prefix}k00000") == b"after", what="watch")
+    finally:
+        await client.delete_prefix(prefix.encode())
 
 
 async def test_on_change_errors_do_not_stop_the_mirror(client, settings, prefix):
-    def broken(snapshot):
+    def broken(change):
         raise RuntimeError("consumer bug")
 
     mirror = ZoneMirror(settings=settings, prefix=prefix, on_change=broken)

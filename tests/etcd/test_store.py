@@ -55,7 +55,7 @@ async def etcd_store(client, settings, prefix, *, leader: bool):
     if leader:
         task = asyncio.create_task(elector.run())
         await until(lambda: elector.is_leader, what="leader")
-    writer = Writer(client=client, fence=elector.fence, max_ops=3, rate_per_second=1000)
+    writer = Writer(client=client, fence=elector.fence, max_ops=3)
     try:
         yield EtcdStore(client=client, settings=settings, writer=writer)
     finally:
@@ -101,14 +101,20 @@ async def test_store_watch(make, client, settings, prefix):
         seen = Recorder()
         task = asyncio.create_task(store.watch(prefix=root, on_change=seen))
         try:
-            await until(lambda: seen.last == {f"{root}a": b"1"}, what="initial contents")
+            await until(lambda: seen.state == {f"{root}a": b"1"}, what="initial contents")
+            assert [c.reload for c in seen.changes] == [True]
             await store.apply(Changes(puts={f"{root}b": b"2"}, deletes=(f"{root}a",)))
-            await until(lambda: seen.last == {f"{root}b": b"2"}, what="the change")
+            await until(lambda: seen.state == {f"{root}b": b"2"}, what="the change")
+            [change] = seen.changes[1:]  # one transaction, one call
+            assert dict(change.puts) == {f"{root}b": b"2"} and change.deletes == {f"{root}a"}
+            assert not change.reload and change.revision > seen.changes[0].revision
             calls = len(seen.calls)
             await store.apply(Changes(puts={f"{prefix}other": b"y"}))  # outside: no call
+            await store.apply(Changes(deletes=(f"{root}zz",)))  # deletes nothing: no call
             await store.apply(Changes(puts={f"{root}c": b"3"}))
-            await until(lambda: len(seen.last) == 2, what="c")
+            await until(lambda: len(seen.state) == 2, what="c")
             assert len(seen.calls) == calls + 1
+            assert dict(seen.last.puts) == {f"{root}c": b"3"} and not seen.last.deletes
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,0 +1,102 @@
+"""Reading a whole key prefix of any size, at one revision.
+
+One range request for a large prefix breaks gRPC's 4 MiB receive limit (300,000 records are
+~40 MB). So the prefix is read in pages of at most `page_size` keys, each page continuing from
+the last key of the one before (+ b"\\x00"), every page after the first pinned to the first
+page's revision: the result is one consistent etcd revision whatever its size. When that
+revision is compacted in the middle of the read, the read starts again at a newer one. A page
+that still exceeds the receive limit (very large values) is asked again with half the keys.
+
+aetcd's `get_prefix` has neither `limit` nor `revision`, so the pages are asked with the KV
+stub, as aetcd does itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import aetcd
+import grpc
+from aetcd import rpc, utils
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 1000  # keys per range request (~130 KB of SkyDNS records)
+ATTEMPTS = 5  # whole reads started over after a compaction, before giving up
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Loaded:
+    """Every key under a prefix, as of `revision`."""
+
+    data: dict[str, bytes]
+    revision: int
+    pages: int  # range requests that returned keys or ended the read
+    restarts: int  # reads started again after a compaction of their revision
+
+
+async def read_prefix(client: aetcd.Client, *, prefix: bytes, timeout: float,
+                      page_size: int = PAGE_SIZE, attempts: int = ATTEMPTS) -> Loaded:
+    """Every key under `prefix` at one revision (the newest when the read began), in pages.
+
+    Raises aetcd.RevisionCompactedError when compactions overtook `attempts` reads in a row,
+    and aetcd.ClientError (or a subclass) for anything else etcd answered."""
+    if page_size < 1:
+        raise ValueError("page_size must be at least 1")
+    end = utils.prefix_range_end(prefix)
+    for restart in range(attempts):
+        data: dict[str, bytes] = {}
+        key, revision, pages, size = prefix, 0, 0, page_size
+        while True:
+            request = rpc.RangeRequest(key=key, range_end=end, limit=size, revision=revision)
+            try:
+                response = await client.kvstub.Range(request, timeout=timeout,
+                                                     metadata=client.metadata)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.OUT_OF_RANGE and revision:
+                    log.info("revision %d compacted while reading %r: reading again",
+                             revision, prefix)
+                    break
+                if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and size > 1:
+                    size = max(1, size // 2)  # a page of large values: fewer keys a page
+                    continue
+                raise client_error(exc) from None
+            pages += 1
+            if not revision:
+                revision = response.header.revision
+            for kv in response.kvs:
+                data[kv.key.decode(errors="surrogateescape")] = kv.value
+            if not response.more or not response.kvs:
+                return Loaded(data=data, revision=revision, pages=pages, restarts=restart)
+            key = next_key(response.kvs[-1].key)
+    raise aetcd.RevisionCompactedError(revision)
+
+
+def next_key(key: bytes) -> bytes:
+    """The smallest key after `key`: where the next page begins."""
+    return key + b"\x00"
+
+
+async def revision_readable(client: aetcd.Client, prefix: bytes, *, revision: int,
+                            timeout: float) -> bool:
+    """Whether etcd still has `revision` (neither compacted nor in its future), asked with a
+    count-only range on our own prefix (no permission beyond what the mirror needs)."""
+    request = rpc.RangeRequest(key=prefix, range_end=utils.prefix_range_end(prefix),
+                               count_only=True, revision=revision)
+    try:
+        await client.kvstub.Range(request, timeout=timeout, metadata=client.metadata)
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.OUT_OF_RANGE:  # compacted, or a future revision
+            return False
+        raise client_error(exc) from None
+    return True
+
+
+_ERRORS = {grpc.StatusCode.UNAVAILABLE: aetcd.ConnectionFailedError,
+           grpc.StatusCode.DEADLINE_EXCEEDED: aetcd.ConnectionTimeoutError}
+
+
+def client_error(exc: grpc.aio.AioRpcError) -> aetcd.ClientError:
+    """The aetcd error aetcd itself would raise for `exc` (a one-line message)."""
+    return _ERRORS.get(exc.code(), aetcd.ClientError)(exc.details() or exc.code().name)
