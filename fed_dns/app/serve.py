@@ -1,7 +1,7 @@
 """`fed-dns serve --etcd URL --zone ZONE [--listen H:P] [--prefix P] [--workers N] [--http H:P]`
 
-The DNS tier alone: a ZoneMirror on the zone's etcd keys feeds `server.table.build()` and
-`DnsServer.swap()`. When etcd is away the last table keeps answering (serve stale). With
+The DNS tier alone: a ZoneMirror on the zone's etcd keys feeds its changes to
+`server.table.update()` (a full `build()` on loads) and `DnsServer.swap()`. When etcd is away the last table keeps answering (serve stale). With
 `--workers N`, N processes each run their own mirror and server on one port
 (SO_REUSEPORT); the parent only supervises them. SIGINT/SIGTERM: stop listening, stop the
 mirror, exit 0. Bad arguments: exit 2 with the reason.
@@ -114,32 +114,67 @@ def run_worker(opts: ServeOptions, *, index: int, reuse_port: bool) -> int:
 
 
 class Feed:
-    """Mirror snapshots -> tables: builds coalesce, the newest snapshot wins."""
+    """Mirror changes -> tables. Changes pending between two builds coalesce (a later put or
+    delete of a key overrides an earlier one; a reload replaces everything pending) and are
+    applied with `table.update` (O(changed)); a reload is a full `build` against the live
+    table, which keeps every compiled answer whose names did not change.
+
+    `on_change` takes a `MirrorChange` (etcd.mirror), read by its attributes `puts`,
+    `deletes`, `reload` and `revision`.
+    """
 
     def __init__(self, *, opts: ServeOptions, server) -> None:
         self.opts = opts
         self.server = server
-        self.latest = None
+        self.base = None  # the newest reload's puts (the whole prefix), until built
+        self.pending: dict[str, bytes | None] = {}  # key -> value, None: delete
+        self.revision = 0  # of the newest change received
         self.changed = asyncio.Event()
         self.builds = 0
         self.last_build_ms = 0.0
 
-    def on_change(self, snapshot) -> None:
-        self.latest = snapshot
+    def on_change(self, change) -> None:
+        if change.reload:
+            self.base = change.puts
+            self.pending = {}
+        else:
+            pending = self.pending
+            for key in change.deletes:
+                pending[key] = None
+            pending.update(change.puts)
+        self.revision = change.revision
         self.changed.set()
 
-    async def run(self) -> None:
+    def build(self):
+        """The next table from the live one and what is pending (None: nothing to build)."""
         from fed_dns.server import table
 
+        current = self.server.table
+        if self.base is None and (not self.pending or current.loading):
+            return None  # deltas before the first load wait for it
+        new = current
+        if self.base is not None:
+            new = table.build(zone=self.opts.zone, entries=self.base, prefix=self.opts.prefix,
+                              previous=None if current.loading else current,
+                              topology=self.opts.topology)
+        if self.pending:
+            puts = {k: v for k, v in self.pending.items() if v is not None}
+            deletes = [k for k, v in self.pending.items() if v is None]
+            new = table.update(previous=new, puts=puts, deletes=deletes)
+        self.base, self.pending = None, {}
+        return new
+
+    async def run(self) -> None:
         while True:
             await self.changed.wait()
             self.changed.clear()
             start = time.perf_counter()
             try:
-                new = table.build(zone=self.opts.zone, entries=self.latest, prefix=self.opts.prefix,
-                                  previous=self.server.table, topology=self.opts.topology)
+                new = self.build()
             except Exception:  # noqa: BLE001 - keep serving the last good table
                 log.exception("zone table build failed; still serving the previous table")
+                continue
+            if new is None:
                 continue
             self.server.swap(new)
             self.builds += 1
@@ -166,7 +201,7 @@ async def serve(opts: ServeOptions, *, index: int = 0, reuse_port: bool = False,
             loop.add_signal_handler(sig, stop.set)
     identity = f"{socket.gethostname()} worker {index} pid {os.getpid()}"
     server = dns.DnsServer(host=opts.host, port=opts.port, reuse_port=reuse_port, identity=identity,
-                           table=table.loading(zone=opts.zone))
+                           table=table.loading(zone=opts.zone, prefix=opts.prefix))
     try:
         await server.start()
     except OSError as exc:

@@ -1,9 +1,10 @@
 """Extra DNS worker processes for `fed-dns run` (`dns.workers: N`).
 
 The daemon's own DnsServer is worker 0; workers 1..N-1 are processes that each run a
-DnsServer on the same port (SO_REUSEPORT) and get the daemon's table as diffs over a pipe:
-`("diff", puts, deletes)` after every reconcile run that changed it, `("live",)` once the
-daemon's table goes live (until then a worker answers SERVFAIL like the daemon). A worker
+DnsServer on the same port (SO_REUSEPORT) and get the daemon's table changes over a pipe:
+`("diff", puts, deletes)` with each run's delta, `("live",)` once the daemon's table goes
+live. Until then a worker answers SERVFAIL like the daemon and only accumulates the deltas;
+at live it builds its table once, then applies each delta with `table.update`. A worker
 exits when the pipe closes, so no worker outlives the daemon. Each worker sends its DNS
 counters back every `STATS_PERIOD` (`("stats", requests, dropped, durations)`), so the
 daemon's /metrics counts every process's queries.
@@ -18,7 +19,7 @@ import multiprocessing
 import os
 import signal
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 log = logging.getLogger("fed_dns.workers")
@@ -41,11 +42,17 @@ class WorkerSettings:
     topology: object | None = None  # server.topology.Topology: answer order (None: off)
 
 
-def diff(*, old: Mapping[str, bytes], new: Mapping[str, bytes]) -> tuple[dict[str, bytes], list[str]]:
-    """Puts and deletes that turn `old` into `new` (pure)."""
-    puts = {k: v for k, v in new.items() if old.get(k) != v}
-    deletes = [k for k in old if k not in new]
-    return puts, deletes
+class Pending:
+    """Deltas accumulated before going live: a later put or delete of a key wins."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, bytes] = {}
+
+    def add(self, *, puts: Mapping[str, bytes], deletes: Iterable[str]) -> None:
+        """Deletes first, then puts (as `table.update` applies them)."""
+        for key in deletes:
+            self.entries.pop(key, None)
+        self.entries.update(puts)
 
 
 class WorkerPool:
@@ -54,7 +61,6 @@ class WorkerPool:
     def __init__(self, *, settings: WorkerSettings, count: int) -> None:
         self.settings = settings
         self.count = count
-        self.sent: dict[str, bytes] = {}
         self.live = False
         self.stats: dict[int, dict[str, dict]] = {}  # worker index -> its latest counters
         self._workers: list[tuple[multiprocessing.Process, object]] = []
@@ -88,11 +94,13 @@ class WorkerPool:
         """Worker `index`'s latest `requests`, `dropped` or `durations` (a metrics source)."""
         return self.stats.get(index, {}).get(kind, {})
 
-    def publish(self, entries: Mapping[str, bytes], *, live: bool) -> None:
-        puts, deletes = diff(old=self.sent, new=entries)
-        messages = []
+    def publish(self, *, puts: Mapping[str, bytes], deletes: Iterable[str], live: bool) -> None:
+        """Send one run's table delta (deletes applied first, then puts); `live`: the daemon's
+        table is live, so the workers answer from theirs from now on."""
+        deletes = list(deletes)
+        messages: list[tuple] = []
         if puts or deletes:
-            messages.append(("diff", puts, deletes))
+            messages.append(("diff", dict(puts), deletes))
         if live and not self.live:
             messages.append(("live",))
         if not messages:
@@ -103,7 +111,6 @@ class WorkerPool:
                     conn.send(message)
                 except OSError as exc:
                     log.error("DNS worker %s is gone: %s", proc.name, exc)
-        self.sent = dict(entries)
         self.live = self.live or live
 
     def alive(self) -> bool:
@@ -128,6 +135,31 @@ def _join(procs: list[multiprocessing.Process]) -> None:
             proc.join()
 
 
+class Follow:
+    """A worker's side of the pipe: messages -> its server's table."""
+
+    def __init__(self, *, settings: WorkerSettings, server) -> None:
+        self.settings = settings
+        self.server = server
+        self.pending: Pending | None = Pending()  # None once live
+
+    def receive(self, message: tuple) -> None:
+        from fed_dns.server import table
+
+        s = self.settings
+        if message[0] == "diff":
+            _, puts, deletes = message
+            if self.pending is not None:
+                self.pending.add(puts=puts, deletes=deletes)
+            else:
+                self.server.swap(table.update(previous=self.server.table, puts=puts,
+                                              deletes=deletes))
+        elif message[0] == "live" and self.pending is not None:
+            entries, self.pending = self.pending.entries, None
+            self.server.swap(table.build(zone=s.zone, entries=entries, prefix=s.prefix,
+                                         topology=s.topology))
+
+
 def _worker_entry(settings: WorkerSettings, index: int, conn, unused) -> None:
     import uvloop
 
@@ -145,33 +177,21 @@ async def _worker(settings: WorkerSettings, index: int, conn) -> None:
     loop = asyncio.get_running_loop()
     identity = f"{socket.gethostname()} worker {index} pid {os.getpid()}"
     server = dns.DnsServer(host=settings.host, port=settings.port, reuse_port=True,
-                           identity=identity, table=table.loading(zone=settings.zone),
+                           identity=identity,
+                           table=table.loading(zone=settings.zone, prefix=settings.prefix),
                            tcp_idle_timeout=settings.tcp_idle_timeout,
                            max_tcp_connections=settings.max_tcp_connections,
                            max_udp_size=settings.max_udp_size)
     await server.start()
-    entries: dict[str, bytes] = {}
-    live = False
+    follow = Follow(settings=settings, server=server)
     done = asyncio.Event()
 
     def readable() -> None:
-        nonlocal live
         try:
             while conn.poll():
-                message = conn.recv()
-                if message[0] == "diff":
-                    _, puts, deletes = message
-                    for key in deletes:
-                        entries.pop(key, None)
-                    entries.update(puts)
-                elif message[0] == "live":
-                    live = True
+                follow.receive(conn.recv())
         except (EOFError, OSError):
             done.set()
-            return
-        if live:
-            server.swap(table.build(zone=settings.zone, entries=entries, prefix=settings.prefix,
-                                    previous=server.table, topology=settings.topology))
 
     async def report() -> None:
         while True:
