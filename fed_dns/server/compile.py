@@ -10,6 +10,7 @@ holds one variant per client region (`Entry.regions`), compiled with it.
 from __future__ import annotations
 
 import itertools
+import socket
 import struct
 from dataclasses import dataclass, replace
 
@@ -103,13 +104,34 @@ class Entry:
     regions: tuple[Entry, ...] | None = None
 
 
+_FAMILY = {rs.T_A: socket.AF_INET, rs.T_AAAA: socket.AF_INET6}
+
+
+def address_tails(*, qname: str, answer: Answer, orders: list[tuple]) -> tuple[bytes, ...] | None:
+    """The tails of an answer made only of A/AAAA records owned by the question name, without
+    dnslib: each record is `c00c` (the question's name) + type, class, ttl, address, whatever
+    its position, so every order is a join of the same bytes. None for any other answer."""
+    if answer.authority or answer.additional:
+        return None
+    packed = {}
+    for rr in answer.answer:
+        owner, rtype, ttl, data = rr
+        family = _FAMILY.get(rtype)
+        if family is None or owner != qname:
+            return None
+        raw = socket.inet_pton(family, data)
+        packed[rr] = b"\xc0\x0c" + struct.pack("!HHIH", rtype, 1, ttl, len(raw)) + raw
+    return tuple(b"".join(packed[rr] for rr in order) for order in orders)
+
+
 def _compile(*, qname: str, qtype: int, answer: Answer, orders: list[tuple], slot: int) -> Entry:
     an, ns, ar = len(answer.answer), len(answer.authority), len(answer.additional)
     hdrs = tuple(header(rcode=answer.rcode, aa=True, rd=rd, an=an, ns=ns, ar=ar + edns)
                  for edns in (0, 1) for rd in (0, 1))
-    tails = tuple(pack_sections(qname=qname, qtype=qtype, answer=order,
-                                authority=answer.authority, additional=answer.additional)
-                  for order in orders)
+    tails = address_tails(qname=qname, answer=answer, orders=orders) or \
+        tuple(pack_sections(qname=qname, qtype=qtype, answer=order,
+                            authority=answer.authority, additional=answer.additional)
+              for order in orders)
     return Entry(qname=qname, qtype=qtype, answer=answer, hdrs=hdrs, tails=tails,
                  cycle=itertools.cycle(tails), size=len(tails[0]), slot=slot)
 

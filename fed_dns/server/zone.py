@@ -33,11 +33,12 @@ def key_labels(*, key: str, prefix: str) -> list[str] | None:
     key holding upper case by its own name, but still returns it under its ancestors.
     """
     prefix = prefix.rstrip("/")
-    if not key.startswith(prefix + "/"):
+    if not key.startswith(prefix) or key[len(prefix):len(prefix) + 1] != "/":
         return None
-    parts = key[len(prefix) + 1:].split("/")
-    if any(p == "" or "." in p for p in parts):
+    rest = key[len(prefix) + 1:]
+    if not rest or "." in rest or "//" in rest or rest[0] == "/" or rest[-1] == "/":
         return None
+    parts = rest.split("/")
     parts.reverse()
     return parts
 
@@ -128,14 +129,20 @@ class ZoneIndex:
             yield key, raw
 
 
-def _classify(ix: ZoneIndex, *, key: str, raw: bytes) -> Service | str:
-    """The key's Service, or why it has none (FOREIGN, DROPPED)."""
-    name = ix.name_of(key)
+def _classify(*, key: str, name: str | None, raw: bytes, memo: dict) -> Service | str:
+    """The key's Service, or why it has none (FOREIGN, DROPPED); `name`: `name_of(key)`.
+    `memo` (raw -> Record or DROPPED) decodes a value held by several keys once, and keeps
+    one Record for all of them (render writes each endpoint's value twice: leaf and SRV)."""
     if name is None:
         return FOREIGN
-    try:
-        record = decode(raw)
-    except ValueError:
+    record = memo.get(raw)
+    if record is None:
+        try:
+            record = decode(raw)
+        except ValueError:
+            record = DROPPED
+        memo[raw] = record
+    if record is DROPPED:
         return DROPPED
     return service(key=key, name=name, record=record, raw=raw)
 
@@ -151,6 +158,7 @@ class _Delta:
         self.rejected = prev.rejected.mutate()
         self.counts = {"decoded": prev.decoded, DROPPED: prev.dropped, FOREIGN: prev.foreign}
         self.changed: set[str] = set()
+        self.memo: dict = {}
 
     def mark(self, name: str) -> None:
         """The name and every ancestor: their reads change."""
@@ -189,13 +197,15 @@ class _Delta:
                 return
             name = parent
 
-    def remove(self, key: str) -> None:
+    def remove(self, key: str, name: str | None | bool = False) -> None:
+        """Forget a key (`name`: its `name_of`, when known)."""
         got = self.rejected.get(key)
         if got is not None:
             del self.rejected[key]
             self.counts[got[1]] -= 1
             return
-        name = self.prev.name_of(key)
+        if name is False:
+            name = self.prev.name_of(key)
         if name is None or name not in self.exact:
             return
         del self.exact[name]
@@ -206,21 +216,21 @@ class _Delta:
 
     def put(self, key: str, raw: bytes) -> None:
         svc = None
+        name = self.prev.name_of(key)
         old = self.rejected.get(key)
-        if old is None:
-            name = self.prev.name_of(key)
-            svc = self.exact.get(name) if name is not None else None
+        if old is None and name is not None:
+            svc = self.exact.get(name)
             old = (svc.raw,) if svc is not None else None
         if old is not None and (old[0] is raw or old[0] == raw):
             return
-        got = _classify(self.prev, key=key, raw=raw)
+        got = _classify(key=key, name=name, raw=raw, memo=self.memo)
         if isinstance(got, str):
-            self.remove(key)
+            self.remove(key, name)
             self.rejected[key] = (raw, got)
             self.counts[got] += 1
             return
         if svc is None:
-            self.remove(key)  # a rejected value, if any
+            self.remove(key, name)  # a rejected value, if any
             self.counts["decoded"] += 1
         name = got.name
         fresh = svc is None and name not in self.children
