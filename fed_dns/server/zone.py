@@ -14,6 +14,7 @@ so only an answer that could never be sent differs from CoreDNS's.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -26,25 +27,15 @@ MAX_READ = 8192  # values one read returns: > 4,096 records (16 bytes each, the 
 _EMPTY: immutables.Map = immutables.Map()
 
 
-def key_labels(*, key: str, prefix: str) -> list[str] | None:
-    """`/skydns/com/example/x` -> ["x", "example", "com"]; None for a key not of this shape.
-
-    Unlike records.names.key_to_name this keeps the key's case: CoreDNS never matches a
-    key holding upper case by its own name, but still returns it under its ancestors.
-    """
-    prefix = prefix.rstrip("/")
-    if not key.startswith(prefix) or key[len(prefix):len(prefix) + 1] != "/":
-        return None
-    rest = key[len(prefix) + 1:]
-    if not rest or "." in rest or "//" in rest or rest[0] == "/" or rest[-1] == "/":
-        return None
-    parts = rest.split("/")
-    parts.reverse()
-    return parts
-
-
 def zone_labels(zone: str) -> list[str]:
     return [label for label in zone.rstrip(".").split(".") if label]
+
+
+@functools.lru_cache(maxsize=64)
+def _zone_key(zone: str, prefix: str) -> str:
+    """`/skydns/com/example/fed/`: what every key of the zone starts with."""
+    labels = zone_labels(zone)
+    return "/".join([prefix.rstrip("/"), *reversed(labels)]) + "/"
 
 
 def _parent(name: str) -> str:
@@ -105,12 +96,15 @@ class ZoneIndex:
 
     def name_of(self, key: str) -> str | None:
         """The in-zone name of a key (case kept), None for a foreign key."""
-        labels = key_labels(key=key, prefix=self.prefix)
-        depth = self.zone.count(".") if self.zone != "." else 0
-        if labels is None or len(labels) <= depth or \
-                ".".join(labels[len(labels) - depth:]) + "." != self.zone:
+        base = _zone_key(self.zone, self.prefix)
+        if not key.startswith(base):
             return None
-        return ".".join(labels) + "."
+        rest = key[len(base):]
+        if not rest or "." in rest or "//" in rest or rest[0] == "/" or rest[-1] == "/":
+            return None
+        parts = rest.split("/")
+        parts.reverse()
+        return ".".join(parts) + ("." if self.zone == "." else "." + self.zone)
 
     def raw(self, key: str) -> bytes | None:
         """The value held for a key (decoded or not), None when the key is not held."""
