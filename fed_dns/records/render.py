@@ -128,10 +128,10 @@ def cluster_rejection(cluster: str) -> Rejection | None:
     return None if reason is None else Rejection(cluster=cluster, kind="cluster", name=cluster, reason=reason)
 
 
-def serve_all(*, layout: Layout, kept: bool, parts: Iterable[Part]) -> bool:
+def serve_all(*, layout: Layout, kept: bool, healthy: bool) -> bool:
     """Fail open for a Service: serve-all is configured, no member that still holds it is of
     unknown state (`kept`), and none of its publishing clusters has a healthy backend."""
-    return layout.serve_all and not kept and not any(part.healthy for part in parts)
+    return layout.serve_all and not kept and not healthy
 
 
 class _Builder:
@@ -312,7 +312,8 @@ def render(
         parts = [service_part(cluster=cluster, view=view, health=publishing[cluster],
                               probes=by_pair.get((cluster, key), {}))
                  for cluster, view in by_service[key].items()]
-        all_ = serve_all(layout=lay, kept=key in kept_services, parts=parts)
+        all_ = serve_all(layout=lay, kept=key in kept_services,
+                         healthy=any(part.healthy for part in parts))
         for part in parts:
             out = emit(layout=lay, part=part, serve_all=all_)
             records.update(out.records)

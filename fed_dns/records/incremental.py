@@ -1,0 +1,545 @@
+"""The zone kept incrementally: the cost of a change follows the change, not the zone. Pure.
+
+`ZoneState` holds what `render.render` and `plan.diff` decide from (member views, health,
+probe results, the store's contents) and the results of its last steps. Inputs mark
+*groups* dirty: a group is a Service (`ServiceKey`), the unit of every rule (serve-all is
+decided per Service) and of every store key `<prefix>/<reversed zone>/<ns>/<svc>/...`; the
+zone's keys of any other shape form the group `GROUPLESS`. `step` recomputes dirty groups
+and returns the owner-safe etcd writes and the DNS-table delta for them.
+
+After any sequence of calls, stepping until nothing is dirty gives exactly what the full
+pure functions give: the table equals `apply(current, plan.calculate(current=current,
+desired=render.render(...).zone))` and the latest changes of every group together are that
+plan (tests/records/test_incremental.py proves it with hypothesis).
+
+Cost: a dirty Service costs O(its records). Its part in each cluster (`render.Part`) is
+cached with the inputs it came from (the ServiceView object, the cluster's health, its probe
+results) together with its encoded records, so a member's health change re-renders only that
+member's part of each Service; the others are reused unless the Service's serve-all choice
+flips. The store's keys are indexed per group, and per cluster named in their values, so one
+Service's diff never scans the zone.
+
+Views may be live mappings owned by a watcher (changed in place between calls): they are read
+when a group is stepped and never copied.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from fed_dns.model import Changes, ClusterView, Health, Record, ServiceKey, ServiceView, ZoneSettings
+from fed_dns.records.codec import encode
+from fed_dns.records.plan import Conflict, Plan, deepest_first, plan_keys
+from fed_dns.records.render import (
+    Part,
+    Rejection,
+    cluster_rejection,
+    emit,
+    layout,
+    publishes,
+    serve_all,
+    service_part,
+)
+
+GROUPLESS = ServiceKey(namespace="", name="")  # zone keys not shaped <ns>/<svc>/...
+_NO_PROBES: Mapping[str, bool] = types.MappingProxyType({})
+_PUBLISH, _KEEP, _REJECT = "publish", "keep", "reject"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Step:
+    """What one `step` recomputed and what follows from it.
+
+    `changes`: the etcd writes of the recomputed groups (as `plan.calculate` restricted to
+    them). `table_puts`/`table_deletes`: the delta of `entries` since the previous step.
+    `failovers`: (cluster, target) fallbacks that appeared in this step. `services`: the
+    groups recomputed; `rendered`: (Service, cluster) parts rendered anew; `encoded`: records
+    encoded (cost counters). `remaining`: groups still dirty.
+    """
+
+    changes: Changes
+    table_puts: Mapping[str, bytes]
+    table_deletes: tuple[str, ...]
+    rejected: tuple[Rejection, ...]
+    conflicts: tuple[Conflict, ...]
+    failovers: tuple[tuple[str, str], ...]
+    services: tuple[ServiceKey, ...]
+    rendered: int
+    encoded: int
+    remaining: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Out:
+    """The encoded records of one part in one serve-all mode."""
+
+    entries: tuple[tuple[str, bytes], ...]
+    rejected: frozenset[Rejection]
+    fallback: str | None
+
+
+class _Cached:
+    """One Service's part in one cluster and the inputs it was rendered from."""
+
+    __slots__ = ("source", "health", "probes", "healthy", "rejected", "outs")
+
+    def __init__(self, source: ServiceView, health: Health | str, probes: Mapping[str, bool],
+                 healthy: bool, rejected: frozenset[Rejection]) -> None:
+        self.source = source
+        self.health = health
+        self.probes = probes
+        self.healthy = healthy
+        self.rejected = rejected
+        self.outs: dict[bool, _Out] = {}
+
+    def fits(self, source: ServiceView, health: Health | str, probes: Mapping[str, bool]) -> bool:
+        return (self.probes is probes and self.health == health
+                and (self.source is source or self.source == source))
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    """What a group's last recompute left in force."""
+
+    records: int
+    rejected: frozenset[Rejection]
+    fallbacks: tuple[tuple[str, str], ...]
+    conflicts: tuple[Conflict, ...]
+    table: tuple[str, ...]  # the group's keys in the table
+
+
+_EMPTY = _Result(records=0, rejected=frozenset(), fallbacks=(), conflicts=(), table=())
+
+
+class ZoneState:
+    """Inputs in, deltas out: a deterministic state machine over render's and plan's rules."""
+
+    def __init__(self, *, settings: ZoneSettings) -> None:
+        self._layout = layout(settings)  # ValueError for a bad zone or prefix, as render()
+        self._scope = self._layout.base + "/"
+        # inputs
+        self._views: dict[str, ClusterView] = {}
+        self._health: dict[str, Health | str] = {}
+        self._probes: dict[tuple[str, ServiceKey], Mapping[str, bool]] = {}  # replaced, never mutated
+        self._status: dict[str, str] = {}
+        self._publishing: tuple[str, ...] = ()
+        self._keeping: tuple[str, ...] = ()
+        self._keep: frozenset[str] = frozenset()
+        self._cluster_rejections: dict[str, Rejection] = {}
+        self._current: dict[str, bytes] = {}
+        self._held: dict[ServiceKey, set[str]] = {}  # group -> its current keys
+        self._claims: dict[str, Counter[ServiceKey]] = {}  # cluster -> groups with values naming it
+        self._outside_pending: set[str] = set()
+        # results
+        self._parts: dict[ServiceKey, dict[str, _Cached]] = {}
+        self._parted: dict[str, set[ServiceKey]] = {}  # cluster -> groups with a part there
+        self._results: dict[ServiceKey, _Result] = {}
+        self._table: dict[str, bytes] = {}
+        self._outside: set[str] = set()  # table keys outside the zone
+        self._records = 0
+        self._rejections: Counter[Rejection] = Counter()
+        self._fallbacks: Counter[tuple[str, str]] = Counter()
+        self._dirty: set[ServiceKey] = set()
+        self._queue: deque[ServiceKey] = deque()
+        self._rendered = 0
+        self._encoded = 0
+
+    # -- inputs ----------------------------------------------------------------------------
+
+    def load_current(self, entries: Mapping[str, bytes]) -> None:
+        """The store's whole contents: forget what it held before; everything is dirty."""
+        self._outside_pending |= self._outside
+        self._mark(self._held.keys())  # their last plans may name keys that are gone now
+        self._current = {}
+        self._held = {}
+        self._claims = {}
+        for key, value in entries.items():
+            self._put_current(key, value)
+        self.mark_all()
+
+    def update_current(self, *, puts: Mapping[str, bytes], deletes: Iterable[str]) -> None:
+        """Store events (deletes applied first): marks only the groups of the keys."""
+        for key in deletes:
+            if key in self._current:
+                self._drop_current(key)
+        for key, value in puts.items():
+            held = self._current.get(key)
+            if held is None or held != value:
+                if held is not None:
+                    self._drop_current(key)
+                self._put_current(key, value)
+
+    def set_view(self, view: ClusterView, *, changed: Iterable[ServiceKey] | None) -> None:
+        """A member's view; `changed`: the Services whose ServiceView changed (None: find them)."""
+        cluster = view.cluster
+        old = self._views.get(cluster)
+        self._views[cluster] = view
+        if changed is None:
+            changed = self._changed_services(cluster, old, view)
+        self._mark(changed)
+        extra = old.services.keys() if old is not None and old.services is not view.services else ()
+        self._restatus(cluster, extra=extra)
+
+    def set_health(self, cluster: str, health: Health | str) -> None:
+        old = self._health.get(cluster)
+        self._health[cluster] = health
+        if old is not None and old == health:
+            return
+        if not self._restatus(cluster, extra=()) and self._status[cluster] == _PUBLISH:
+            self._mark_cluster(cluster)  # READY <-> UNREACHABLE: its parts change
+
+    def set_probes(self, changed: Mapping[tuple[str, ServiceKey, str], bool | None]) -> None:
+        """Probe results that changed (None: no result any more)."""
+        by_pair: dict[tuple[str, ServiceKey], dict[str, bool | None]] = {}
+        for (cluster, key, address), result in changed.items():
+            by_pair.setdefault((cluster, key), {})[address] = result
+        for pair, results in by_pair.items():
+            probes = dict(self._probes.get(pair, _NO_PROBES))
+            for address, result in results.items():
+                if result is None:
+                    probes.pop(address, None)
+                else:
+                    probes[address] = result
+            if probes:
+                self._probes[pair] = types.MappingProxyType(probes)
+            else:
+                self._probes.pop(pair, None)
+            self._mark((pair[1],))
+
+    def mark_all(self) -> None:
+        """Every group dirty (a full consistency pass, stepped through in chunks)."""
+        for view in self._views.values():
+            self._mark(view.services.keys())
+        self._mark(self._held.keys())
+        self._mark(self._parts.keys())
+        self._mark(self._results.keys())
+
+    def mark_keys(self, keys: Iterable[str]) -> None:
+        """The groups of these store keys dirty (e.g. the keys of a write that failed)."""
+        for key in keys:
+            group = self._group(key)
+            if group is None:
+                self._outside_pending.add(key)
+            else:
+                self._mark((group,))
+
+    # -- results ---------------------------------------------------------------------------
+
+    def step(self, *, limit: int | None = None) -> Step:
+        """Recompute up to `limit` dirty groups (None: all), oldest first."""
+        self._rendered = self._encoded = 0
+        puts: dict[str, bytes] = {}
+        deletes: list[str] = []
+        conflicts: list[Conflict] = []
+        rejected: set[Rejection] = set()
+        failovers: list[tuple[str, str]] = []
+        table_puts: dict[str, bytes] = {}
+        table_deletes: list[str] = []
+        self._flush_outside(table_puts, table_deletes)
+        done = []
+        count = len(self._queue) if limit is None else min(limit, len(self._queue))
+        for _ in range(count):
+            group = self._queue.popleft()
+            self._dirty.discard(group)
+            done.append(group)
+            plan, result = self._recompute(group, table_puts, table_deletes, failovers)
+            puts.update(plan.changes.puts)
+            deletes.extend(plan.changes.deletes)
+            conflicts.extend(plan.conflicts)
+            rejected |= result.rejected
+        deletes.sort(key=deepest_first)
+        return Step(changes=Changes(puts=puts, deletes=tuple(deletes)), table_puts=table_puts,
+                    table_deletes=tuple(table_deletes), rejected=tuple(sorted(rejected)),
+                    conflicts=tuple(sorted(conflicts)), failovers=tuple(sorted(failovers)),
+                    services=tuple(done), rendered=self._rendered, encoded=self._encoded,
+                    remaining=len(self._queue))
+
+    @property
+    def entries(self) -> Mapping[str, bytes]:
+        """What the DNS table answers from: the store with the pending plan applied."""
+        return types.MappingProxyType(self._table)
+
+    @property
+    def current(self) -> Mapping[str, bytes]:
+        """The store's contents as last told."""
+        return types.MappingProxyType(self._current)
+
+    @property
+    def records(self) -> int:
+        """Desired records of the zone (as `len(render(...).zone.records)`)."""
+        return self._records
+
+    @property
+    def services(self) -> int:
+        """Services in all members' views, counted per member."""
+        return sum(len(view.services) for view in self._views.values())
+
+    @property
+    def rejected(self) -> tuple[Rejection, ...]:
+        """Everything not published, as `render(...).rejected`."""
+        return tuple(sorted({*self._rejections, *self._cluster_rejections.values()}))
+
+    @property
+    def conflicts(self) -> tuple[Conflict, ...]:
+        return tuple(sorted(c for result in self._results.values() for c in result.conflicts))
+
+    @property
+    def fallbacks(self) -> frozenset[tuple[str, str]]:
+        """(cluster, target) of every fallback CNAME in force: the members withdrawn per Service."""
+        return frozenset(self._fallbacks)
+
+    @property
+    def dirty(self) -> int:
+        return len(self._queue)
+
+    @property
+    def keep_clusters(self) -> frozenset[str]:
+        return self._keep
+
+    # -- marking ---------------------------------------------------------------------------
+
+    def _mark(self, groups: Iterable[ServiceKey]) -> None:
+        dirty, queue = self._dirty, self._queue
+        for group in groups:
+            if group not in dirty:
+                dirty.add(group)
+                queue.append(group)
+
+    def _mark_cluster(self, cluster: str, *, claims: bool = False) -> None:
+        view = self._views.get(cluster)
+        if view is not None:
+            self._mark(view.services.keys())
+        self._mark(self._parted.get(cluster, ()))
+        if claims:
+            self._mark(self._claims.get(cluster, {}).keys())
+
+    def _restatus(self, cluster: str, *, extra: Iterable[ServiceKey]) -> bool:
+        """Recompute a cluster's status; True (and its groups marked) if it changed."""
+        rejection = cluster_rejection(cluster)
+        if rejection is not None:
+            self._cluster_rejections[cluster] = rejection
+            status = _REJECT
+        else:
+            health = self._health.get(cluster, Health.UNKNOWN)
+            status = _PUBLISH if publishes(health=health, view=self._views.get(cluster)) else _KEEP
+        if self._status.get(cluster) == status:
+            return False
+        self._status[cluster] = status
+        self._publishing = tuple(sorted(c for c, s in self._status.items() if s == _PUBLISH))
+        self._keeping = tuple(sorted(c for c, s in self._status.items() if s == _KEEP))
+        self._keep = frozenset(self._keeping)
+        self._mark_cluster(cluster, claims=True)
+        self._mark(extra)
+        return True
+
+    def _changed_services(self, cluster: str, old: ClusterView | None,
+                          new: ClusterView) -> list[ServiceKey]:
+        """The Services of `cluster` whose ServiceView differs between what was rendered (or
+        the old view) and `new`: O(Services of that member)."""
+        replaced = old is not None and old.services is not new.services
+        candidates = set(new.services) | self._parted.get(cluster, set())
+        if replaced:
+            candidates |= set(old.services)
+        changed = []
+        for key in candidates:
+            now = new.services.get(key)
+            cached = self._parts.get(key, {}).get(cluster)
+            if cached is not None:
+                before = cached.source
+            elif replaced:
+                before = old.services.get(key)
+            else:
+                changed.append(key)  # nothing to compare with: recompute to be sure
+                continue
+            if before is not now and before != now:
+                changed.append(key)
+        return changed
+
+    # -- the store -------------------------------------------------------------------------
+
+    def _group(self, key: str) -> ServiceKey | None:
+        """The group of a store key; None outside the zone."""
+        if not key.startswith(self._scope):
+            return None
+        labels = key[len(self._scope):].split("/", 2)
+        if len(labels) < 2:
+            return GROUPLESS
+        return ServiceKey(namespace=labels[0], name=labels[1])
+
+    def _put_current(self, key: str, value: bytes) -> None:
+        self._current[key] = value
+        group = self._group(key)
+        if group is None:
+            self._outside_pending.add(key)
+            return
+        self._held.setdefault(group, set()).add(key)
+        for cluster in _claimed(value):
+            self._claims.setdefault(cluster, Counter())[group] += 1
+        self._mark((group,))
+
+    def _drop_current(self, key: str) -> None:
+        value = self._current.pop(key)
+        group = self._group(key)
+        if group is None:
+            self._outside_pending.add(key)
+            return
+        held = self._held[group]
+        held.discard(key)
+        if not held:
+            del self._held[group]
+        for cluster in _claimed(value):
+            claims = self._claims[cluster]
+            claims[group] -= 1
+            if claims[group] <= 0:
+                del claims[group]
+        self._mark((group,))
+
+    def _flush_outside(self, table_puts: dict[str, bytes], table_deletes: list[str]) -> None:
+        for key in self._outside_pending:
+            value = self._current.get(key)
+            if value is None:
+                if self._table.pop(key, None) is not None:
+                    table_deletes.append(key)
+                self._outside.discard(key)
+            elif self._table.get(key) != value:
+                self._table[key] = table_puts[key] = value
+                self._outside.add(key)
+        self._outside_pending.clear()
+
+    # -- one group -------------------------------------------------------------------------
+
+    def _recompute(self, group: ServiceKey, table_puts: dict[str, bytes], table_deletes: list[str],
+                   failovers: list[tuple[str, str]]) -> tuple[Plan, _Result]:
+        parts = self._render_parts(group)
+        kept = any(group in self._views[c].services for c in self._keeping if c in self._views)
+        mode = serve_all(layout=self._layout, kept=kept,
+                         healthy=any(cached.healthy for cached in parts.values()))
+        desired: dict[str, bytes] = {}
+        rejected: set[Rejection] = set()
+        fallbacks = []
+        for cluster, cached in parts.items():
+            out = self._output(group, cluster, cached, mode)
+            desired.update(out.entries)
+            rejected |= cached.rejected | out.rejected
+            if out.fallback is not None:
+                fallbacks.append((cluster, out.fallback))
+
+        current = self._current
+        held_keys = self._held.get(group, ())
+        plan = plan_keys(desired=desired, current=current,
+                         held=((key, current[key]) for key in held_keys),
+                         owner=self._layout.owner, keep_clusters=self._keep)
+        for key, value in desired.items():  # share one bytes object between store and cache
+            got = current.get(key)
+            if got is not None and got is not value and got == value:
+                current[key] = value
+
+        # The table: the group's current keys with its plan applied, as a delta.
+        gone = set(plan.changes.deletes)
+        table = self._table
+        puts = plan.changes.puts
+        new_keys = [key for key in held_keys if key not in gone]
+        new_keys.extend(key for key in puts if key not in current)
+        old = self._results.get(group, _EMPTY)
+        for key in old.table:
+            if key in gone or (key not in current and key not in puts):
+                if table.pop(key, None) is not None:
+                    table_deletes.append(key)
+        for key in new_keys:
+            value = puts[key] if key in puts else current[key]
+            there = table.get(key)
+            if there is not value and there != value:
+                table[key] = table_puts[key] = value
+
+        result = _Result(records=len(desired), rejected=frozenset(rejected),
+                         fallbacks=tuple(fallbacks), conflicts=plan.conflicts, table=tuple(new_keys))
+        self._account(old, result, failovers)
+        if result == _EMPTY and not parts:
+            self._results.pop(group, None)
+        else:
+            self._results[group] = result
+        return plan, result
+
+    def _render_parts(self, group: ServiceKey) -> dict[str, _Cached]:
+        """The group's part in every publishing cluster that has it, reusing what still fits."""
+        before = self._parts.get(group, {})
+        parts: dict[str, _Cached] = {}
+        for cluster in self._publishing:
+            view = self._views.get(cluster)
+            source = view.services.get(group) if view is not None else None
+            if source is None:
+                continue
+            health = self._health[cluster]
+            probes = self._probes.get((cluster, group), _NO_PROBES)
+            cached = before.get(cluster)
+            if cached is None or not cached.fits(source, health, probes):
+                self._rendered += 1
+                part = service_part(cluster=cluster, view=source, health=health, probes=probes)
+                cached = _Cached(source, health, probes, bool(part.healthy), part.rejected)
+                cached.outs[False] = self._encode(part, serve_all=False)
+                if part.healthy == part.valid:
+                    cached.outs[True] = cached.outs[False]
+            parts[cluster] = cached
+        for cluster in before.keys() - parts.keys():
+            self._parted[cluster].discard(group)
+        for cluster in parts.keys() - before.keys():
+            self._parted.setdefault(cluster, set()).add(group)
+        if parts:
+            self._parts[group] = parts
+        else:
+            self._parts.pop(group, None)
+        return parts
+
+    def _output(self, group: ServiceKey, cluster: str, cached: _Cached, mode: bool) -> _Out:
+        out = cached.outs.get(mode)
+        if out is None:  # the other serve-all mode, first needed now: render it once
+            self._rendered += 1
+            part = service_part(cluster=cluster, view=cached.source, health=cached.health,
+                                probes=cached.probes)
+            out = cached.outs[mode] = self._encode(part, serve_all=mode)
+        return out
+
+    def _encode(self, part: Part, *, serve_all: bool) -> _Out:
+        emitted = emit(layout=self._layout, part=part, serve_all=serve_all)
+        values: dict[Record, bytes] = {}
+        entries = []
+        for key, record in emitted.records:
+            value = values.get(record)
+            if value is None:
+                value = values[record] = encode(record)
+                self._encoded += 1
+            entries.append((key, value))
+        return _Out(entries=tuple(entries), rejected=emitted.rejected, fallback=emitted.fallback)
+
+    def _account(self, old: _Result, new: _Result, failovers: list[tuple[str, str]]) -> None:
+        self._records += new.records - old.records
+        self._rejections.update(new.rejected)
+        self._rejections.subtract(old.rejected)
+        for rejection in old.rejected - new.rejected:
+            if self._rejections[rejection] <= 0:
+                del self._rejections[rejection]
+        for pair in new.fallbacks:
+            if not self._fallbacks[pair]:
+                failovers.append(pair)
+            self._fallbacks[pair] += 1
+        for pair in old.fallbacks:
+            self._fallbacks[pair] -= 1
+            if self._fallbacks[pair] <= 0:
+                del self._fallbacks[pair]
+
+
+def _claimed(value: bytes) -> tuple[str, ...]:
+    """Every cluster a value may name (a superset of what `codec.decode` would read), cheaply:
+    the keys of a cluster are re-planned when its keep status flips."""
+    try:
+        obj = json.loads(bytes(value).decode("utf-8", errors="replace"))
+    except (ValueError, RecursionError):
+        return ()
+    if not isinstance(obj, dict):
+        return ()
+    return tuple({item for name, item in obj.items()
+                  if isinstance(item, str) and name.casefold() == "cluster"})

@@ -1,0 +1,227 @@
+"""ZoneState: stepped until clean, it equals the full render + plan, and its cost follows the change."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fed_dns.model import (
+    AllUnhealthy,
+    Backend,
+    Changes,
+    ClusterView,
+    Health,
+    Port,
+    Record,
+    ServiceKey,
+    ServiceView,
+    ZoneSettings,
+)
+from fed_dns.records.codec import backend_id, encode
+from fed_dns.records.incremental import GROUPLESS, ZoneState
+from fed_dns.records.plan import deepest_first, diff
+from fed_dns.records.render import render
+from tests.records.builders import BASE, MYSQL, OWNER, SETTINGS, backend, service, tcp, view
+
+READY, UNREACHABLE, UNKNOWN = Health.READY, Health.UNREACHABLE, Health.UNKNOWN
+CLUSTERS = ["c1", "c2", "c3", "Bad"]
+SERVICES = [ServiceKey(namespace="ns", name="a"), ServiceKey(namespace="ns", name="b"),
+            ServiceKey(namespace="db", name="pg"), ServiceKey(namespace="ns", name="Bad")]
+ADDRESSES = ["10.0.0.1", "10.0.0.2", "fd00::1", "DB.example.org.", "not an address"]
+PORTS = [(), (Port(name="", port=80),), (Port(name="http", port=8080),),
+         (Port(name="http", port=8080), Port(name="dns", port=53, protocol="UDP")),
+         (Port(name="HTTP", port=1),)]
+
+
+def group_of(key: str) -> ServiceKey | None:
+    if not key.startswith(BASE + "/"):
+        return None
+    labels = key[len(BASE) + 1:].split("/", 2)
+    return GROUPLESS if len(labels) < 2 else ServiceKey(namespace=labels[0], name=labels[1])
+
+
+def apply(store: dict[str, bytes], changes: Changes) -> dict[str, bytes]:
+    out = dict(store)
+    for key in changes.deletes:
+        out.pop(key, None)
+    out.update(changes.puts)
+    return out
+
+
+def ours(host: str, cluster: str, port: int = 0, owner: str = OWNER) -> bytes:
+    return encode(Record(host=host, port=port, ttl=5, owner=owner, cluster=cluster))
+
+
+# -- strategies ------------------------------------------------------------------------------
+
+BACKENDS = st.builds(Backend, address=st.sampled_from(ADDRESSES),
+                     hostname=st.sampled_from([None, None, "pg-0", "pg-1", "Bad"]),
+                     ports=st.sampled_from(PORTS))
+SERVICE_VIEWS = st.sampled_from(SERVICES).flatmap(lambda key: st.builds(
+    ServiceView, key=st.just(key), backends=st.lists(BACKENDS, max_size=3).map(tuple),
+    ready=st.booleans()))
+STORE_KEYS = st.sampled_from(
+    [f"{BASE}/{s.namespace}/{s.name}/{c}/{backend_id(a)}" for s in SERVICES[:2] for c in CLUSTERS[:3]
+     for a in ADDRESSES[:2]]
+    + [f"{BASE}/ns/a/{c}" for c in CLUSTERS[:3]]
+    + [f"{BASE}/ns/a/_tcp/_http/c1/{backend_id('10.0.0.1')}", f"{BASE}/db/pg/c2/pg-0",
+       f"{BASE}/stray", f"{BASE}/ns/a", f"{BASE}/ns/gone/c1/x", "/skydns/org/example/x", "/other"])
+STORE_VALUES = st.one_of(
+    st.builds(ours, st.sampled_from(["10.0.0.1", "10.0.0.2", "a.ns.fed.example.com"]),
+              st.sampled_from(CLUSTERS[:3]), st.sampled_from([0, 80, -1])),
+    st.builds(ours, st.just("10.0.0.1"), st.sampled_from(CLUSTERS[:3]), st.just(0),
+              st.sampled_from(["external-dns", ""])),
+    st.sampled_from([b"{", b"[]", b'{"Cluster":"c2","owner":"' + OWNER.encode() + b'"}']),
+)
+OPS = st.one_of(
+    st.tuples(st.just("view"), st.sampled_from(CLUSTERS),
+              st.lists(st.one_of(SERVICE_VIEWS, st.sampled_from(SERVICES)), max_size=3),
+              st.booleans(), st.sampled_from(["live", "replace", "replace-unsaid"])),
+    st.tuples(st.just("health"), st.sampled_from(CLUSTERS),
+              st.sampled_from([READY, UNREACHABLE, UNKNOWN, "ready"])),
+    st.tuples(st.just("probes"), st.dictionaries(
+        st.tuples(st.sampled_from(CLUSTERS[:3]), st.sampled_from(SERVICES[:3]),
+                  st.sampled_from(ADDRESSES[:3])),
+        st.sampled_from([True, False, None]), max_size=3)),
+    st.tuples(st.just("store"), st.dictionaries(STORE_KEYS, STORE_VALUES, max_size=3),
+              st.lists(STORE_KEYS, max_size=2)),
+    st.tuples(st.just("echo"), st.booleans()),
+    st.tuples(st.just("step"), st.sampled_from([None, 1, 2])),
+    st.tuples(st.just("mark_all")),
+    st.tuples(st.just("load"), st.dictionaries(STORE_KEYS, STORE_VALUES, max_size=3),
+              st.lists(STORE_KEYS, max_size=2)),
+    st.tuples(st.just("drain")),
+)
+
+
+class Model:
+    """The inputs as the caller holds them, the state under test, and the step results seen."""
+
+    def __init__(self, zone_settings: ZoneSettings, store: dict[str, bytes]) -> None:
+        self.settings = zone_settings
+        self.views: dict[str, ClusterView] = {}
+        self.health: dict[str, Health] = {}
+        self.probes: dict[tuple[str, ServiceKey, str], bool] = {}
+        self.store = dict(store)
+        self.state = ZoneState(settings=zone_settings)
+        self.state.load_current(self.store)
+        self.pending: dict[ServiceKey, tuple[dict[str, bytes], list[str]]] = {}
+        self.table: dict[str, bytes] = {}
+        self.last = Changes()
+
+    def run(self, op: tuple) -> None:
+        getattr(self, "op_" + op[0].replace("-", "_"))(*op[1:])
+
+    def op_view(self, cluster, edits, synced, how):
+        old = self.views.get(cluster)
+        services = old.services if old is not None and how == "live" else dict(old.services if old else {})
+        changed = []
+        for edit in edits:
+            if isinstance(edit, ServiceView):
+                services[edit.key] = edit
+                changed.append(edit.key)
+            else:
+                services.pop(edit, None)
+                changed.append(edit)
+        self.views[cluster] = new = ClusterView(cluster=cluster, synced=synced, services=services)
+        self.state.set_view(new, changed=None if how == "replace-unsaid" else changed)
+
+    def op_health(self, cluster, health):
+        self.health[cluster] = health
+        self.state.set_health(cluster, health)
+
+    def op_probes(self, changed):
+        for key, result in changed.items():
+            if result is None:
+                self.probes.pop(key, None)
+            else:
+                self.probes[key] = result
+        self.state.set_probes(changed)
+
+    def op_store(self, puts, deletes):
+        deletes = [key for key in deletes if key not in puts]
+        for key in deletes:
+            self.store.pop(key, None)
+        self.store.update(puts)
+        self.state.update_current(puts=puts, deletes=deletes)
+
+    def op_echo(self, partly):
+        puts = dict(list(self.last.puts.items())[: len(self.last.puts) // 2 if partly else None])
+        deletes = [key for key in self.last.deletes if not partly]
+        self.op_store(puts, deletes)
+
+    def op_step(self, limit):
+        before = self.state.dirty
+        step = self.state.step(limit=limit)
+        assert len(step.services) == (before if limit is None else min(limit, before))
+        assert step.remaining == self.state.dirty == before - len(step.services)
+        for group in step.services:
+            self.pending[group] = ({k: v for k, v in step.changes.puts.items() if group_of(k) == group},
+                                   [k for k in step.changes.deletes if group_of(k) == group])
+        assert all(group_of(k) in step.services for k in [*step.changes.puts, *step.changes.deletes])
+        assert list(step.changes.deletes) == sorted(step.changes.deletes, key=deepest_first)
+        for key in step.table_deletes:
+            del self.table[key]
+        self.table.update(step.table_puts)
+        assert set(step.failovers) <= self.state.fallbacks
+        self.last = step.changes
+
+    def op_mark_all(self):
+        self.state.mark_all()
+
+    def op_load(self, puts, deletes):
+        """Events lost (a new watch): the whole store again."""
+        for key in deletes:
+            self.store.pop(key, None)
+        self.store.update(puts)
+        self.state.load_current(self.store)
+
+    def op_drain(self):
+        self.op_step(None)
+        assert self.state.dirty == 0
+        self.check()
+
+    def check(self):
+        rendered = render(views=self.views, health=self.health, settings=self.settings, probes=self.probes)
+        want = diff(current=self.store, desired=rendered.zone)
+        state = self.state
+        assert dict(state.entries) == apply(self.store, want.changes) == self.table
+        puts = {k: v for p, _ in self.pending.values() for k, v in p.items()}
+        deletes = sorted((k for _, d in self.pending.values() for k in d), key=deepest_first)
+        assert puts == want.changes.puts
+        assert tuple(deletes) == want.changes.deletes
+        assert state.conflicts == tuple(sorted(want.conflicts))
+        assert state.rejected == rendered.rejected
+        assert state.records == len(rendered.zone.records)
+        assert state.keep_clusters == rendered.zone.keep_clusters
+        assert state.fallbacks == {(r.cluster, r.host) for r in rendered.zone.records.values() if r.port == -1}
+        assert state.services == sum(len(v.services) for v in self.views.values())
+        assert dict(state.current) == self.store
+
+
+def start_views(key: ServiceKey):
+    return st.builds(ServiceView, key=st.just(key), ready=st.booleans(), backends=st.lists(
+        st.builds(Backend, address=st.sampled_from(ADDRESSES[:3]), ports=st.sampled_from(PORTS[:3])),
+        min_size=1, max_size=2).map(tuple))
+
+
+# Every member starts READY with both common Services, so that failover, probes and serve-all
+# have something to decide between.
+START = st.tuples(*[st.tuples(st.just("view"), st.just(c),
+                              st.tuples(start_views(SERVICES[0]), start_views(SERVICES[1])),
+                              st.just(True), st.just("replace")) for c in CLUSTERS[:3]]).map(
+    lambda views: [*views, *[("health", c, READY) for c in CLUSTERS[:3]], ("drain",)])
+
+
+@settings(max_examples=500, deadline=None)
+@given(mode=st.sampled_from(list(AllUnhealthy)),
+       store=st.dictionaries(STORE_KEYS, STORE_VALUES, max_size=4),
+       start=START, ops=st.lists(OPS, max_size=30))
+def test_stepped_until_clean_equals_the_full_render_and_plan(mode, store, start, ops):
+    model = Model(ZoneSettings(zone="fed.example.com.", all_unhealthy=mode), store)
+    for op in [*start, *ops]:
+        model.run(op)
+    model.op_drain()
+    model.state.mark_all()
+    model.op_drain()  # a full pass over a clean state changes nothing it reports
