@@ -169,3 +169,18 @@ def test_ipv6_clients_have_regions_too(batch):
         q = dns.message.make_query(WEB, "A")
         for _ in range(4):
             assert set(order(dns.query.udp(q, "::1", port=srv.port, timeout=2))) == WEST_SET
+
+
+def test_update_keeps_the_region_caches_true():
+    """Region answers cached before an update are dropped with the plain ones they came from."""
+    table = table_mod.build(zone=ZONE, entries=entries(RECORDS), topology=topo(ORDER))
+    web, db = table_mod.wire_name(WEB), table_mod.wire_name("db.ns." + ZONE)
+    east = table.topology.regions.index("east") + 1
+    first = [r[3] for r in table.entry(web, 1, east).answer.answer]
+    kept = table.entry(db, 1, east)
+    key = next(iter(entries({"e3.web.ns": {}})))
+    new = table_mod.update(previous=table, puts={key: b'{"host":"10.0.0.3","cluster":"c1"}'},
+                           deletes=())
+    got = [r[3] for r in new.entry(web, 1, east).answer.answer]
+    assert set(got) == set(first) | {"10.0.0.3"} and set(got[:3]) == EAST_SET | {"10.0.0.3"}
+    assert new.caches[east].get(table_mod.fast_key(db, 1)) is kept
