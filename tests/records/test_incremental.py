@@ -225,3 +225,133 @@ def test_stepped_until_clean_equals_the_full_render_and_plan(mode, store, start,
     model.op_drain()
     model.state.mark_all()
     model.op_drain()  # a full pass over a clean state changes nothing it reports
+
+
+# -- cost: a step recomputes what the change touches, counted by the Step -------------------
+
+def fleet(clusters=("c1", "c2", "c3"), count=20):
+    """Every member READY and synced with the same `count` Services of two backends each."""
+    keys = [ServiceKey(namespace="ns", name=f"s{i}") for i in range(count)]
+    views = {c: view(c, *[service(key, backend(f"10.{n}.{i}.1", tcp(80, "http")),
+                                  backend(f"10.{n}.{i}.2", tcp(80, "http")))
+                          for i, key in enumerate(keys)]) for n, c in enumerate(clusters)}
+    state = ZoneState(settings=SETTINGS)
+    for v in views.values():
+        state.set_view(v, changed=None)
+    for c in clusters:
+        state.set_health(c, READY)
+    state.load_current({})
+    first = state.step()
+    state.update_current(puts=first.changes.puts, deletes=())  # our writes echoed back
+    echo = state.step()
+    assert not echo.changes and echo.rendered == echo.encoded == 0 and echo.table_puts == {}
+    return state, views, keys, first
+
+
+def test_the_first_step_renders_every_part_and_encodes_each_record_once():
+    state, _, keys, first = fleet()
+    assert len(first.services) == len(keys) and first.rendered == 3 * len(keys)
+    assert len(first.changes.puts) == state.records == 3 * len(keys) * 4  # plain + SRV per backend
+    assert first.encoded == 3 * len(keys) * 2  # a backend's plain and SRV values are one record
+    assert first.table_puts == first.changes.puts and state.dirty == 0
+
+
+def test_one_service_changed_costs_that_service_in_that_member():
+    state, views, keys, _ = fleet()
+    views["c1"].services[keys[3]] = service(keys[3], backend("10.9.9.9", tcp(80, "http")))
+    state.set_view(views["c1"], changed=[keys[3]])  # a live mapping, changed in place
+    assert state.dirty == 1
+    step = state.step()
+    assert step.services == (keys[3],) and step.rendered == 1 and step.encoded == 1
+    assert len(step.changes.puts) == 2 and len(step.changes.deletes) == 4
+    assert set(step.table_puts) == set(step.changes.puts)
+    assert set(step.table_deletes) == set(step.changes.deletes)
+
+
+def test_a_member_failing_over_re_renders_only_its_parts():
+    state, views, keys, _ = fleet()
+    state.set_health("c2", UNREACHABLE)
+    assert state.dirty == len(keys)
+    step = state.step()
+    assert step.rendered == len(keys)  # c2's part of each Service; c1's and c3's reused
+    assert step.encoded == len(keys)  # one fallback each
+    assert len(step.changes.deletes) == len(keys) * 4 and len(step.changes.puts) == len(keys)
+    assert step.failovers == tuple(sorted(("c2", f"{k.name}.ns.fed.example.com") for k in keys))
+    assert state.fallbacks == set(step.failovers)
+    state.set_health("c2", READY)
+    back = state.step()
+    assert back.rendered == len(keys) and back.failovers == () and state.fallbacks == frozenset()
+
+
+def test_serve_all_flip_re_emits_the_other_members_parts():
+    state, views, keys, _ = fleet(clusters=("c1", "c2"), count=2)
+    for c in ("c1", "c2"):
+        views[c].services[keys[0]] = ServiceView(key=keys[0], backends=views[c].services[keys[0]].backends,
+                                                 ready=False)
+        state.set_view(views[c], changed=[keys[0]])
+    step = state.step()
+    assert step.services == (keys[0],)
+    assert step.rendered == 2 + 2  # both parts anew, then both again in serve-all mode
+    assert not step.changes  # serve-all publishes the same leaves
+    assert state.fallbacks == frozenset()
+
+
+def test_a_keep_status_flip_marks_the_services_holding_that_members_keys():
+    state, _, keys, _ = fleet(count=5)
+    stale = {f"{BASE}/ns/s{i}/c9/x": ours("10.9.0.1", "c9") for i in range(2)}
+    state.update_current(puts=stale, deletes=())
+    assert state.step().changes.deletes == tuple(sorted(stale))  # no health yet: not kept
+    state.set_health("c9", UNKNOWN)
+    assert state.dirty == 2 and state.keep_clusters == {"c9"}
+    step = state.step()
+    assert not step.changes and step.rendered == 0
+    assert set(stale) <= set(state.entries)  # a kept member's keys answer
+
+
+def test_a_probe_result_re_renders_one_part():
+    state, _, keys, _ = fleet()
+    state.set_probes({("c1", keys[0], "10.0.0.1"): False})
+    step = state.step()
+    assert step.services == (keys[0],) and step.rendered == 1 and step.encoded == 1  # the other backend
+    assert list(step.changes.deletes) == sorted(
+        (f"{BASE}/ns/s0/c1/{backend_id('10.0.0.1')}", f"{BASE}/ns/s0/_tcp/_http/c1/{backend_id('10.0.0.1')}"),
+        key=deepest_first)
+
+
+@pytest.mark.parametrize("limit", [1, 7, 20], ids=["one", "seven", "all"])
+def test_a_full_pass_steps_in_chunks_of_at_most_limit(limit):
+    state, _, keys, _ = fleet()
+    state.mark_all()
+    assert state.dirty == len(keys)
+    seen = []
+    while state.dirty:
+        step = state.step(limit=limit)
+        assert len(step.services) <= limit and step.remaining == state.dirty
+        assert step.rendered == 0 and not step.changes  # nothing changed: caches reused
+        seen.extend(step.services)
+    assert sorted(seen) == sorted(keys)
+
+
+def test_foreign_keys_outside_the_zone_flow_into_the_table():
+    state, _, _, _ = fleet(count=1)
+    state.update_current(puts={"/skydns/org/example/x": b'{"host":"1.2.3.4"}'}, deletes=())
+    step = state.step(limit=0)
+    assert step.table_puts == {"/skydns/org/example/x": b'{"host":"1.2.3.4"}'} and not step.changes
+    state.update_current(puts={}, deletes=["/skydns/org/example/x"])
+    assert state.step(limit=0).table_deletes == ("/skydns/org/example/x",)
+
+
+def test_a_view_replaced_without_saying_what_changed_is_compared():
+    state, views, keys, _ = fleet()
+    services = dict(views["c1"].services)
+    services[keys[5]] = service(keys[5], backend("10.8.8.8"))
+    del services[keys[6]]
+    state.set_view(ClusterView(cluster="c1", synced=True, services=services), changed=None)
+    assert state.dirty == 2
+    assert set(state.step().services) == {keys[5], keys[6]}
+
+
+def test_bad_settings_are_refused_as_render_refuses_them():
+    with pytest.raises(ValueError):
+        ZoneState(settings=ZoneSettings(zone="bad zone."))
+    assert MYSQL  # the builders' Service is the one the table tests use
