@@ -22,7 +22,7 @@ from fed_dns.records.codec import backend_id, encode
 from fed_dns.records.incremental import GROUPLESS, ZoneState
 from fed_dns.records.plan import deepest_first, diff
 from fed_dns.records.render import render
-from tests.records.builders import BASE, MYSQL, OWNER, SETTINGS, backend, service, tcp, view
+from tests.records.builders import BASE, OWNER, SETTINGS, backend, service, tcp, view
 
 READY, UNREACHABLE, UNKNOWN = Health.READY, Health.UNREACHABLE, Health.UNKNOWN
 CLUSTERS = ["c1", "c2", "c3", "Bad"]
@@ -354,4 +354,3 @@ def test_a_view_replaced_without_saying_what_changed_is_compared():
 def test_bad_settings_are_refused_as_render_refuses_them():
     with pytest.raises(ValueError):
         ZoneState(settings=ZoneSettings(zone="bad zone."))
-    assert MYSQL  # the builders' Service is the one the table tests use
