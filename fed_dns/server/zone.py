@@ -38,6 +38,28 @@ def _zone_key(zone: str, prefix: str) -> str:
     return "/".join([prefix.rstrip("/"), *reversed(labels)]) + "/"
 
 
+SMALL = 32  # children kept in a tuple up to this many, in a Map past it
+
+
+def _add(kids, name: str):
+    """A name's children with one more: a plain tuple while small (no GC tracking, no
+    per-node map), else an immutables.Map (name -> True) so a huge parent costs O(log n)."""
+    if kids is None:
+        return (name,)
+    if type(kids) is tuple:
+        if len(kids) < SMALL:
+            return (*kids, name)
+        return immutables.Map(dict.fromkeys(kids, True)).set(name, True)
+    return kids.set(name, True)
+
+
+def _drop(kids, name: str):
+    """The children without `name` (empty: falsy)."""
+    if type(kids) is tuple:
+        return tuple(k for k in kids if k != name)
+    return kids.delete(name)
+
+
 def _parent(name: str) -> str:
     return name[name.index(".") + 1:]
 
@@ -53,7 +75,7 @@ class ZoneIndex:
     zone: str  # lower case, trailing dot
     prefix: str = "/skydns"
     exact: immutables.Map = _EMPTY  # name -> Service (the value at the name's own key)
-    children: immutables.Map = _EMPTY  # name -> Map(child name -> True), never empty
+    children: immutables.Map = _EMPTY  # name -> its child names (see _add), never empty
     rejected: immutables.Map = _EMPTY  # key -> (raw, DROPPED | FOREIGN)
     decoded: int = 0  # values that decoded (len(exact))
     dropped: int = 0  # values that did not decode
@@ -169,11 +191,8 @@ class _Delta:
         while name != zone:
             parent = _parent(name)
             kids = children.get(parent)
-            if kids is not None:
-                children[parent] = kids.set(name, True)
-                return
-            children[parent] = _EMPTY.set(name, True)
-            if parent in exact:
+            children[parent] = _add(kids, name)
+            if kids is not None or parent in exact:
                 return
             name = parent
 
@@ -182,7 +201,7 @@ class _Delta:
         children, exact, zone = self.children, self.exact, self.zone
         while name != zone:
             parent = _parent(name)
-            kids = children[parent].delete(name)
+            kids = _drop(children[parent], name)
             if len(kids):
                 children[parent] = kids
                 return

@@ -160,6 +160,21 @@ def _answers_with_cache(table) -> list:
 def test_updates_answer_as_full_builds(start, steps):
     """Random put/delete deltas applied with `update` (the answer cache filled before each
     one, sometimes with a new serial) answer as a full build of the same entries."""
+    _updates_answer_as_full_builds(start, steps)
+
+
+@settings(max_examples=100, deadline=None)
+@given(start=OPS, steps=st.lists(st.tuples(OPS, st.booleans()), min_size=1, max_size=5))
+def test_updates_answer_as_full_builds_with_big_parents(start, steps):
+    """The same with every parent of more than 2 children held in a Map, not a tuple."""
+    small, zone_mod.SMALL = zone_mod.SMALL, 2
+    try:
+        _updates_answer_as_full_builds(start, steps)
+    finally:
+        zone_mod.SMALL = small
+
+
+def _updates_answer_as_full_builds(start, steps) -> None:
     current = {k: _raw(v) for k, v in start if v is not None}
     table = table_mod.build(zone=ZONE, entries=dict(current), serial=1)
     for ops, new_serial in steps:
