@@ -46,6 +46,7 @@ from fed_dns.records.render import (
 )
 
 GROUPLESS = ServiceKey(namespace="", name="")  # zone keys not shaped <ns>/<svc>/...
+_CANONICAL = b'{"cluster":"'
 _NO_PROBES: Mapping[str, bool] = types.MappingProxyType({})
 _PUBLISH, _KEEP, _REJECT = "publish", "keep", "reject"
 
@@ -77,7 +78,8 @@ class Step:
 class _Out:
     """The encoded records of one part in one serve-all mode."""
 
-    entries: tuple[tuple[str, bytes], ...]
+    keys: tuple[str, ...]
+    values: tuple[bytes, ...]  # one object per distinct record (a plain leaf and its SRV leaf)
     rejected: frozenset[Rejection]
     fallback: str | None
 
@@ -423,7 +425,7 @@ class ZoneState:
         fallbacks = []
         for cluster, cached in parts.items():
             out = self._output(group, cluster, cached, mode)
-            desired.update(out.entries)
+            desired.update(zip(out.keys, out.values))
             rejected |= cached.rejected | out.rejected
             if out.fallback is not None:
                 fallbacks.append((cluster, out.fallback))
@@ -505,15 +507,16 @@ class ZoneState:
 
     def _encode(self, part: Part, *, serve_all: bool) -> _Out:
         emitted = emit(layout=self._layout, part=part, serve_all=serve_all)
-        values: dict[Record, bytes] = {}
-        entries = []
-        for key, record in emitted.records:
-            value = values.get(record)
+        encoded: dict[Record, bytes] = {}
+        values = []
+        for _, record in emitted.records:
+            value = encoded.get(record)
             if value is None:
-                value = values[record] = encode(record)
+                value = encoded[record] = encode(record)
                 self._encoded += 1
-            entries.append((key, value))
-        return _Out(entries=tuple(entries), rejected=emitted.rejected, fallback=emitted.fallback)
+            values.append(value)
+        return _Out(keys=tuple(key for key, _ in emitted.records), values=tuple(values),
+                    rejected=emitted.rejected, fallback=emitted.fallback)
 
     def _account(self, old: _Result, new: _Result, failovers: list[tuple[str, str]]) -> None:
         self._records += new.records - old.records
@@ -535,11 +538,21 @@ class ZoneState:
 def _claimed(value: bytes) -> tuple[str, ...]:
     """Every cluster a value may name (a superset of what `codec.decode` would read), cheaply:
     the keys of a cluster are re-planned when its keep status flips."""
-    try:
-        obj = json.loads(bytes(value).decode("utf-8", errors="replace"))
+    value = bytes(value)
+    # As codec.encode writes it: `cluster` first; plain ASCII without escapes, so no other key
+    # can fold to "cluster" without spelling "luster" in some case.
+    if value.startswith(_CANONICAL) and value.isascii() and b"\\" not in value:
+        end = value.find(b'"', len(_CANONICAL))
+        if end > 0 and value.lower().find(b"luster", end) < 0:
+            return (value[len(_CANONICAL):end].decode("ascii"),)
+    try:  # every pair, in order: a later `"cluster": null` leaves an earlier one in force
+        pairs = json.loads(value.decode("utf-8", errors="replace"), object_pairs_hook=_Pairs)
     except (ValueError, RecursionError):
         return ()
-    if not isinstance(obj, dict):
+    if not isinstance(pairs, _Pairs):
         return ()
-    return tuple({item for name, item in obj.items()
-                  if isinstance(item, str) and name.casefold() == "cluster"})
+    return tuple({item for name, item in pairs if isinstance(item, str) and name.casefold() == "cluster"})
+
+
+class _Pairs(list):
+    """A JSON object as its (key, value) pairs."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,8 +20,8 @@ from fed_dns.model import (
     ServiceView,
     ZoneSettings,
 )
-from fed_dns.records.codec import backend_id, encode
-from fed_dns.records.incremental import GROUPLESS, ZoneState
+from fed_dns.records.codec import backend_id, decode, encode
+from fed_dns.records.incremental import GROUPLESS, ZoneState, _claimed
 from fed_dns.records.plan import deepest_first, diff
 from fed_dns.records.render import render
 from tests.records.builders import BASE, OWNER, SETTINGS, backend, service, tcp, view
@@ -354,3 +356,36 @@ def test_a_view_replaced_without_saying_what_changed_is_compared():
 def test_bad_settings_are_refused_as_render_refuses_them():
     with pytest.raises(ValueError):
         ZoneState(settings=ZoneSettings(zone="bad zone."))
+
+
+@pytest.mark.parametrize(
+    ("value", "clusters"),
+    [(ours("10.0.0.1", "c1"), {"c1"}), (b'{"cluster":"c1","Cluster":"c2"}', {"c1", "c2"}),
+     (b'{"cluster":"c1","clu\\u0073ter":"c2"}', {"c1", "c2"}),
+     ('{"cluster":"c1","clu\u017fter":"c2"}'.encode(), {"c1", "c2"}),
+     (b'{"host":"x","cluster":"c3"}', {"c3"}), (b'{"cluster":3}', set()), (b"[", set()),
+     (b'["cluster"]', set())],
+    ids=["canonical", "case-variant", "escaped-key", "long-s-key", "not-first", "not-a-string",
+         "not-json", "not-an-object"],
+)
+def test_the_clusters_a_value_may_name_cover_what_decode_reads(value, clusters):
+    assert set(_claimed(value)) == clusters
+    try:
+        record = decode(value)
+    except ValueError:
+        return
+    assert record.cluster in clusters
+
+
+@given(pairs=st.lists(st.tuples(st.sampled_from(["cluster", "Cluster", "CLUSTER", "clu\u017fter", "host", "owner"]),
+                                st.one_of(st.text(max_size=4), st.integers(), st.none())), max_size=4),
+       canonical=st.booleans(), ascii_only=st.booleans())
+def test_decode_never_reads_a_cluster_the_index_missed(pairs, canonical, ascii_only):
+    body = ",".join(f"{json.dumps(k, ensure_ascii=ascii_only)}:{json.dumps(v, ensure_ascii=ascii_only)}"
+                    for k, v in pairs)
+    value = ('{"cluster":"c0"' + ("," if body else "") + body + "}" if canonical else "{" + body + "}").encode()
+    try:
+        record = decode(value)
+    except ValueError:
+        return
+    assert record.cluster in _claimed(value) or record.cluster == ""
