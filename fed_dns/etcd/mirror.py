@@ -75,10 +75,10 @@ class ZoneMirror:
     def __init__(self, *, settings: EtcdSettings, prefix: str,
                  on_change: Callable[[MirrorChange], None] | None = None,
                  backoff: Backoff = Backoff(), probe_interval: float = 1.0,
-                 page_size: int = ranges.PAGE_SIZE) -> None:
+                 page_size: int | None = None) -> None:
         if not prefix:
             raise ValueError("ZoneMirror needs a non-empty key prefix")
-        if page_size < 1:
+        if page_size is not None and page_size < 1:
             raise ValueError("page_size must be at least 1")
         self._settings = settings
         self._page_size = page_size

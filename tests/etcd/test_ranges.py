@@ -9,6 +9,8 @@ import aetcd
 import pytest
 
 from fed_dns.etcd import ranges
+from fed_dns.etcd.writer import Writer
+from fed_dns.model import Changes as ModelChanges
 
 
 async def put_all(client, items: dict[str, bytes]) -> int:
@@ -44,6 +46,29 @@ async def test_reads_every_key_in_pages(client, prefix, keys, page_size, pages):
                                       page_size=page_size)
     assert loaded.data == want
     assert (loaded.pages, loaded.restarts) == (pages, 0)
+
+
+@pytest.mark.parametrize(("keys", "size", "want"), [
+    (1000, 130_000, 16_131),  # SkyDNS records: ~2 MiB pages
+    (1000, 1_024_000, 2_048),  # 1 KB values
+    (3, 3_600_000, 1),  # values near etcd's limit: one a page
+    (10, 10, 100_000),  # tiny keys: capped
+    (0, 0, 100_000),  # nothing learnt (never asked: an empty page ends the read)
+], ids=["records", "1k-values", "huge-values", "capped", "empty"])
+def test_next_page_size_aims_at_the_target_bytes(keys, size, want):
+    assert ranges.next_page_size(keys=keys, size=size, target=2 * 1024 * 1024,
+                                 maximum=100_000) == want
+
+
+async def test_default_pages_grow_to_the_target_size(client, prefix):
+    """2,800 values of 1 KB: a first page of 1,000 keys (~1 MB), then ~1,900 a page."""
+    want = {f"{prefix}k{i:05}": b"v" * 1024 for i in range(2800)}
+    await Writer(client=client).apply(ModelChanges(puts=want))
+    try:
+        loaded = await ranges.read_prefix(client, prefix=prefix.encode(), timeout=5.0)
+        assert loaded.data == want and loaded.pages == 2
+    finally:
+        await client.delete_prefix(prefix.encode())
 
 
 async def test_keys_a_nul_apart_are_both_read(client, prefix):
