@@ -1,4 +1,5 @@
-"""Writer against a real etcd: batching, fencing, retries, throttling."""
+"""Writer against a real etcd: batching, concurrency, fencing, retries, failed batches,
+throttling."""
 
 from __future__ import annotations
 
@@ -24,10 +25,11 @@ async def revision(client, prefix: str) -> int:
     return (await client.get_prefix(prefix.encode())).header.revision
 
 
-async def test_250_operations_are_three_transactions(client, prefix):
+@pytest.mark.parametrize("concurrency", [1, 4], ids=["sequential", "concurrent"])
+async def test_250_operations_are_three_transactions(client, prefix, concurrency):
     for i in range(50):
         await client.put(f"{prefix}old{i:03}".encode(), b"x")
-    writer = Writer(client=client, rate_per_second=1000)
+    writer = Writer(client=client, max_ops=100, concurrency=concurrency)
     puts = {f"{prefix}new{i:03}": f'{{"host":"10.0.{i // 250}.{i % 250}"}}'.encode()
             for i in range(200)}
     deletes = tuple(f"{prefix}old{i:03}" for i in range(50))
@@ -35,12 +37,27 @@ async def test_250_operations_are_three_transactions(client, prefix):
     await writer.apply(Changes(puts=puts, deletes=deletes))
     after = await revision(client, prefix)
     assert await contents(client, prefix) == puts
-    # Sorted by key: new000-new099 | new100-new199 | the 50 deletes. One revision each.
+    # Sorted by key: new000-new099 | new100-new199 | the 50 deletes. One revision each, in
+    # this order when sequential, in any order when concurrent.
     result = await client.get_prefix(prefix.encode())
     per_revision = Counter(kv.mod_revision for kv in result.kvs)
-    assert per_revision == {before + 1: 100, before + 2: 100}
+    first = {kv.mod_revision for kv in result.kvs if kv.key < f"{prefix}new100".encode()}
+    assert sorted(per_revision.values()) == [100, 100] and len(first) == 1
+    assert set(per_revision) < {before + 1, before + 2, before + 3}
+    if concurrency == 1:
+        assert per_revision == {before + 1: 100, before + 2: 100}
     assert after == before + 3
     assert (writer.transactions, writer.writes, writer.errors) == (3, 250, 0)
+
+
+async def test_a_large_change_is_written_whole_by_concurrent_transactions(client, prefix):
+    writer = Writer(client=client, concurrency=8)
+    puts = {f"{prefix}k{i:05}": f"v{i}".encode() for i in range(3000)}
+    await writer.apply(Changes(puts=puts))
+    assert await contents(client, prefix) == puts
+    assert (writer.transactions, writer.writes) == (24, 3000)  # 23 x 128 + 56
+    await writer.apply(Changes(deletes=tuple(puts)))
+    assert await contents(client, prefix) == {}
 
 
 async def test_an_empty_change_writes_nothing(client, prefix):
@@ -86,14 +103,49 @@ async def test_a_deposed_leader_is_refused_by_etcd(client, prefix):
         new = LeaderElector(client=client, key=key, identity="new", ttl=2)
         async with running(new.run()):
             await until(lambda: new.is_leader, what="new leads")
-            writer = Writer(client=client, fence=lambda: stale)
+            writer = Writer(client=client, fence=lambda: stale, max_ops=10, concurrency=2)
             changes = Changes(puts={f"{prefix}r/{i:03}": b"1" for i in range(150)},
                               deletes=())
             with pytest.raises(NotLeader):
                 await writer.apply(changes)
             assert await contents(client, f"{prefix}r/") == {}
-            assert writer.transactions == 0 and writer.errors == 1
+            # The two transactions in flight were refused; none of the 13 others started.
+            assert writer.transactions == 0 and writer.errors == 2
             await new.resign()
+
+
+async def test_losing_the_lead_midway_starts_nothing_more(client, prefix):
+    """The fence stops answering after three transactions: those three are written (the
+    one in flight finishes), nothing after."""
+    given = []
+
+    def fence():
+        given.append(1)
+        return client.transactions.version(f"{prefix}absent".encode()) == 0 \
+            if len(given) <= 3 else None
+
+    writer = Writer(client=client, fence=fence, max_ops=10, concurrency=2)
+    with pytest.raises(NotLeader):
+        await writer.apply(Changes(puts={f"{prefix}{i:03}": b"1" for i in range(100)}))
+    assert writer.transactions == 3 and len(await contents(client, prefix)) == 30
+    assert len(given) == 4
+
+
+async def test_a_batch_etcd_refuses_does_not_stop_the_others(client, prefix):
+    """A value over etcd's request limit (1.5 MiB): its transaction is refused for good, the
+    others are written, and WriteFailed names exactly what was not."""
+    puts = {f"{prefix}{i:02}": b"small" for i in range(20)}
+    puts[f"{prefix}10"] = b"x" * 1_700_000
+    deletes = (f"{prefix}zz",)
+    writer = Writer(client=client, max_ops=4, concurrency=2)
+    with pytest.raises(WriteFailed) as err:
+        await writer.apply(Changes(puts=puts, deletes=deletes))
+    bad = {f"{prefix}{i:02}" for i in range(8, 12)}  # the third batch of four
+    assert dict(err.value.unwritten.puts) == {k: puts[k] for k in bad}
+    assert err.value.unwritten.deletes == ()
+    assert await contents(client, prefix) == {k: v for k, v in puts.items() if k not in bad}
+    assert "1 of 6 etcd transactions not written (4 puts, 0 deletes)" in str(err.value)
+    assert (writer.transactions, writer.errors, writer.unwritten) == (5, 1, 4)
 
 
 async def test_transient_errors_are_retried_then_reported(etcd_fresh, prefix):
@@ -106,8 +158,41 @@ async def test_transient_errors_are_retried_then_reported(etcd_fresh, prefix):
         with pytest.raises(WriteFailed) as err:
             await writer.apply(Changes(puts={f"{prefix}a": b"1"}))
         assert "3 attempts" in str(err.value) and writer.errors == 3
+        assert err.value.unwritten == Changes(puts={f"{prefix}a": b"1"})
     finally:
         await client.close()
+
+
+async def test_with_etcd_away_the_rest_is_not_tried(etcd_fresh, prefix):
+    """Two transactions failing in a row mean etcd is away: the other eight are given up
+    at once, all ten in `unwritten`. (Sequential, so that the count of attempts is exact: with
+    concurrency N, N failures in a row, and the ones in flight then finish.)"""
+    settings = EtcdSettings(endpoints=(etcd_fresh.url,), timeout=0.5)
+    client = await connect(settings)
+    try:
+        etcd_fresh.stop()
+        writer = Writer(client=client, max_ops=5, concurrency=1, retries=1,
+                        backoff=Backoff(initial=0.01, maximum=0.02), timeout=0.5)
+        puts = {f"{prefix}{i:02}": b"1" for i in range(40)}
+        deletes = tuple(f"{prefix}d{i:02}" for i in range(10))
+        with pytest.raises(WriteFailed) as err:
+            await writer.apply(Changes(puts=puts, deletes=deletes))
+        assert writer.errors == 4  # two transactions, two attempts each
+        assert dict(err.value.unwritten.puts) == puts
+        assert sorted(err.value.unwritten.deletes) == sorted(deletes)
+        assert "10 of 10" in str(err.value) and "8 not tried" in str(err.value)
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize(("kwargs", "error"), [
+    ({"max_ops": 0}, "max_ops"),
+    ({"concurrency": 0}, "concurrency"),
+    ({"rate_per_second": 0}, "rate_per_second"),
+], ids=["no-ops", "no-concurrency", "zero-rate"])
+async def test_bad_settings_are_refused(client, kwargs, error):
+    with pytest.raises(ValueError, match=error):
+        Writer(client=client, **kwargs)
 
 
 async def test_rate_limit_spaces_transactions(client, prefix):
