@@ -134,7 +134,7 @@ class ZoneState:
         self._cluster_rejections: dict[str, Rejection] = {}
         self._current: dict[str, bytes] = {}
         self._held: dict[ServiceKey, set[str]] = {}  # group -> its current keys
-        self._claims: dict[str, Counter[ServiceKey]] = {}  # cluster -> groups with values naming it
+        self._claims: dict[str, dict[ServiceKey, int]] = {}  # cluster -> groups with values naming it
         self._outside_pending: set[str] = set()
         # results
         self._parts: dict[ServiceKey, dict[str, _Cached]] = {}
@@ -378,10 +378,18 @@ class ZoneState:
         if group is None:
             self._outside_pending.add(key)
             return
-        self._held.setdefault(group, set()).add(key)
+        held = self._held.get(group)
+        if held is None:
+            held = self._held[group] = set()
+        held.add(key)
         for cluster in _claimed(value):
-            self._claims.setdefault(cluster, Counter())[group] += 1
-        self._mark((group,))
+            claims = self._claims.get(cluster)
+            if claims is None:
+                claims = self._claims[cluster] = {}
+            claims[group] = claims.get(group, 0) + 1
+        if group not in self._dirty:
+            self._dirty.add(group)
+            self._queue.append(group)
 
     def _drop_current(self, key: str) -> None:
         value = self._current.pop(key)
@@ -396,7 +404,7 @@ class ZoneState:
         for cluster in _claimed(value):
             claims = self._claims[cluster]
             claims[group] -= 1
-            if claims[group] <= 0:
+            if not claims[group]:
                 del claims[group]
         self._mark((group,))
 
