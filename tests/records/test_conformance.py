@@ -20,7 +20,7 @@ from fed_dns.records.codec import backend_id, decode, encode
 from fed_dns.records.render import render
 from tests.records.builders import MYSQL, OWNER, SETTINGS, backend, service, tcp, view
 
-CASES = Path(__file__).resolve().parents[2] / ".." / "shared" / "conformance" / "coredns-etcd.yaml"
+CASES = Path(__file__).resolve().parents[2] / "tests" / "data" / "conformance" / "coredns-etcd.yaml"
 READY, UNREACHABLE = Health.READY, Health.UNREACHABLE
 PG = ServiceKey(namespace="db", name="pg")
 API = ServiceKey(namespace="web", name="api")

@@ -21,19 +21,14 @@ import yaml
 from tests.support import (EtcdKV, LOOPBACK, REPO, fed_dns_command, free_port,  # noqa: F401
                            stop_process, wait_for)
 
-CONFORMANCE_NAME = Path("shared") / "conformance" / "coredns-etcd.yaml"
+CONFORMANCE = REPO / "tests" / "data" / "conformance" / "coredns-etcd.yaml"  # a copy of shared/'s
 
 
 def conformance_file() -> Path:
-    """The recorded CoreDNS cases: $FED_DNS_CONFORMANCE, else shared/ next to or above the repo."""
+    """The recorded CoreDNS cases: $FED_DNS_CONFORMANCE, else the repository's copy (which
+    tests/test_shared_copies.py keeps equal to ../shared/conformance when that is there)."""
     env = os.environ.get("FED_DNS_CONFORMANCE")
-    if env:
-        return Path(env)
-    for base in (REPO, *REPO.parents):
-        candidate = base / CONFORMANCE_NAME
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"{CONFORMANCE_NAME} not found above {REPO}")
+    return Path(env) if env else CONFORMANCE
 
 
 def load_cases() -> list[dict]:
