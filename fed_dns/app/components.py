@@ -39,13 +39,21 @@ def etcd_settings(config):
     )
 
 
+def empty_table(*, settings, topology=None):
+    """The daemon's table before its first reconcile run: no records (not the loading table:
+    deltas are applied to it from the first run on, while DNS still answers SERVFAIL)."""
+    from fed_dns.server import table
+
+    return table.build(zone=settings.zone, entries={}, prefix=settings.prefix, topology=topology)
+
+
 async def start_dns(*, config, settings):
     from fed_dns.server import dns, table
 
     host, port = config.dns.host, config.dns.port
     # SERVFAIL in the zone until the first reconcile run: resolvers must not cache an NXDOMAIN
     server = dns.DnsServer(
-        host=host, port=port, table=table.loading(zone=settings.zone),
+        host=host, port=port, table=table.loading(zone=settings.zone, prefix=settings.prefix),
         reuse_port=config.dns.workers > 1,
         identity=f"{socket.gethostname()} worker 0 pid {os.getpid()}",
         tcp_idle_timeout=config.dns.tcp_idle_timeout,
@@ -71,7 +79,9 @@ async def start_http(*, config, daemon):
     return endpoint
 
 
-async def start_etcd(*, config, prefix: str, identity: str, on_change) -> EtcdParts:
+async def start_etcd(*, config, prefix: str, identity: str, on_store, on_leader) -> EtcdParts:
+    """`on_store(MirrorChange)`: every batch of the zone's etcd events (the first one a full
+    load); `on_leader(bool)`: leadership gained or lost."""
     from fed_dns.etcd import client as etcd_client
     from fed_dns.etcd import leader as etcd_leader
     from fed_dns.etcd import mirror as etcd_mirror
@@ -79,15 +89,16 @@ async def start_etcd(*, config, prefix: str, identity: str, on_change) -> EtcdPa
 
     settings = etcd_settings(config)
     client = await etcd_client.connect(settings)
-    mirror = etcd_mirror.ZoneMirror(settings=settings, prefix=prefix + "/",
-                                    on_change=lambda _snapshot: on_change())
+    mirror = etcd_mirror.ZoneMirror(settings=settings, prefix=prefix + "/", on_change=on_store)
     elector = None
     if config.leader_election.enabled:
         owner = config.zone_settings().owner_id
         elector = etcd_leader.LeaderElector(
             client=client, key=f"/fed-dns/{owner}/leader", identity=identity,
-            ttl=config.leader_election.lease_ttl, on_change=lambda _leader: on_change())
-    writer = etcd_writer.Writer(client=client, fence=elector.fence if elector else None)
+            ttl=config.leader_election.lease_ttl, on_change=on_leader)
+    writer = etcd_writer.Writer(client=client, fence=elector.fence if elector else None,
+                                max_ops=config.etcd.max_txn_ops,
+                                concurrency=config.etcd.write_concurrency)
     return EtcdParts(client=client, mirror=mirror, writer=writer, leader=elector)
 
 
@@ -164,4 +175,4 @@ def backend_prober(*, config, on_change):
     from fed_dns.federation.prober import BackendProber
 
     return BackendProber(period=config.health.period, timeout=config.health.timeout,
-                         thresholds=thresholds(config), on_change=lambda *_: on_change())
+                         thresholds=thresholds(config), on_change=on_change)

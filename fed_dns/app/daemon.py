@@ -14,13 +14,13 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from fed_dns.app.components import EtcdParts
-from fed_dns.app.reconcile import Inputs, Reconciler
+from fed_dns.app.reconcile import Reconciler
 from fed_dns.federation import targets
-from fed_dns.model import Changes, ClusterSpec, ClusterView, Health
+from fed_dns.model import Changes, ClusterSpec, ClusterView, Health, ServiceKey
 from fed_dns.records import names
 
 log = logging.getLogger("fed_dns.daemon")
@@ -46,6 +46,8 @@ class Daemon:
     """The daemon for one config. `await serve(stop=event)` runs until the event is set."""
 
     def __init__(self, *, config, members: tuple[ClusterSpec, ...] | None = None) -> None:
+        from fed_dns.records.incremental import ZoneState
+
         self.config = config
         self.settings = config.zone_settings()
         specs = members if members is not None else config.cluster_specs()
@@ -61,74 +63,87 @@ class Daemon:
         self.http = None
         self.etcd: EtcdParts | None = None
         self.backend_prober = None
-        self.memory: dict[str, bytes] = {}
+        self.table = None  # server.table.ZoneTable: what DNS answers from once settled
+        self.state = ZoneState(settings=self.settings)
+        for name, member in self.members.items():
+            self.state.set_health(name, member.health)
         self.reconciler = Reconciler(
-            settings=self.settings,
-            inputs=self._inputs,
+            state=self.state,
             publish=self._publish,
             write=self._write,
+            lookup=self._lookup,
             may_write=self._may_write,
+            chunk=config.reconcile.chunk,
+            resync_period=config.reconcile.resync_period,
         )
 
-    # -- inputs and outputs of the reconcile loop ------------------------------------------
+    # -- outputs of the reconcile loop ---------------------------------------------------------
 
-    def _inputs(self) -> Inputs:
-        current = self.etcd.mirror.snapshot if self.etcd else self.memory
-        probes = self.backend_prober.results if self.backend_prober else {}
-        return Inputs(
-            views={n: m.view for n, m in self.members.items()},
-            health={n: m.health for n, m in self.members.items()},
-            probes=probes,
-            current=current,
-        )
-
-    def _publish(self, entries: Mapping[str, bytes]) -> None:
+    def _publish(self, puts: Mapping[str, bytes], deletes: Iterable[str]) -> None:
+        """A table delta: applied to the daemon's table at once (O(delta)); DNS answers from
+        that table once the daemon is settled (until then SERVFAIL in the zone). The DNS
+        worker processes get the same delta."""
+        from fed_dns.app import runtime
         from fed_dns.server import table
 
+        deletes = tuple(deletes)
+        if puts or deletes:
+            self.table = table.update(previous=self.table, puts=puts, deletes=deletes)
+            if len(puts) + len(deletes) >= runtime.BIG_CHANGE:
+                runtime.after_big_change()
         live = self.settled()
-        if self.dns is not None and live:  # until then the loading table answers SERVFAIL
-            self.dns.swap(table.build(zone=self.settings.zone, entries=entries,
-                                      prefix=self.settings.prefix, previous=self.dns.table,
-                                      topology=self.topology))
+        if self.dns is not None and live and self.dns.table is not self.table:
+            self.dns.swap(self.table)
         if self.workers is not None:
-            self.workers.publish(entries, live=live)
-        if self.etcd is None:
-            self.memory = dict(entries)
+            self.workers.publish(puts=puts, deletes=deletes, live=live)
 
     def _may_write(self) -> bool:
         if self.etcd is None:
+            return False
+        if not self.etcd.mirror.loaded:  # plan against what etcd holds, never against nothing
             return False
         if self.etcd.leader is not None and not self.etcd.leader.is_leader:
             return False
         return True
 
-    async def _write(self, changes: Changes) -> None:
-        if self.etcd is None:
-            return
-        if not getattr(self.etcd.mirror, "loaded", True):
-            raise RuntimeError("etcd contents not loaded yet; records are served from memory")
-        await self.etcd.writer.apply(changes)
-        await self._await_mirror(changes)
+    def _lookup(self, key: str) -> bytes | None:
+        return self.etcd.mirror.snapshot.get(key) if self.etcd is not None else None
 
-    async def _await_mirror(self, changes: Changes, timeout: float = 2.0) -> None:
-        """Wait until the mirror shows our own write, so the next run plans against it."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            snap = self.etcd.mirror.snapshot
-            if all(snap.get(k) == v for k, v in changes.puts.items()) and not any(
-                k in snap for k in changes.deletes
-            ):
-                return
-            await asyncio.sleep(0.002)
-        log.warning("etcd watch did not show our write within %.1fs", timeout)
+    async def _write(self, changes: Changes) -> None:
+        await self.etcd.writer.apply(changes)
 
     # -- events ------------------------------------------------------------------------------
 
-    def on_view(self, view: ClusterView) -> None:
+    def on_view(self, view: ClusterView, changed: frozenset[ServiceKey]) -> None:
         member = self.members[view.cluster]
         member.view = view
-        self._update_backend_targets()
+        self.state.set_view(view, changed=changed)
+        if self.backend_prober is not None:
+            for key in changed:
+                service = view.services.get(key)
+                self.backend_prober.update_targets(
+                    cluster=view.cluster, service=key,
+                    targets=targets.of_service(cluster=view.cluster, view=service)
+                    if service is not None else {})
         self.reconciler.mark_dirty()
+
+    def on_probes(self, changed: Mapping) -> None:
+        self.state.set_probes(changed)
+        self.reconciler.mark_dirty()
+
+    def on_store(self, change) -> None:
+        """An etcd mirror batch (our own writes echoed back included)."""
+        if change.reload:
+            self.state.load_current(change.puts)
+        else:
+            self.state.update_current(puts=change.puts, deletes=change.deletes)
+        self.reconciler.mark_dirty()
+
+    def on_leader(self, leader: bool) -> None:
+        if leader:  # write what followers only planned: check every Service once
+            self.reconciler.resync()
+        else:
+            self.reconciler.mark_dirty()
 
     def on_watch_error(self, cluster: str, message: str) -> None:
         member = self.members.get(cluster)
@@ -143,12 +158,8 @@ class Daemon:
         if member.health != health:  # the prober logs the change, with the probe's error
             member.health = health
             member.transitions += 1
+            self.state.set_health(cluster, health)
             self.reconciler.mark_dirty()
-
-    def _update_backend_targets(self) -> None:
-        if self.backend_prober is not None:
-            self.backend_prober.set_targets(
-                targets.from_views(views=[m.view for m in self.members.values()]))
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -183,6 +194,7 @@ class Daemon:
 
         self.topology = components.topology(config=self.config,
                                             members=tuple(m.spec for m in self.members.values()))
+        self.table = components.empty_table(settings=self.settings, topology=self.topology)
         self.dns = await components.start_dns(config=self.config, settings=self.settings)
         self.workers = components.dns_workers(config=self.config, settings=self.settings,
                                               port=self.dns.port, topology=self.topology)
@@ -190,12 +202,12 @@ class Daemon:
         if self.config.etcd.endpoints:
             self.etcd = await components.start_etcd(
                 config=self.config, prefix=self.zone_prefix, identity=self.identity,
-                on_change=self.reconciler.mark_dirty)
+                on_store=self.on_store, on_leader=self.on_leader)
             tasks["etcd-mirror"] = group.create_task(self.etcd.mirror.run(), name="etcd-mirror")
             if self.etcd.leader is not None:
                 tasks["etcd-leader"] = group.create_task(self.etcd.leader.run(), name="etcd-leader")
         self.backend_prober = components.backend_prober(config=self.config,
-                                                        on_change=self.reconciler.mark_dirty)
+                                                        on_change=self.on_probes)
         tasks["backend-prober"] = group.create_task(self.backend_prober.run(), name="backend-prober")
         for name, member in self.members.items():
             try:
@@ -203,6 +215,7 @@ class Daemon:
             except Exception as exc:  # a member that cannot be loaded is reported, others go on
                 member.last_error = str(exc)
                 member.health = Health.UNREACHABLE
+                self.state.set_health(name, Health.UNREACHABLE)
                 log.error("cluster %s: %s", name, exc)
                 continue
             member.watcher = components.watcher(config=self.config, spec=member.spec,

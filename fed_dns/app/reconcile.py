@@ -1,9 +1,17 @@
-"""The level-triggered reconcile loop (as external-dns's controller).
+"""The level-triggered, incremental reconcile loop (as external-dns's controller, but cost
+follows the change).
 
-Events only mark the loop dirty; a run recomputes the desired zone from the current views,
-health and probe results, swaps the DNS table and writes the etcd diff. Runs are coalesced:
-a burst of events causes one run, and a run that fails is retried with backoff while DNS
-keeps answering from the last good table.
+Events (a member's changed Services, a health change, probe results, store events) go into a
+`records.incremental.ZoneState` and mark the loop dirty. A run steps through the dirty
+Services in chunks of `chunk` Services, swapping each chunk's table delta into DNS at once and
+yielding to the event loop between chunks, so leases, probes and watches keep their deadlines
+whatever the size of the change. The etcd writes of a run are handed to a separate writer
+task: DNS never waits for etcd, and a slow or failing etcd never delays the next run.
+
+The writer applies our own writes to the state's view of the store at once ("optimistic"), so
+the next run plans against them and never writes a key twice; when a write fails (etcd down,
+leadership lost) the keys it did not write are read back from the store and re-planned.
+A periodic full pass (`resync_period`) re-checks every Service, in the same chunks.
 """
 
 from __future__ import annotations
@@ -11,20 +19,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from fed_dns.app.metrics import LAG_BUCKETS, LocalHistogram
-from fed_dns.model import Changes, ClusterView, DesiredZone, Health, ServiceKey, ZoneSettings
-from fed_dns.records import plan, render
+from fed_dns.model import Changes
 
 log = logging.getLogger("fed_dns.reconcile")
 
-ProbeResults = Mapping[tuple[str, ServiceKey, str], bool]
+Publish = Callable[[Mapping[str, bytes], Iterable[str]], None]
+Write = Callable[[Changes], Awaitable[None]]
+Lookup = Callable[[str], bytes | None]
+
+# Between two steps the loop waits this long for I/O: a bare sleep(0) runs the ready callbacks
+# once, which is not enough for a gRPC call (the lease keepalive) to complete while steps follow
+# one another; the test that holds each step for 0.1 s loses its lease with sleep(0) and keeps
+# it with this.
+YIELD = 0.001
 
 
 def apply_changes(*, current: Mapping[str, bytes], changes: Changes) -> dict[str, bytes]:
-    """What the store holds once `changes` are written: the table DNS should answer from."""
+    """What the store holds once `changes` are written (pure; tests and tools)."""
     entries = dict(current)
     for key in changes.deletes:
         entries.pop(key, None)
@@ -34,74 +49,124 @@ def apply_changes(*, current: Mapping[str, bytes], changes: Changes) -> dict[str
 
 @dataclass
 class ReconcileStats:
-    runs: int = 0
-    failures: int = 0
-    writes: int = 0
+    runs: int = 0  # runs that stepped at least one Service
+    steps: int = 0  # chunks stepped
+    services_stepped: int = 0
+    failures: int = 0  # failed runs and failed writes
+    writes: int = 0  # successful write calls
+    written_ops: int = 0
     last_run_seconds: float = 0.0
+    last_run_duration: float = 0.0
+    longest_step: float = 0.0  # seconds the longest chunk held the event loop
     last_error: str = ""
+    failovers: int = 0
+    resyncs: int = 0
     published_records: int = 0
     published_services: int = 0
-    rejected: dict[str, int] = field(default_factory=dict)
-    failovers: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)  # reason -> objects now rejected
     lag: LocalHistogram = field(default_factory=lambda: LocalHistogram(LAG_BUCKETS))  # event -> table swap
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Inputs:
-    """A consistent snapshot of everything a run decides from."""
+class _Pending:
+    """Writes not yet handed to etcd: the latest value (or deletion) per key."""
 
-    views: Mapping[str, ClusterView]
-    health: Mapping[str, Health]
-    probes: ProbeResults
-    current: Mapping[str, bytes]
+    def __init__(self) -> None:
+        self.items: dict[str, bytes | None] = {}
+
+    def merge(self, changes: Changes) -> None:
+        for key in changes.deletes:
+            self.items[key] = None
+        self.items.update(changes.puts)
+
+    def take(self) -> Changes:
+        items, self.items = self.items, {}
+        return Changes(puts={k: v for k, v in items.items() if v is not None},
+                       deletes=tuple(k for k, v in items.items() if v is None))
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
 
 
 class Reconciler:
-    """Owns the dirty flag and the run loop; everything it decides with is pure (records.*)."""
+    """Owns the dirty flag, the run loop and the writer task; what it decides with is pure
+    (`records.incremental`)."""
 
     def __init__(
         self,
         *,
-        settings: ZoneSettings,
-        inputs: Callable[[], Inputs],
-        publish: Callable[[Mapping[str, bytes]], None],
-        write: Callable[[Changes], Awaitable[None]] | None,
+        state,
+        publish: Publish,
+        write: Write | None,
+        lookup: Lookup | None = None,
         may_write: Callable[[], bool] = lambda: True,
+        chunk: int = 500,
         debounce: float = 0.005,
         retry_max: float = 5.0,
+        resync_period: float = 300.0,
     ) -> None:
-        self._settings = settings
-        self._inputs = inputs
+        """`state`: a records.incremental.ZoneState. `publish(puts, deletes)`: the table
+        delta (DNS). `write(changes)`: etcd (None: nothing is written; the state's store is
+        then the table itself). `lookup(key)`: the store's value of a key (the etcd mirror),
+        read back after a failed write."""
+        self.state = state
         self._publish = publish
         self._write = write
+        self._lookup = lookup
         self._may_write = may_write
+        self._chunk = chunk
         self._debounce = debounce
         self._retry_max = retry_max
+        self._resync_period = resync_period
         self._dirty = asyncio.Event()
         self._dirty_since: float | None = None
+        self._pending = _Pending()
+        self._write_wanted = asyncio.Event()
+        self._write_delay = 0.0
         self.stats = ReconcileStats()
-        self.desired: DesiredZone | None = None
-        self.entries: Mapping[str, bytes] = {}
-        self._unhealthy: set[tuple[str, str]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._writes_idle = asyncio.Event()
+        self._writes_idle.set()
         self._stopping = False
+
+    @property
+    def entries(self) -> Mapping[str, bytes]:
+        """What the DNS table holds (the store with the pending plan applied)."""
+        return self.state.entries
 
     def mark_dirty(self) -> None:
         if self._dirty_since is None:
             self._dirty_since = time.monotonic()
         self._dirty.set()
 
+    def resync(self) -> None:
+        """Re-check every Service (in chunks), e.g. after becoming leader."""
+        self.state.mark_all()
+        self.stats.resyncs += 1
+        self.mark_dirty()
+
     async def run(self) -> None:
+        """The step loop and the writer, until cancelled."""
+        writer = asyncio.create_task(self._write_loop(), name="reconcile-writer")
+        try:
+            await self._step_loop()
+        finally:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+
+    async def _step_loop(self) -> None:
         delay = 0.0
+        next_resync = time.monotonic() + self._resync_period
         while True:
+            timeout = max(0.0, next_resync - time.monotonic())
             if delay:
-                try:
-                    await asyncio.wait_for(self._dirty.wait(), timeout=delay)
-                except TimeoutError:
-                    pass
-            else:
-                await self._dirty.wait()
+                timeout = min(timeout, delay)
+            try:
+                await asyncio.wait_for(self._dirty.wait(), timeout=timeout)
+            except TimeoutError:
+                if time.monotonic() >= next_resync:
+                    next_resync = time.monotonic() + self._resync_period
+                    self.resync()
             await asyncio.sleep(self._debounce)  # coalesce a burst into one run
             if self._stopping:
                 return
@@ -119,54 +184,145 @@ class Reconciler:
                 log.warning("reconcile failed, retrying in %.1fs: %s", delay, self.stats.last_error)
                 self._dirty_since = self._dirty_since or since
                 self._dirty.set()
-                continue
 
     async def stop(self, *, grace: float) -> None:
-        """Start no new run; let the one in flight (an etcd transaction) finish within grace."""
+        """Start no new run; let the run and the writes in flight finish within grace."""
         self._stopping = True
         self._dirty.set()
         try:
             await asyncio.wait_for(self._idle.wait(), timeout=grace)
+            await asyncio.wait_for(self._writes_idle.wait(), timeout=grace)
         except TimeoutError:
-            log.warning("reconcile run still in flight after %.1fs; cancelling it", grace)
+            log.warning("reconcile still busy after %.1fs; cancelling it", grace)
 
     async def run_once(self, *, since: float | None = None) -> Changes:
+        """Step every dirty Service, chunk by chunk; hand the writes to the writer. Returns
+        the changes this run planned (written later, if this replica may write)."""
         self._idle.clear()
+        started = time.monotonic()
+        planned = _Pending()
         try:
-            return await self._run_once(since=since)
+            stepped = 0
+            published = False
+            while self.state.dirty:
+                t0 = time.monotonic()
+                step = self.state.step(limit=self._chunk)
+                if step.table_puts or step.table_deletes:
+                    self._publish(step.table_puts, step.table_deletes)
+                    published = True
+                self.stats.longest_step = max(self.stats.longest_step, time.monotonic() - t0)
+                self.stats.steps += 1
+                self.stats.services_stepped += len(step.services)
+                stepped += len(step.services)
+                self._count_failovers(step)
+                if step.changes:
+                    planned.merge(step.changes)
+                if self.state.dirty:
+                    await asyncio.sleep(YIELD)  # leases, probes, watches and DNS go first
+            if not published:
+                self._publish({}, ())  # lets the owner go live on a run that changed nothing
+            changes = planned.take()
+            if changes:
+                self._hand_to_writer(changes)
+            if stepped:
+                self._count_published()
+                now = time.monotonic()
+                self.stats.runs += 1
+                self.stats.last_run_seconds = now
+                self.stats.last_run_duration = now - started
+                if since is not None:
+                    self.stats.lag.observe(now - since)
+            return changes
         finally:
             self._idle.set()
 
-    async def _run_once(self, *, since: float | None) -> Changes:
-        inputs = self._inputs()
-        rendered = render.render(views=inputs.views, health=inputs.health,
-                                 settings=self._settings, probes=inputs.probes)
-        changes = plan.calculate(current=inputs.current, desired=rendered.zone)
-        entries = apply_changes(current=inputs.current, changes=changes)
-        self._publish(entries)
-        self.desired, self.entries = rendered.zone, entries
-        self._count(rendered, inputs, since)
-        if changes and self._write is not None and self._may_write():
-            await self._write(changes)
-            self.stats.writes += 1
-        return changes
-
-    def _count(self, rendered: render.Rendered, inputs: Inputs, since: float | None) -> None:
-        stats = self.stats
-        stats.runs += 1
-        stats.last_run_seconds = time.monotonic()
-        if since is not None:
-            stats.lag.observe(stats.last_run_seconds - since)
-        stats.published_records = len(rendered.zone.records)
+    def _count_published(self) -> None:
+        state = self.state
+        self.stats.published_records = state.records
+        self.stats.published_services = state.services
         rejected: dict[str, int] = {}
-        for rejection in rendered.rejected:
+        for rejection in state.rejected:
             rejected[rejection.reason] = rejected.get(rejection.reason, 0) + 1
-        stats.rejected = rejected
-        fallbacks = {(record.cluster, record.host) for record in rendered.zone.records.values()
-                     if record.port == -1 and record.cluster}
-        stats.published_services = sum(len(v.services) for v in inputs.views.values())
-        new = fallbacks - self._unhealthy
-        stats.failovers += len(new)
-        for cluster, target in sorted(new):
-            log.info("failover: %s withdrawn for %s", cluster, target)
-        self._unhealthy = fallbacks
+        self.stats.rejected = rejected
+
+    def _count_failovers(self, step) -> None:
+        new = getattr(step, "failovers", ())
+        if not new:
+            return
+        self.stats.failovers += len(new)
+        by_cluster: dict[str, list[str]] = {}
+        for cluster, target in new:
+            by_cluster.setdefault(cluster, []).append(target)
+        for cluster, targets in sorted(by_cluster.items()):
+            sample = ", ".join(sorted(targets)[:3])
+            more = f" and {len(targets) - 3} more" if len(targets) > 3 else ""
+            log.info("failover: %s withdrawn for %d Service(s): %s%s", cluster, len(targets),
+                     sample, more)
+
+    # -- the writer ----------------------------------------------------------------------
+
+    def _hand_to_writer(self, changes: Changes) -> None:
+        if self._write is None:
+            # No etcd: the table is the store. What was planned is now what the store holds.
+            self.state.update_current(puts=changes.puts, deletes=changes.deletes)
+            return
+        if not self._may_write():
+            return  # a follower plans (for its table) but never writes
+        # Optimistic: plan the next runs against our own writes, as if etcd had echoed them.
+        self.state.update_current(puts=changes.puts, deletes=changes.deletes)
+        self._pending.merge(changes)
+        self._write_wanted.set()
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._write_wanted.wait()
+            if self._write_delay:
+                await asyncio.sleep(self._write_delay)
+            self._write_wanted.clear()
+            await self.flush()
+
+    async def flush(self) -> bool:
+        """Write what is pending now; False when that failed (it is then re-planned)."""
+        changes = self._pending.take()
+        if not changes:
+            return True
+        self._writes_idle.clear()
+        try:
+            if not self._may_write():
+                self._failed(changes, "not the leader any more")
+                return False
+            try:
+                await self._write(changes)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - re-planned from what the store holds
+                unwritten = getattr(exc, "unwritten", None) or changes
+                self._failed(unwritten, f"{type(exc).__name__}: {exc}")
+                self._write_delay = min(self._retry_max, max(0.2, self._write_delay * 2))
+                return False
+            self._write_delay = 0.0
+            self.stats.writes += 1
+            self.stats.written_ops += len(changes.puts) + len(changes.deletes)
+            return True
+        finally:
+            if not self._pending:
+                self._writes_idle.set()
+
+    def _failed(self, changes: Changes, reason: str) -> None:
+        """Forget the optimistic values of `changes`: read the store's, re-plan those keys."""
+        self.stats.failures += 1
+        self.stats.last_error = reason
+        log.warning("etcd write of %d operations failed, re-planning: %s",
+                    len(changes.puts) + len(changes.deletes), reason)
+        keys = [*changes.puts, *changes.deletes]
+        lookup = self._lookup or (lambda _key: None)
+        puts: dict[str, bytes] = {}
+        deletes: list[str] = []
+        for key in keys:
+            value = lookup(key)
+            if value is None:
+                deletes.append(key)
+            else:
+                puts[key] = value
+        self.state.update_current(puts=puts, deletes=deletes)
+        self.mark_dirty()

@@ -35,7 +35,10 @@ def main(args) -> int:
 
 
 def run_daemon(*, config, members=None) -> int:
+    from fed_dns.app import runtime
     from fed_dns.app.daemon import Daemon
+
+    runtime.tune_for_dns()
 
     async def body() -> int:
         stop = asyncio.Event()

@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from fed_dns.app import logs
+from fed_dns.app import logs, runtime
 
 log = logging.getLogger("fed_dns.serve")
 
@@ -110,6 +110,9 @@ def main(args) -> int:
 def run_worker(opts: ServeOptions, *, index: int, reuse_port: bool) -> int:
     import uvloop
 
+    from fed_dns.app import runtime
+
+    runtime.tune_for_dns()
     return uvloop.run(serve(opts, index=index, reuse_port=reuse_port))
 
 
@@ -131,6 +134,7 @@ class Feed:
         self.revision = 0  # of the newest change received
         self.changed = asyncio.Event()
         self.builds = 0
+        self.big = False  # the last build was a load or a big update
         self.last_build_ms = 0.0
 
     def on_change(self, change) -> None:
@@ -153,6 +157,7 @@ class Feed:
         if self.base is None and (not self.pending or current.loading):
             return None  # deltas before the first load wait for it
         new = current
+        self.big = self.base is not None or len(self.pending) >= runtime.BIG_CHANGE
         if self.base is not None:
             new = table.build(zone=self.opts.zone, entries=self.base, prefix=self.opts.prefix,
                               previous=None if current.loading else current,
@@ -177,6 +182,8 @@ class Feed:
             if new is None:
                 continue
             self.server.swap(new)
+            if self.big:
+                runtime.after_big_change()
             self.builds += 1
             self.last_build_ms = (time.perf_counter() - start) * 1000
             if new.dropped:

@@ -144,6 +144,7 @@ class Follow:
         self.pending: Pending | None = Pending()  # None once live
 
     def receive(self, message: tuple) -> None:
+        from fed_dns.app import runtime
         from fed_dns.server import table
 
         s = self.settings
@@ -154,18 +155,22 @@ class Follow:
             else:
                 self.server.swap(table.update(previous=self.server.table, puts=puts,
                                               deletes=deletes))
+                if len(puts) + len(deletes) >= runtime.BIG_CHANGE:
+                    runtime.after_big_change()
         elif message[0] == "live" and self.pending is not None:
             entries, self.pending = self.pending.entries, None
             self.server.swap(table.build(zone=s.zone, entries=entries, prefix=s.prefix,
                                          topology=s.topology))
+            runtime.after_big_change()
 
 
 def _worker_entry(settings: WorkerSettings, index: int, conn, unused) -> None:
     import uvloop
 
-    from fed_dns.app import logs
+    from fed_dns.app import logs, runtime
 
     unused.close()
+    runtime.tune_for_dns()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group: the daemon decides
     logs.setup(fmt=settings.log_format, level=settings.log_level)
     uvloop.run(_worker(settings, index, conn))

@@ -1,27 +1,35 @@
-"""The reconcile loop with an in-memory store: coalescing, owner safety, retry, what DNS gets."""
+"""The incremental reconcile loop: what DNS gets, what etcd gets, chunking, retries, leadership.
+
+The state is the real `records.incremental.ZoneState`; the store is a dict fed back to the
+state as the etcd mirror would (our own writes echoed, foreign writes seen).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
 from fed_dns import config as config_mod
-from fed_dns.app.reconcile import Inputs, Reconciler, apply_changes
-from fed_dns.etcd.store import MemoryStore
-from fed_dns.records import codec
+from fed_dns.app.reconcile import Reconciler, apply_changes
 from fed_dns.model import (Backend, Changes, ClusterSpec, ClusterView, Health, Port, ServiceKey,
                            ServiceView, ZoneSettings)
+from fed_dns.records import codec, plan, render
+from fed_dns.records.incremental import ZoneState
 
 SETTINGS = ZoneSettings(zone="fed.example.com.", owner_id="fed-dns/fed.example.com.")
 KEY = ServiceKey(namespace="ns", name="mysql")
 PREFIX = "/skydns/com/example/fed/"
 
 
-def view(cluster: str, *addresses: str, ready: bool = True) -> ClusterView:
+def service(key: ServiceKey, *addresses: str, ready: bool = True) -> ServiceView:
     backends = tuple(Backend(address=a, ports=(Port(name="mysql", port=3306),)) for a in addresses)
-    return ClusterView(cluster=cluster, synced=True,
-                       services={KEY: ServiceView(key=KEY, backends=backends, ready=ready)})
+    return ServiceView(key=key, backends=backends, ready=ready)
+
+
+def view(cluster: str, *addresses: str, ready: bool = True) -> ClusterView:
+    return ClusterView(cluster=cluster, synced=True, services={KEY: service(KEY, *addresses, ready=ready)})
 
 
 @pytest.mark.parametrize(("current", "changes", "expected"), [
@@ -35,88 +43,288 @@ def test_apply_changes_table(current, changes, expected):
 
 
 class Harness:
-    def __init__(self) -> None:
-        self.store = MemoryStore()
+    """A reconciler over a real ZoneState; `etcd` is the store, echoed back like the mirror."""
+
+    def __init__(self, *, chunk: int = 500, leader: bool = True, echo: bool = True,
+                 state: ZoneState | None = None) -> None:
+        self.state = state or ZoneState(settings=SETTINGS)
         self.views = {"c1": view("c1", "10.1.0.1"), "c2": view("c2", "10.2.0.1")}
         self.health = {"c1": Health.READY, "c2": Health.READY}
-        self.published: list[dict] = []
+        self.table: dict[str, bytes] = {}
+        self.publishes: list[tuple[dict, tuple]] = []
         self.writes: list[Changes] = []
         self.fail_writes = 0
-        self.etcd: dict[str, bytes] = {}  # what the store holds, for the synchronous inputs()
-        self.reconciler = Reconciler(settings=SETTINGS, inputs=self.inputs, publish=self.published.append,
-                                     write=self.write, debounce=0.001, retry_max=0.05)
+        self.leader = leader
+        self.echo = echo
+        self.etcd: dict[str, bytes] = {}
+        self.state.load_current({})
+        for name in self.views:
+            self.state.set_view(self.views[name], changed=None)
+            self.state.set_health(name, self.health[name])
+        self.reconciler = Reconciler(state=self.state, publish=self.publish, write=self.write,
+                                     lookup=self.etcd.get, may_write=lambda: self.leader,
+                                     chunk=chunk, debounce=0.001, retry_max=0.05)
 
-    def inputs(self) -> Inputs:
-        return Inputs(views=dict(self.views), health=dict(self.health), probes={},
-                      current=dict(self.etcd))
+    def set_view(self, v: ClusterView, changed=None) -> None:
+        self.views[v.cluster] = v
+        self.state.set_view(v, changed=changed)
+        self.reconciler.mark_dirty()
+
+    def set_health(self, cluster: str, health: Health) -> None:
+        self.health[cluster] = health
+        self.state.set_health(cluster, health)
+        self.reconciler.mark_dirty()
+
+    def publish(self, puts, deletes) -> None:
+        self.publishes.append((dict(puts), tuple(deletes)))
+        for key in deletes:
+            self.table.pop(key, None)
+        self.table.update(puts)
 
     async def write(self, changes: Changes) -> None:
         if self.fail_writes:
             self.fail_writes -= 1
             raise ConnectionError("etcd down")
         self.writes.append(changes)
-        await self.put(changes)
+        self.store(changes)
 
-    async def put(self, changes: Changes) -> None:
-        await self.store.apply(changes)
-        self.etcd = await self.store.read(prefix=PREFIX)
+    def store(self, changes: Changes) -> None:
+        """Something written to etcd (by us or anyone): the mirror tells the state."""
+        for key in changes.deletes:
+            self.etcd.pop(key, None)
+        self.etcd.update(changes.puts)
+        if self.echo:
+            self.state.update_current(puts=changes.puts, deletes=changes.deletes)
+            self.reconciler.mark_dirty()
 
+    def expected_table(self) -> dict[str, bytes]:
+        zone = render.render(views=self.views, health=self.health, settings=SETTINGS).zone
+        return apply_changes(current=self.etcd, changes=plan.calculate(current=self.etcd, desired=zone))
 
-async def test_first_run_writes_then_nothing_when_nothing_changed():
-    h = Harness()
-    first = await h.reconciler.run_once()
-    assert first.puts and not first.deletes
-    assert h.published[-1] == dict(h.etcd)
-    second = await h.reconciler.run_once()
-    assert not second and len(h.writes) == 1
-
-
-async def test_dead_cluster_becomes_fallback_in_one_run_and_dns_sees_it_before_etcd():
-    h = Harness()
-    await h.reconciler.run_once()
-    h.health["c2"] = Health.UNREACHABLE
-    h.fail_writes = 1
-    with pytest.raises(ConnectionError):
-        await h.reconciler.run_once()
-    fallback = PREFIX + "ns/mysql/c2"
-    assert fallback in h.published[-1]  # DNS already answers with the fallback
-    assert fallback not in h.etcd  # etcd not yet
-    await h.reconciler.run_once()
-    assert fallback in h.etcd
-    assert h.reconciler.stats.failovers == 1
+    async def settle(self) -> None:
+        """Runs and writes until nothing is dirty and nothing is pending."""
+        for _ in range(10):
+            await self.reconciler.run_once()
+            await self.reconciler.flush()
+            if not self.state.dirty:
+                return
+        raise AssertionError("never settled")
 
 
-async def test_loop_coalesces_a_burst_and_retries_a_failed_write():
-    h = Harness()
+async def until(predicate, *, timeout: float = 5.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.005)
+
+
+async def running(h: Harness):
     task = asyncio.create_task(h.reconciler.run())
+    await asyncio.sleep(0)
+    return task
+
+
+async def stop(h: Harness, task: asyncio.Task) -> None:
+    await h.reconciler.stop(grace=1)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_first_run_writes_everything_then_nothing_when_nothing_changed():
+    h = Harness()
+    task = await running(h)
+    try:
+        h.reconciler.mark_dirty()
+        await until(lambda: h.writes and h.table == h.etcd, what="first write")
+        assert h.writes[0].puts and not h.writes[0].deletes
+        assert h.table == h.expected_table()
+        writes = len(h.writes)
+        h.reconciler.mark_dirty()
+        await asyncio.sleep(0.05)
+        assert len(h.writes) == writes  # the echo of our own write is not written again
+    finally:
+        await stop(h, task)
+
+
+async def test_dead_cluster_is_a_fallback_in_dns_even_while_etcd_fails_then_etcd_follows():
+    h = Harness()
+    task = await running(h)
+    try:
+        h.reconciler.mark_dirty()
+        await until(lambda: h.table and h.table == h.etcd, what="first write")
+        fallback = PREFIX + "ns/mysql/c2"
+        h.fail_writes = 2
+        h.set_health("c2", Health.UNREACHABLE)
+        await until(lambda: fallback in h.table, what="fallback in DNS")
+        assert fallback not in h.etcd  # etcd not yet: the first write attempts fail
+        await until(lambda: fallback in h.etcd, what="fallback written after the failures")
+        assert h.reconciler.stats.failures >= 2
+        assert "etcd down" in h.reconciler.stats.last_error
+        assert h.reconciler.stats.failovers == 1
+        await until(lambda: h.table == h.expected_table() and h.etcd == h.table, what="converged")
+    finally:
+        await stop(h, task)
+
+
+async def test_a_burst_of_events_is_one_run():
+    h = Harness()
+    task = await running(h)
     try:
         for _ in range(50):
             h.reconciler.mark_dirty()
+        await until(lambda: h.reconciler.stats.runs >= 1, what="a run")
         await asyncio.sleep(0.05)
-        assert h.reconciler.stats.runs == 1
-        h.fail_writes = 2
-        h.views["c1"] = view("c1", "10.1.0.1", "10.1.0.9")
-        h.reconciler.mark_dirty()
-        for _ in range(100):
-            if any(k.endswith("/" + codec.backend_id("10.1.0.9")) for k in h.etcd):
-                break
-            await asyncio.sleep(0.01)
-        else:
-            raise AssertionError("the failed write was never retried")
-        assert h.reconciler.stats.failures == 2
-        assert "etcd down" in h.reconciler.stats.last_error
+        runs = h.reconciler.stats.runs
+        assert runs <= 2  # the first run, and at most one for the echo of its write
     finally:
-        await h.reconciler.stop(grace=1)
-        task.cancel()
+        await stop(h, task)
 
 
 async def test_foreign_keys_are_kept_in_the_table_and_never_written():
     h = Harness()
     foreign = PREFIX + "ns/mysql/c1/manual"
-    await h.put(Changes(puts={foreign: b'{"host":"10.9.9.9"}'}))
-    changes = await h.reconciler.run_once()
-    assert foreign not in changes.puts and foreign not in changes.deletes
-    assert h.published[-1][foreign] == b'{"host":"10.9.9.9"}'
+    h.store(Changes(puts={foreign: b'{"host":"10.9.9.9"}'}))
+    await h.settle()
+    assert all(foreign not in w.puts and foreign not in w.deletes for w in h.writes)
+    assert h.table[foreign] == b'{"host":"10.9.9.9"}'
+
+
+async def test_a_follower_plans_for_its_table_but_writes_only_once_leader():
+    h = Harness(leader=False)
+    await h.settle()
+    assert h.table == h.expected_table() and not h.writes and not h.etcd
+    h.leader = True
+    h.reconciler.resync()  # what the daemon does when the elector says we lead
+    await h.settle()
+    assert h.etcd == h.table == h.expected_table()
+
+
+async def test_without_etcd_the_table_is_the_store():
+    state = ZoneState(settings=SETTINGS)
+    published: dict[str, bytes] = {}
+
+    def publish(puts, deletes):
+        for key in deletes:
+            published.pop(key, None)
+        published.update(puts)
+
+    state.load_current({})
+    state.set_view(view("c1", "10.1.0.1"), changed=None)
+    state.set_health("c1", Health.READY)
+    reconciler = Reconciler(state=state, publish=publish, write=None, debounce=0.001)
+    await reconciler.run_once()
+    assert published and published == dict(state.entries)
+    state.set_view(view("c1", "10.1.0.1", "10.1.0.2"), changed={KEY})
+    await reconciler.run_once()
+    assert any(k.endswith("/" + codec.backend_id("10.1.0.2")) for k in published)
+    assert published == dict(state.entries)
+
+
+def many_services(cluster: str, count: int) -> ClusterView:
+    services = {}
+    for i in range(count):
+        key = ServiceKey(namespace="ns", name=f"svc{i}")
+        services[key] = service(key, f"10.{hash(cluster) % 200}.{i // 250}.{i % 250}")
+    return ClusterView(cluster=cluster, synced=True, services=services)
+
+
+async def test_a_big_change_is_stepped_in_chunks_and_the_loop_runs_between_them():
+    h = Harness(chunk=100)
+    h.set_view(many_services("c1", 1000))
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(ticker())
+    try:
+        steps = h.reconciler.stats.steps
+        await h.reconciler.run_once()
+        stepped = h.reconciler.stats.steps - steps
+        assert stepped >= 10  # 1,000+ dirty Services in chunks of 100
+        assert ticks >= stepped - 1  # the other task ran between every two steps
+        assert all(len({k.split("/")[6] for k in puts}) <= 100 for puts, _ in h.publishes if puts)
+    finally:
+        other.cancel()
+    await h.settle()
+    assert h.etcd == h.table == h.expected_table()
+
+
+async def test_one_changed_service_costs_one_service():
+    h = Harness()
+    h.set_view(many_services("c1", 2000))
+    await h.settle()
+    before = h.reconciler.stats.services_stepped
+    big = h.views["c1"]
+    key = ServiceKey(namespace="ns", name="svc7")
+    services = dict(big.services)
+    services[key] = service(key, "10.99.0.7")
+    h.set_view(ClusterView(cluster="c1", synced=True, services=services), changed={key})
+    await h.reconciler.run_once()
+    assert h.reconciler.stats.services_stepped - before == 1
+    assert h.table == h.expected_table()  # what etcd holds with the pending plan applied
+    await h.settle()
+    assert h.etcd == h.table == h.expected_table()
+
+
+class SlowState:
+    """A ZoneState whose steps hold the event loop (a synchronous sleep per step)."""
+
+    def __init__(self, inner: ZoneState, hold: float) -> None:
+        self._inner = inner
+        self._hold = hold
+
+    def step(self, *, limit=None):
+        time.sleep(self._hold)
+        return self._inner.step(limit=limit)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+@pytest.mark.etcd
+async def test_the_leader_lease_holds_while_the_reconcile_is_slow(etcd_server):
+    """Steps that each hold the loop for 0.1 s, for 3 lease TTLs in all: the lease is
+    refreshed between steps, leadership is never lost and no write is refused."""
+    from fed_dns.etcd.client import EtcdSettings, connect
+    from fed_dns.etcd.leader import LeaderElector
+
+    ttl = 2.0
+    client = await connect(EtcdSettings(endpoints=(etcd_server.url,)))
+    elector = LeaderElector(client=client, key=f"/test-slow-{time.time_ns()}/leader",
+                            identity="slow", ttl=ttl)
+    campaign = asyncio.create_task(elector.run())
+    try:
+        await until(lambda: elector.is_leader, what="leadership")
+        inner = ZoneState(settings=SETTINGS)
+        h = Harness(chunk=10, state=SlowState(inner, hold=0.1))
+        h.leader = False
+        h.reconciler._may_write = lambda: elector.is_leader
+        h.set_view(many_services("c1", 600))  # 60+ steps of 0.1 s: 6 s, 3 TTLs
+        lost = []
+        watch = asyncio.create_task(_watch_leadership(elector, lost))
+        started = time.monotonic()
+        await h.reconciler.run_once()
+        took = time.monotonic() - started
+        watch.cancel()
+        assert took >= 3 * ttl
+        assert not lost and elector.is_leader and elector.terms == 1
+    finally:
+        campaign.cancel()
+        await asyncio.gather(campaign, return_exceptions=True)
+        await elector.resign()
+        await client.close()
+
+
+async def _watch_leadership(elector, lost: list) -> None:
+    while True:
+        if not elector.is_leader:
+            lost.append(time.monotonic())
+        await asyncio.sleep(0.01)
 
 
 def test_topology_from_config_and_members():
