@@ -18,9 +18,10 @@ import contextlib
 import ipaddress
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import aiohttp
@@ -28,7 +29,7 @@ import aiohttp
 from fed_dns.federation import kubeapi
 from fed_dns.federation.health import ProbeState, Thresholds, transition
 from fed_dns.federation.targets import Target, TargetKey
-from fed_dns.model import Health
+from fed_dns.model import Health, ServiceKey
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,9 @@ async def every(*, period: float, wake: asyncio.Event, step: Callable[[], Awaita
         next_at = max(next_at + period, loop.time())
         delay = next_at - loop.time()
         if delay > 0 and not wake.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), delay)
+            with contextlib.suppress(TimeoutError):  # not wait_for: on 3.11 it can swallow a
+                async with asyncio.timeout(delay):  # cancel that comes as the wake is set
+                    await wake.wait()
         if wake.is_set():
             next_at = loop.time()
 
@@ -169,32 +171,71 @@ class BackendProber:
     """Data-plane probes (annotation `fed-dns.io/probe`): tcp connect or HTTP GET 2xx/3xx.
 
     `results` holds only decided targets (ready -> True, unreachable -> False): a target
-    still `unknown` is left out, so render keeps it by its Service's readiness alone.
-    `on_change(results)` is called after a round that changed `results`.
+    still `unknown` is left out, so render keeps it by its Service's readiness alone. It is a
+    read-only live view (no copy per call). `on_change(changed)` names the targets whose
+    result changed, each with its new result or None (no result any more: undecided again,
+    or no longer a target). `results` changes only together with a report: at the end of a
+    round (all its changes in one call), and in `set_targets`/`update_targets`
+    (synchronously, before they return) for the results they drop.
+
+    Targets are kept per (cluster, Service): `update_targets` replaces one Service's in
+    O(that Service). A round probes a snapshot of every target through `concurrency` workers
+    (never one task per target) and moves each state as its result comes, so the event
+    loop runs between probes whatever the number of targets.
     """
 
     def __init__(self, *, period: float = 1.0, timeout: float = 1.0, thresholds: Thresholds = Thresholds(),
                  concurrency: int = 100,
-                 on_change: Callable[[Mapping[TargetKey, bool]], None] | None = None) -> None:
+                 on_change: Callable[[Mapping[TargetKey, bool | None]], None] | None = None) -> None:
         self._period = period
         self._timeout = timeout
         self._thresholds = thresholds
-        self._limit = asyncio.Semaphore(concurrency)
         self._concurrency = concurrency
         self._on_change = on_change
         self._targets: dict[TargetKey, Target] = {}
+        self._by_service: dict[tuple[str, ServiceKey], dict[TargetKey, Target]] = {}
         self._states: dict[TargetKey, ProbeState] = {}
+        self._results: dict[TargetKey, bool] = {}
+        self._results_view = MappingProxyType(self._results)
         self._wake = asyncio.Event()
         self.counters = ProbeCounters()
 
     def set_targets(self, targets: Mapping[TargetKey, Target]) -> None:
-        """Replace the targets; unchanged ones keep their state, new or changed start unknown."""
-        old = self._targets
-        self._targets = dict(targets)
-        self._states = {key: self._states[key] for key, target in self._targets.items()
-                        if old.get(key) == target and key in self._states}
-        if self._targets.keys() - old.keys():
-            self._wake.set()
+        """Replace every target; unchanged ones keep their state, new or changed start unknown."""
+        grouped: dict[tuple[str, ServiceKey], dict[TargetKey, Target]] = {}
+        for key, target in targets.items():
+            grouped.setdefault((key[0], key[1]), {})[key] = target
+        dropped: dict[TargetKey, bool | None] = {}
+        for group in self._by_service.keys() - grouped.keys():
+            self._replace(group, {}, dropped)
+        for group, group_targets in grouped.items():
+            self._replace(group, group_targets, dropped)
+        self._report(dropped)
+
+    def update_targets(self, *, cluster: str, service: ServiceKey, targets: Mapping[TargetKey, Target]) -> None:
+        """Replace one Service's targets (keys `(cluster, service, address)`), as set_targets
+        does for all: O(that Service)."""
+        group = (cluster, service)
+        if any((key[0], key[1]) != group for key in targets):
+            raise ValueError(f"targets of {cluster}/{service} must be keyed by that cluster and Service")
+        dropped: dict[TargetKey, bool | None] = {}
+        self._replace(group, targets, dropped)
+        self._report(dropped)
+
+    def _replace(self, group: tuple[str, ServiceKey], targets: Mapping[TargetKey, Target],
+                 dropped: dict[TargetKey, bool | None]) -> None:
+        old = self._by_service.pop(group, {})
+        for key, target in old.items():
+            if targets.get(key) != target:
+                del self._targets[key]
+                self._states.pop(key, None)
+                if self._results.pop(key, None) is not None:
+                    dropped[key] = None
+        if targets:
+            self._by_service[group] = dict(targets)
+            self._targets.update(targets)
+            if targets.keys() - old.keys() or any(old.get(k) != t for k, t in targets.items()):
+                self._wake.set()
 
     @property
     def states(self) -> Mapping[TargetKey, ProbeState]:
@@ -202,8 +243,7 @@ class BackendProber:
 
     @property
     def results(self) -> Mapping[TargetKey, bool]:
-        return {key: state.health is Health.READY for key, state in self._states.items()
-                if state.health is not Health.UNKNOWN}
+        return self._results_view
 
     async def run(self) -> None:
         connector = aiohttp.TCPConnector(force_close=True, limit=self._concurrency)
@@ -211,44 +251,68 @@ class BackendProber:
             await every(period=self._period, wake=self._wake, step=lambda: self._round(session=session))
 
     async def _round(self, *, session: aiohttp.ClientSession) -> None:
-        before = self.results
-        targets = list(self._targets.items())
-        oks = await asyncio.gather(*(self._probe(session=session, address=key[2], target=target)
-                                     for key, target in targets))
-        for (key, target), ok in zip(targets, oks):
-            if self._targets.get(key) != target:
-                continue  # replaced while we probed
-            self.counters.probes += 1
-            self.counters.failures += not ok
-            old = self._states.get(key, ProbeState())
-            self._states[key] = new = transition(state=old, ok=ok, thresholds=self._thresholds)
-            if new.health is not old.health:
-                self.counters.transitions += 1
-        after = self.results
-        if after != before and self._on_change is not None:
+        pending = iter(list(self._targets.items()))  # a snapshot; workers share the iterator
+        touched: set[TargetKey] = set()  # their state moved; `results` follows at the round's end
+
+        async def worker() -> None:
+            for key, target in pending:
+                ok = await self._probe(session=session, address=key[2], target=target)
+                self._record(key=key, target=target, ok=ok, touched=touched)
+
+        workers = min(self._concurrency, len(self._targets))
+        await asyncio.gather(*(worker() for _ in range(workers)))
+        self._report(self._settle(touched))
+
+    def _settle(self, touched: Iterable[TargetKey]) -> dict[TargetKey, bool | None]:
+        """Bring `results` in line with the states of `touched` targets; what changed."""
+        changed: dict[TargetKey, bool | None] = {}
+        for key in touched:
+            state = self._states.get(key)
+            now = None if state is None or state.health is Health.UNKNOWN else state.health is Health.READY
+            if self._results.get(key) != now:
+                if now is None:
+                    del self._results[key]
+                else:
+                    self._results[key] = now
+                changed[key] = now
+        return changed
+
+    def _record(self, *, key: TargetKey, target: Target, ok: bool, touched: set[TargetKey]) -> None:
+        if self._targets.get(key) != target:
+            return  # replaced while we probed
+        self.counters.probes += 1
+        self.counters.failures += not ok
+        old = self._states.get(key, ProbeState())
+        self._states[key] = new = transition(state=old, ok=ok, thresholds=self._thresholds)
+        if new.health is old.health:
+            return
+        self.counters.transitions += 1
+        touched.add(key)
+
+    def _report(self, changed: Mapping[TargetKey, bool | None]) -> None:
+        if changed and self._on_change is not None:
             try:
-                self._on_change(after)
+                self._on_change(changed)
             except Exception:
                 log.exception("on_change failed for backend probes")
 
     async def _probe(self, *, session: aiohttp.ClientSession, address: str, target: Target) -> bool:
         kind, port, path = target
-        async with self._limit:
-            try:
-                async with asyncio.timeout(self._timeout):
-                    if kind == "tcp":
-                        _, writer = await asyncio.open_connection(address, port)
-                        writer.close()
-                        with contextlib.suppress(OSError):
-                            await writer.wait_closed()
-                        return True
-                    if kind == "http":
-                        async with session.get(http_url(address=address, port=port, path=path),
-                                               allow_redirects=False) as response:
-                            return 200 <= response.status < 400
-                    return False
-            except (TimeoutError, OSError, aiohttp.ClientError, ValueError):
+        try:
+            async with asyncio.timeout(self._timeout):
+                if kind == "tcp":
+                    _, writer = await asyncio.open_connection(address, port)
+                    writer.close()
+                    with contextlib.suppress(OSError):
+                        await writer.wait_closed()
+                    return True
+                if kind == "http":
+                    async with session.get(http_url(address=address, port=port, path=path),
+                                           allow_redirects=False) as response:
+                        return 200 <= response.status < 400
                 return False
+        except (TimeoutError, OSError, aiohttp.ClientError, ValueError):
+            return False
 
 
 def http_url(*, address: str, port: int, path: str) -> str:

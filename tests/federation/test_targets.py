@@ -38,3 +38,25 @@ def test_from_views_takes_every_backend_of_probed_services_on_its_first_tcp_port
         ("c1", web, "10.0.0.1"): ("http", 80, "/ready"),
         ("c1", db, "fd00::7"): ("tcp", 5432, ""),
     }
+
+
+TCP80 = Port(name="http", port=80)
+UDP53 = Port(name="dns", port=53, protocol="UDP")
+WEB = ServiceKey(namespace="ns", name="web")
+
+
+@pytest.mark.parametrize(("service", "expected"), [
+    pytest.param(ServiceView(key=WEB, backends=(Backend(address="10.0.0.1", ports=(TCP80,)),)), {},
+                 id="no-probe"),
+    pytest.param(ServiceView(key=WEB, probe="udp", backends=(Backend(address="10.0.0.1", ports=(TCP80,)),)), {},
+                 id="invalid-probe"),
+    pytest.param(ServiceView(key=WEB, probe="tcp"), {}, id="no-backends"),
+    pytest.param(ServiceView(key=WEB, probe="tcp", backends=(Backend(address="10.0.0.1", ports=(UDP53,)),)), {},
+                 id="udp-only"),
+    pytest.param(ServiceView(key=WEB, probe="http:/ready", backends=(
+        Backend(address="10.0.0.1", ports=(UDP53, TCP80)), Backend(address="10.0.0.2", ports=(TCP80,)))),
+        {("c1", WEB, "10.0.0.1"): ("http", 80, "/ready"), ("c1", WEB, "10.0.0.2"): ("http", 80, "/ready")},
+        id="every-backend-first-tcp-port"),
+])
+def test_of_service(service, expected):
+    assert targets.of_service(cluster="c1", view=service) == expected
