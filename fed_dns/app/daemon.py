@@ -172,11 +172,24 @@ class Daemon:
         return all(m.health is not Health.UNKNOWN for m in self.members.values())
 
     def ready(self) -> bool:
+        """Whether this replica answers DNS correctly: listening, its table live, and the
+        records loaded: from etcd (which holds every member's last records), or from every
+        member (synced, or declared unreachable). A member that still has not synced after
+        `watch.sync_grace` no longer holds readiness: it is reported in /status and metrics,
+        and the others' records are served (one stuck member must not take every replica
+        out of DNS service)."""
         if self.dns is None or not self.settled():
             return False
         if self.workers is not None and not self.workers.alive():
             return False
-        return all(m.view.synced or m.health is Health.UNREACHABLE for m in self.members.values())
+        if self.etcd is not None and self.etcd.mirror.loaded:
+            return True
+        return not self.unsynced() or time.monotonic() - self.started >= self.config.watch.sync_grace
+
+    def unsynced(self) -> list[str]:
+        """Members neither synced nor declared unreachable."""
+        return sorted(n for n, m in self.members.items()
+                      if not m.view.synced and m.health is not Health.UNREACHABLE)
 
     async def serve(self, *, stop: asyncio.Event) -> None:
         tasks: dict[str, asyncio.Task] = {}

@@ -74,7 +74,7 @@ FAMILIES: dict[str, Family] = {
     "federated_replicas_desired": Family("gauge", ("workload", "cluster"), "Replicas a federated workload places in a member."),
     "federated_replicas_ready": Family("gauge", ("workload", "cluster"), "Ready replicas of a federated workload in a member."),
     "leader": Family("gauge", (), "1 while this replica holds the leader lease, else 0."),
-    "rejected_objects_total": Family("counter", ("reason",), "Objects not published because they failed validation, by reason."),
+    "rejected_objects_total": Family("counter", ("reason",), "Objects not published because they failed validation, by reason code (cluster, namespace, service, hostname, port, protocol, address, name, duplicate); the objects themselves are logged."),
     "source_stale_seconds": Family("gauge", (), "Age of the record source (etcd) data while it is unreachable, 0 when live."),
     "reconcile_runs_total": Family("counter", (), "Reconcile runs."),
     "reconcile_failures_total": Family("counter", (), "Reconcile runs that failed (and were retried)."),

@@ -36,6 +36,7 @@ Lookup = Callable[[str], bytes | None]
 # one another; the test that holds each step for 0.1 s loses its lease with sleep(0) and keeps
 # it with this.
 YIELD = 0.001
+LOG_REJECTIONS = 20  # new rejections logged per run, one line each; the rest are counted
 
 
 def apply_changes(*, current: Mapping[str, bytes], changes: Changes) -> dict[str, bytes]:
@@ -63,7 +64,7 @@ class ReconcileStats:
     resyncs: int = 0
     published_records: int = 0
     published_services: int = 0
-    rejected: dict[str, int] = field(default_factory=dict)  # reason -> objects now rejected
+    rejected: dict[str, int] = field(default_factory=dict)  # reason code -> objects now rejected
     lag: LocalHistogram = field(default_factory=lambda: LocalHistogram(LAG_BUCKETS))  # event -> table swap
 
 
@@ -128,6 +129,7 @@ class Reconciler:
         self._writes_idle = asyncio.Event()
         self._writes_idle.set()
         self._stopping = False
+        self._logged_rejections: frozenset = frozenset()
 
     @property
     def entries(self) -> Mapping[str, bytes]:
@@ -241,9 +243,17 @@ class Reconciler:
         self.stats.published_records = state.records
         self.stats.published_services = state.services
         rejected: dict[str, int] = {}
-        for rejection in state.rejected:
-            rejected[rejection.reason] = rejected.get(rejection.reason, 0) + 1
+        for rejection in state.rejected:  # by kind: a fixed set of codes (the text is logged)
+            rejected[rejection.kind] = rejected.get(rejection.kind, 0) + 1
         self.stats.rejected = rejected
+        now = frozenset(state.rejected)
+        new = sorted(now - self._logged_rejections)
+        for rejection in new[:LOG_REJECTIONS]:
+            log.warning("not published: cluster %s: %s %s: %s (%s)", rejection.cluster,
+                        rejection.kind, rejection.name, rejection.reason, rejection.kind)
+        if len(new) > LOG_REJECTIONS:
+            log.warning("not published: %d more objects (see /status)", len(new) - LOG_REJECTIONS)
+        self._logged_rejections = now
 
     def _count_failovers(self, step) -> None:
         new = getattr(step, "failovers", ())

@@ -159,6 +159,7 @@ class ReconcileSection(Section):
 class WatchSection(Section):
     inactivity_timeout: PositiveDuration = 60.0
     backoff_max: PositiveDuration = 30.0
+    sync_grace: PositiveDuration = 30.0
 
 
 class Config(Section):

@@ -221,6 +221,19 @@ async def test_without_etcd_the_table_is_the_store():
     assert published == dict(state.entries)
 
 
+async def test_rejections_are_counted_by_a_fixed_code_and_logged_once(caplog):
+    h = Harness()
+    bad = ServiceView(key=KEY, backends=(Backend(address="10.1.0.1", hostname="Not_A_Label"),))
+    h.set_view(ClusterView(cluster="c1", synced=True, services={KEY: bad}), changed={KEY})
+    with caplog.at_level("WARNING", logger="fed_dns.reconcile"):
+        await h.settle()
+        h.reconciler.resync()
+        await h.settle()
+    assert h.reconciler.stats.rejected == {"hostname": 1}  # the code, never the object's text
+    lines = [r.getMessage() for r in caplog.records if "not published" in r.getMessage()]
+    assert len(lines) == 1 and "Not_A_Label" in lines[0]
+
+
 def many_services(cluster: str, count: int) -> ClusterView:
     services = {}
     for i in range(count):
