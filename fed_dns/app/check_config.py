@@ -16,10 +16,40 @@ def main(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         print(f"{args.file}: {count} problem{'s' if count != 1 else ''}", file=sys.stderr)
         return 2
+    problems = member_problems(config, file=args.file)
+    if problems:
+        for line in problems:
+            print(line, file=sys.stderr)
+        count = len(problems)
+        print(f"{args.file}: {count} problem{'s' if count != 1 else ''}", file=sys.stderr)
+        return 2
     print(f"{args.file}: OK")
     for line in summary(config):
         print(f"  {line}")
     return 0
+
+
+def member_problems(config: Config, *, file: str) -> list[str]:
+    """Every member's kubeconfig and context loaded as `run` would load them (no network):
+    one line per member that cannot be used (never a credential). With no clusters listed
+    and no kubeconfig here, nothing to load: the summary says so."""
+    from fed_dns.watch.kubeconfig import KubeconfigError, load
+
+    try:
+        specs = config.cluster_specs()
+    except ConfigError:
+        return []  # no clusters listed and no usable kubeconfig here: said in the summary
+    where = "clusters" if config.clusters else "kubeconfig context"
+    problems = []
+    for index, spec in enumerate(specs):
+        try:
+            client = load(spec)
+        except KubeconfigError as exc:
+            label = f"clusters[{index}]" if config.clusters else f"{where} {spec.name!r}"
+            problems.append(f"{file}: {label}: {exc}")
+            continue
+        client.close()
+    return problems
 
 
 def summary(config: Config) -> list[str]:

@@ -26,7 +26,7 @@ from fed_dns.config.values import (
     PositiveDuration,
     Prefix,
     SecondOrMore,
-    Seconds,
+    Ttl,
     Url,
     Zone,
     normalize_zone,
@@ -167,7 +167,7 @@ class Config(Section):
 
     zone: Zone = DEFAULT_ZONE
     owner_id: OwnerId = "fed-dns/" + DEFAULT_ZONE
-    ttl: Seconds = 5
+    ttl: Ttl = 5
     publish: Publish = Publish.AUTO
     export: Literal["annotated", "all"] = "annotated"
     namespaces: NamespacesSection = NamespacesSection()

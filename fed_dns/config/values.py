@@ -86,8 +86,26 @@ def parse_duration(value: Any) -> float:
     return seconds
 
 
+MAX_DURATION = 30 * 86400.0  # longer than any timer fed-dns has; beyond it a typo is likelier
+MAX_TTL = 2**31 - 1  # RFC 2181 section 8: a TTL is 0..2^31-1 seconds
+
+
+def bounded_duration(value: Any) -> float:
+    seconds = parse_duration(value)
+    if seconds > MAX_DURATION:
+        raise _fail(f"expected a duration of at most 30 days (2592000s), got {shown(value)}")
+    return seconds
+
+
 def whole_seconds_duration(value: Any) -> int:
-    return whole_seconds(parse_duration(value))
+    return whole_seconds(bounded_duration(value))
+
+
+def ttl_seconds(value: Any) -> int:
+    seconds = whole_seconds(parse_duration(value))
+    if seconds > MAX_TTL:
+        raise _fail(f"expected a TTL of at most {MAX_TTL}s (RFC 2181), got {shown(value)}")
+    return seconds
 
 
 def positive(seconds: float) -> float:
@@ -203,10 +221,11 @@ def _off_is_false(value: Any) -> Any:
     return "off" if value is False else value
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+Duration = Annotated[float, BeforeValidator(bounded_duration)]
 Seconds = Annotated[int, BeforeValidator(whole_seconds_duration)]
-PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(positive)]
-SecondOrMore = Annotated[float, BeforeValidator(parse_duration), AfterValidator(at_least_a_second)]
+Ttl = Annotated[int, BeforeValidator(ttl_seconds)]
+PositiveDuration = Annotated[float, BeforeValidator(bounded_duration), AfterValidator(positive)]
+SecondOrMore = Annotated[float, BeforeValidator(bounded_duration), AfterValidator(at_least_a_second)]
 Label = Annotated[str, AfterValidator(check_label)]
 Zone = Annotated[str, AfterValidator(normalize_zone)]
 Listen = Annotated[str, AfterValidator(check_listen)]

@@ -6,6 +6,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import yaml
+
 from tests.support import REPO, fed_dns_command
 
 
@@ -23,9 +25,25 @@ def test_example_config_passes(tmp_path: Path) -> None:
     assert result.stderr == ""
 
 
+TOKEN = "s3cr3t-token-value"
+
+
+def kubeconfig(path: Path, *names: str) -> Path:
+    """A usable kubeconfig (token auth, loopback servers) with one context per name."""
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": names[0],
+        "clusters": [{"name": n, "cluster": {"server": f"https://127.0.0.1:{6443 + i}"}}
+                     for i, n in enumerate(names)],
+        "users": [{"name": "u", "user": {"token": TOKEN}}],
+        "contexts": [{"name": n, "context": {"cluster": n, "user": "u"}} for n in names]}))
+    return path
+
+
 def test_summary_lists_clusters(tmp_path: Path) -> None:
+    kc = kubeconfig(tmp_path / "kc", "c1", "c2")
     path = tmp_path / "c.yaml"
-    path.write_text("zone: Fed.Test\nclusters: [{name: c1, region: us}, {name: c2}]\n"
+    path.write_text(f"zone: Fed.Test\nclusters: [{{name: c1, region: us, kubeconfig: {kc}, context: c1}},"
+                    f" {{name: c2, kubeconfig: {kc}, context: c2}}]\n"
                     "etcd: {endpoints: [http://127.0.0.1:2379]}\n")
     result = check(path)
     assert result.returncode == 0, result.stderr
@@ -35,13 +53,29 @@ def test_summary_lists_clusters(tmp_path: Path) -> None:
 
 
 def test_kubeconfig_contexts_in_summary(tmp_path: Path) -> None:
-    kc = tmp_path / "kc"
-    kc.write_text("contexts: [{name: east, context: {}}, {name: west, context: {}}]\n")
+    kc = kubeconfig(tmp_path / "kc", "east", "west")
     path = tmp_path / "c.yaml"
     path.write_text("zone: fed.test.\n")
     result = check(path, env={"KUBECONFIG": str(kc)})
     assert result.returncode == 0, result.stderr
     assert "  clusters: none listed: the kubeconfig contexts: east, west" in result.stdout
+
+
+def test_members_that_cannot_be_loaded_are_problems_with_exit_2(tmp_path: Path) -> None:
+    kc = kubeconfig(tmp_path / "kc", "c1")
+    path = tmp_path / "c.yaml"
+    path.write_text(f"clusters: [{{name: c1, kubeconfig: {kc}, context: c1}},"
+                    f" {{name: c2, kubeconfig: {tmp_path / 'nope'}}},"
+                    f" {{name: c3, kubeconfig: {kc}, context: elsewhere}}]\n")
+    result = check(path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith(f"{path}: clusters[1]: cluster 'c2': kubeconfig '{tmp_path / 'nope'}'")
+    assert "file not found" in lines[0]
+    assert lines[1].startswith(f"{path}: clusters[2]: cluster 'c3'") and "unknown context 'elsewhere'" in lines[1]
+    assert lines[2:] == [f"{path}: 2 problems"]
+    assert TOKEN not in result.stderr and "Traceback" not in result.stderr
 
 
 def test_every_problem_listed_with_exit_2(tmp_path: Path) -> None:
