@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from fed_dns.sim.kinds import KINDS, Kind, group_versions
+from fed_dns.apiserver.kinds import Kind, Registry
 
 SUBRESOURCE_KINDS = {"status": None, "scale": ("autoscaling", "v1", "Scale")}
 
 
 def version() -> dict:
     return {
-        "major": "1", "minor": "31", "gitVersion": "v1.31.0-fed-dns-sim",
+        "major": "1", "minor": "31", "gitVersion": "v1.31.0-fed-dns",
         "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
         "buildDate": "2024-08-13T00:00:00Z", "goVersion": "go1.22.5", "compiler": "gc",
         "platform": "linux/amd64",
@@ -21,19 +21,20 @@ def core_versions(*, server: str) -> dict:
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server}]}
 
 
-def group_list() -> dict:
-    groups = []
-    for gv, kinds in group_versions().items():
-        group = kinds[0].group
-        if not group:
+def group_list(registry: Registry) -> dict:
+    groups: dict[str, dict] = {}
+    for gv in registry.group_versions():
+        if "/" not in gv:
             continue
-        entry = {"groupVersion": gv, "version": kinds[0].version}
-        groups.append({"name": group, "versions": [entry], "preferredVersion": entry})
-    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
+        group, version = gv.split("/", 1)
+        entry = {"groupVersion": gv, "version": version}
+        doc = groups.setdefault(group, {"name": group, "versions": [], "preferredVersion": entry})
+        doc["versions"].append(entry)
+    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": list(groups.values())}
 
 
-def group(name: str) -> dict | None:
-    for doc in group_list()["groups"]:
+def group(registry: Registry, name: str) -> dict | None:
+    for doc in group_list(registry)["groups"]:
         if doc["name"] == name:
             return {"kind": "APIGroup", "apiVersion": "v1", **doc}
     return None
@@ -42,8 +43,7 @@ def group(name: str) -> dict | None:
 def _resource(kind: Kind) -> dict:
     return {
         "name": kind.plural, "singularName": kind.singular, "namespaced": kind.namespaced,
-        "kind": kind.kind, "verbs": ["create", "delete", "deletecollection", "get", "list",
-                                     "patch", "update", "watch"],
+        "kind": kind.kind, "verbs": list(kind.verbs),
         **({"shortNames": list(kind.short_names)} if kind.short_names else {}),
         **({"categories": list(kind.categories)} if kind.categories else {}),
         "storageVersionHash": "",
@@ -52,15 +52,15 @@ def _resource(kind: Kind) -> dict:
 
 def _subresource(kind: Kind, sub: str) -> dict:
     doc = {"name": f"{kind.plural}/{sub}", "singularName": "", "namespaced": kind.namespaced,
-           "kind": kind.kind, "verbs": ["get", "patch", "update"]}
+           "kind": kind.kind, "verbs": ["get"] if kind.read_only else ["get", "patch", "update"]}
     target = SUBRESOURCE_KINDS.get(sub)
     if target:
         doc["group"], doc["version"], doc["kind"] = target
     return doc
 
 
-def resource_list(group_version: str) -> dict | None:
-    kinds = group_versions().get(group_version)
+def resource_list(registry: Registry, group_version: str) -> dict | None:
+    kinds = registry.group_versions().get(group_version)
     if kinds is None:
         return None
     resources = []
@@ -70,6 +70,3 @@ def resource_list(group_version: str) -> dict | None:
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,
             "resources": resources}
 
-
-def kinds_by_plural(group_version: str) -> dict[str, Kind]:
-    return {k.plural: k for k in KINDS if k.group_version == group_version}

@@ -1,26 +1,29 @@
-"""The aiohttp application: auth, discovery, and get/list/create/update/patch/delete/watch."""
+"""The aiohttp application: auth, discovery, and get/list/create/update/patch/delete/watch.
+
+Generic over the kinds (`Served.registry`) and the store (`Served.storage`); admission
+(`Served.admit`) checks and defaults objects before they are stored.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import hmac
 import json
 from dataclasses import dataclass
 
 from aiohttp import web
 
-from fed_dns.sim import discovery, openapi, patch, streams, tables
-from fed_dns.sim.context import Served
-from fed_dns.sim.kinds import DEPLOYMENT, ENDPOINT_SLICE, NAMESPACE, Kind
-from fed_dns.sim.selectors import both, field_selector, label_selector
-from fed_dns.sim.status import ApiError, not_found, status
-from fed_dns.sim.store import Stored
-from fed_dns.sim.watchers import dumps
+from fed_dns.apiserver import discovery, openapi, patch, scale, streams, tables
+from fed_dns.apiserver.context import Served
+from fed_dns.apiserver.kinds import Kind, Registry
+from fed_dns.apiserver.selectors import both, field_selector, label_selector
+from fed_dns.apiserver.status import ApiError, not_found, status
+from fed_dns.apiserver.storage import Stored
+from fed_dns.apiserver.watchers import dumps
 
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
 _JSON = "application/json"
+PATCH_ATTEMPTS = 5  # a patch without a resourceVersion is retried on a concurrent write
 
 
 def respond(body: dict | bytes, *, code: int = 200) -> web.Response:
@@ -38,9 +41,10 @@ class Target:
     namespace: str | None  # None: every namespace (or a cluster-scoped kind)
     name: str | None
     subresource: str | None
+    group_version: str = ""  # as requested (an alias of the kind's own, or its own)
 
 
-def parse_path(path: str) -> Target | None:
+def parse_path(registry: Registry, path: str) -> Target | None:
     segs = [s for s in path.split("/") if s]
     if len(segs) >= 3 and segs[0] == "api" and segs[1] == "v1":
         gv, rest = "v1", segs[2:]
@@ -48,7 +52,7 @@ def parse_path(path: str) -> Target | None:
         gv, rest = f"{segs[1]}/{segs[2]}", segs[3:]
     else:
         return None
-    plurals = discovery.kinds_by_plural(gv)
+    plurals = registry.kinds_by_plural(gv)
     namespace = None
     if len(rest) >= 3 and rest[0] == "namespaces" and rest[2] in plurals \
             and plurals[rest[2]].namespaced:
@@ -60,23 +64,23 @@ def parse_path(path: str) -> Target | None:
     sub = rest[2] if len(rest) > 2 else None
     if sub is not None and sub not in kind.subresources:
         return None
-    return Target(kind=kind, namespace=namespace, name=name, subresource=sub)
+    return Target(kind=kind, namespace=namespace, name=name, subresource=sub, group_version=gv)
 
 
 def build_app(served: Served) -> web.Application:
     @web.middleware
     async def gate(request: web.Request, handler):
         await served.until_answering()
-        if request.path not in OPEN_PATHS:
-            header = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(header.encode(), f"Bearer {served.token}".encode()):
-                return respond(status(code=401, message="Unauthorized"), code=401)
+        if request.path not in OPEN_PATHS and \
+                not served.authorized(request.headers.get("Authorization", "")):
+            return respond(status(code=401, message="Unauthorized"), code=401)
         try:
             return await handler(request)
         except ApiError as exc:
             return error_response(exc)
 
     app = web.Application(middlewares=[gate], client_max_size=64 << 20)
+
     async def handle(request: web.Request) -> web.StreamResponse:
         return await dispatch(request, served)
 
@@ -90,47 +94,54 @@ async def dispatch(request: web.Request, served: Served) -> web.StreamResponse:
         doc = _fixed(path, served)
         if doc is not None:
             return doc
-    target = parse_path(path)
+    target = parse_path(served.registry, path)
     if target is None:
         raise ApiError(code=404, message="the server could not find the requested resource",
                        reason="NotFound")
     m = request.method
+    if target.kind.read_only and m != "GET":
+        raise _not_allowed(m)
     if target.name is None:
         if m == "GET":
             if request.query.get("watch", "").lower() in ("1", "true"):
                 return await streams.watch(request, served=served, kind=target.kind,
                                            namespace=target.namespace, matcher=_matcher(request))
-            return _list(request, served, target)
+            return await _list(request, served, target)
         if m == "POST":
             return await _create(request, served, target)
         if m == "DELETE":
-            return _delete_collection(request, served, target)
+            return await _delete_collection(request, served, target)
     else:
         if m == "GET":
-            return _get(request, served, target)
+            return await _get(request, served, target)
         if m == "PUT":
             return await _update(request, served, target)
         if m == "PATCH":
             return await _patch(request, served, target)
         if m == "DELETE" and target.subresource is None:
             return await _delete(request, served, target)
-    raise ApiError(code=405, message=f"the server does not allow this method on the requested "
-                   f"resource ({m})", reason="MethodNotAllowed")
+    raise _not_allowed(m)
+
+
+def _not_allowed(method: str) -> ApiError:
+    return ApiError(code=405, message=f"the server does not allow this method on the requested "
+                    f"resource ({method})", reason="MethodNotAllowed")
 
 
 def _fixed(path: str, served: Served) -> web.Response | None:
-    if path in ("/healthz", "/livez", "/readyz"):
+    registry = served.registry
+    if path in OPEN_PATHS:
         return web.Response(text="ok")
     if path == "/version":
         return respond(discovery.version())
     if path == "/api":
         return respond(discovery.core_versions(server=served.url))
     if path == "/apis":
-        return respond(discovery.group_list())
+        return respond(discovery.group_list(registry))
     if path == "/openapi/v3":
-        return respond(openapi.index())
+        return respond(openapi.index(registry))
     if path.startswith("/openapi/v3/"):
-        doc = openapi.document_bytes(path[len("/openapi/v3/"):])
+        doc = openapi.document_bytes(registry, path[len("/openapi/v3/"):])
         if doc is not None:
             return respond(doc)
     if path == "/openapi/v2":
@@ -138,15 +149,15 @@ def _fixed(path: str, served: Served) -> web.Response | None:
         # empty Document is a valid message; kubectl skips validation of kinds it lacks.
         return web.Response(body=b"", content_type=openapi.V2_PROTOBUF)
     if path.startswith("/openapi/"):
-        raise ApiError(code=404, message="the simulator serves no such OpenAPI document")
+        raise ApiError(code=404, message="the server serves no such OpenAPI document")
     segs = path.strip("/").split("/")
     if segs == ["api", "v1"]:
-        return respond(discovery.resource_list("v1"))
+        return respond(discovery.resource_list(registry, "v1"))
     if len(segs) == 2 and segs[0] == "apis":
-        doc = discovery.group(segs[1])
+        doc = discovery.group(registry, segs[1])
         return respond(doc) if doc else None
     if len(segs) == 3 and segs[0] == "apis":
-        doc = discovery.resource_list(f"{segs[1]}/{segs[2]}")
+        doc = discovery.resource_list(registry, f"{segs[1]}/{segs[2]}")
         return respond(doc) if doc else None
     return None
 
@@ -156,50 +167,70 @@ def _matcher(request: web.Request):
                 field_selector(request.query.get("fieldSelector")))
 
 
-def _continue_after(token: str | None) -> tuple[tuple[str, str] | None, str | None]:
+def _continue_after(token: str | None) -> tuple[tuple[str, str] | None, int | None]:
     if not token:
         return None, None
     try:
         doc = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return (doc["ns"], doc["name"]), str(doc["rv"])
+        return (doc["ns"], doc["name"]), int(doc["rv"])
     except (ValueError, KeyError, TypeError, binascii.Error):
         raise ApiError(code=400, message="invalid continue token") from None
 
 
-def _list(request: web.Request, served: Served, target: Target) -> web.Response:
+def _as_served(target: Target, data: bytes) -> bytes:
+    """An object's JSON in the group/version it was asked in (an alias: same fields)."""
+    if not target.group_version or target.group_version == target.kind.group_version:
+        return data
+    obj = json.loads(data)
+    obj["apiVersion"] = target.group_version
+    return dumps(obj)
+
+
+def _list_body(target: Target, items: list[Stored], meta: dict) -> bytes:
+    head = dumps({"kind": target.kind.list_kind,
+                  "apiVersion": target.group_version or target.kind.api_version,
+                  "metadata": meta})
+    return head[:-1] + b',"items":[' + b",".join(_as_served(target, s.data) for s in items) \
+        + b"]}"
+
+
+async def _list(request: web.Request, served: Served, target: Target) -> web.Response:
     q = request.query
     try:
         limit = int(q.get("limit") or 0)
     except ValueError:
         raise ApiError(code=400, message=f"invalid limit {q.get('limit')!r}") from None
     after, first_rv = _continue_after(q.get("continue"))
-    items, last = served.store.list(target.kind, namespace=target.namespace,
-                                    matcher=_matcher(request), after=after, limit=max(limit, 0))
-    rv = first_rv or str(served.store.rv)
+    listing = await served.storage.list(target.kind, namespace=target.namespace,
+                                        matcher=_matcher(request), after=after,
+                                        limit=max(limit, 0), revision=first_rv)
+    rv = str(listing.revision)
     if tables.wanted(request):
-        return respond(tables.table(target.kind, [s.obj for s in items], resource_version=rv))
+        return respond(tables.table(target.kind, [s.obj for s in listing.items],
+                                    resource_version=rv))
     meta: dict = {"resourceVersion": rv}
-    if last is not None:
+    if listing.after is not None:
         meta["continue"] = base64.urlsafe_b64encode(
-            dumps({"ns": last[0], "name": last[1], "rv": rv})).decode()
+            dumps({"ns": listing.after[0], "name": listing.after[1], "rv": rv})).decode()
         meta["remainingItemCount"] = 0
-    head = dumps({"kind": target.kind.list_kind, "apiVersion": target.kind.api_version,
-                  "metadata": meta})
-    body = head[:-1] + b',"items":[' + b",".join(s.data for s in items) + b"]}"
-    return respond(body)
+    return respond(_list_body(target, listing.items, meta))
 
 
-def _require(served: Served, target: Target) -> Stored:
-    return served.store.require(target.kind, namespace=target.namespace or "", name=target.name)
+async def _require(served: Served, target: Target) -> Stored:
+    kind = target.kind
+    found = await served.storage.get(kind, namespace=target.namespace or "", name=target.name)
+    if found is None:
+        raise not_found(resource=kind.plural, name=target.name, group=kind.group)
+    return found
 
 
-def _get(request: web.Request, served: Served, target: Target) -> web.Response:
-    stored = _require(served, target)
+async def _get(request: web.Request, served: Served, target: Target) -> web.Response:
+    stored = await _require(served, target)
     if target.subresource == "scale":
-        return respond(scale_of(stored.obj))
+        return respond(scale.scale_of(stored.obj))
     if tables.wanted(request):
         return respond(tables.table(target.kind, [stored.obj], resource_version=None))
-    return respond(stored.data)
+    return respond(_as_served(target, stored.data))
 
 
 async def _body(request: web.Request) -> object:
@@ -214,7 +245,7 @@ def _object_body(body: object, target: Target, *, name: str | None) -> dict:
         raise ApiError(code=400, message="the request body must be a JSON object")
     kind = target.kind
     if body.get("kind") not in (None, kind.kind) or \
-            body.get("apiVersion") not in (None, kind.api_version):
+            body.get("apiVersion") not in (None, *kind.served_as):
         raise ApiError(code=400, message=f"the body is {body.get('apiVersion')} "
                        f"{body.get('kind')}, not {kind.api_version} {kind.kind}")
     meta = body.setdefault("metadata", {})
@@ -233,43 +264,84 @@ def _object_body(body: object, target: Target, *, name: str | None) -> dict:
             raise ApiError(code=400, message="the name of the object "
                            f"({meta.get('name')}) does not match the name on the URL ({name})")
         meta["name"] = name
+    body["apiVersion"] = kind.api_version  # stored in the kind's own group/version
     return body
 
 
 def _no_dry_run(request: web.Request) -> None:
     if request.query.get("dryRun"):
-        raise ApiError(code=400, message="dryRun is not supported by the simulator")
+        raise ApiError(code=400, message="dryRun is not supported by this server")
+
+
+async def _admit(served: Served, kind: Kind, obj: dict, old: dict | None) -> None:
+    if served.admit is not None:
+        await served.admit(kind, obj, old)
 
 
 async def _create(request: web.Request, served: Served, target: Target) -> web.Response:
     _no_dry_run(request)
     obj = _object_body(await _body(request), target, name=None)
-    return respond(served.store.create(target.kind, obj).data, code=201)
+    await _admit(served, target.kind, obj, None)
+    stored = await served.storage.create(target.kind, obj)
+    return respond(_as_served(target, stored.data), code=201)
+
+
+async def _store_update(served: Served, target: Target, obj: dict, *, old: Stored) -> Stored:
+    if target.subresource is None:
+        await _admit(served, target.kind, obj, old.obj)
+    return await served.storage.update(target.kind, obj, subresource=target.subresource)
 
 
 async def _update(request: web.Request, served: Served, target: Target) -> web.Response:
     _no_dry_run(request)
     body = await _body(request)
+    stored = await _require(served, target)
     if target.subresource == "scale":
-        return respond(_set_scale(served, target, body))
+        obj = scale.scaled(stored.obj, body, name=target.name)
+        return respond(scale.scale_of((await _store_update(served, target, obj,
+                                                           old=stored)).obj))
     obj = _object_body(body, target, name=target.name)
-    return respond(served.store.update(target.kind, obj, subresource=target.subresource).data)
+    return respond(_as_served(target, (await _store_update(served, target, obj,
+                                                           old=stored)).data))
 
 
 async def _patch(request: web.Request, served: Served, target: Target) -> web.Response:
     _no_dry_run(request)
     body = await _body(request)
-    stored = _require(served, target)
     ctype = request.headers.get("Content-Type", "")
-    if target.subresource == "scale":
-        scaled = patch.apply(content_type=ctype, target=scale_of(stored.obj), body=body)
-        return respond(_set_scale(served, target, scaled))
-    patched = patch.apply(content_type=ctype, target=stored.obj, body=body,
-                          atomic_lists=target.kind is ENDPOINT_SLICE)
-    obj = _object_body(patched, target, name=target.name)
-    if obj["metadata"].get("resourceVersion") in (None, ""):
-        obj["metadata"]["resourceVersion"] = stored.obj["metadata"]["resourceVersion"]
-    return respond(served.store.update(target.kind, obj, subresource=target.subresource).data)
+    for attempt in range(PATCH_ATTEMPTS):
+        stored = await _require(served, target)
+        if target.subresource == "scale":
+            patched = patch.apply(content_type=ctype, target=scale.scale_of(stored.obj),
+                                  body=body)
+            obj = scale.scaled(stored.obj, patched, name=target.name)
+        else:
+            patched = patch.apply(content_type=ctype, target=stored.obj, body=body,
+                                  atomic_lists=target.kind.kind == "EndpointSlice")
+            obj = _object_body(patched, target, name=target.name)
+        sent_rv = obj["metadata"].get("resourceVersion")
+        if sent_rv in (None, "") or sent_rv == stored.obj["metadata"]["resourceVersion"]:
+            retry = sent_rv in (None, "") or _rv_in_patch(body) is None
+            obj["metadata"]["resourceVersion"] = stored.obj["metadata"]["resourceVersion"]
+        else:
+            retry = False
+        try:
+            result = await _store_update(served, target, obj, old=stored)
+        except ApiError as exc:
+            if exc.code == 409 and retry and attempt + 1 < PATCH_ATTEMPTS:
+                continue  # someone wrote in between: patch the newer object
+            raise
+        if target.subresource == "scale":
+            return respond(scale.scale_of(result.obj))
+        return respond(_as_served(target, result.data))
+    raise AssertionError("unreachable")
+
+
+def _rv_in_patch(body: object) -> str | None:
+    """The resourceVersion a merge/strategic patch asks for (it then must not be retried)."""
+    if isinstance(body, dict):
+        return ((body.get("metadata") or {}).get("resourceVersion")) or None
+    return None
 
 
 def _delete_options(body: object) -> dict:
@@ -279,71 +351,30 @@ def _delete_options(body: object) -> dict:
 async def _delete(request: web.Request, served: Served, target: Target) -> web.Response:
     _no_dry_run(request)
     pre = _delete_options(await _body(request))
-    if target.kind is NAMESPACE:
-        return respond(_terminate_namespace(served, target.name).data)
-    gone = served.store.delete(target.kind, namespace=target.namespace or "", name=target.name,
-                               preconditions=pre)
-    if target.kind.kind == "Service":
-        return respond(gone.data)
+    kind = target.kind
+    gone = await served.storage.delete(kind, namespace=target.namespace or "",
+                                       name=target.name, preconditions=pre)
+    if kind.delete_returns_object:
+        return respond(_as_served(target, gone.data))
     meta = gone.obj["metadata"]
     return respond(status(code=200, message="", reason="", details={
-        "name": meta["name"], "group": target.kind.group, "kind": target.kind.plural,
+        "name": meta["name"], "group": kind.group, "kind": kind.plural,
         "uid": meta.get("uid")}))
 
 
-def _terminate_namespace(served: Served, name: str) -> Stored:
-    """Namespaces go Terminating first and vanish (with their contents) a little later, so
-    `kubectl delete -f` of a namespace and its objects finds them still there."""
-    store = served.store
-    stored = store.terminate_namespace(name)
-    uid = stored.obj["metadata"]["uid"]
-
-    def finish() -> None:
-        current = store.get(NAMESPACE, namespace="", name=name)
-        if current is not None and current.obj["metadata"]["uid"] == uid:
-            store.delete(NAMESPACE, namespace="", name=name)
-
-    asyncio.get_running_loop().call_later(served.namespace_grace, finish)
-    return stored
-
-
-def _delete_collection(request: web.Request, served: Served, target: Target) -> web.Response:
+async def _delete_collection(request: web.Request, served: Served,
+                             target: Target) -> web.Response:
     _no_dry_run(request)
-    items, _ = served.store.list(target.kind, namespace=target.namespace,
-                                 matcher=_matcher(request))
-    for s in items:
+    listing = await served.storage.list(target.kind, namespace=target.namespace,
+                                        matcher=_matcher(request))
+    gone = []
+    for s in listing.items:
         meta = s.obj["metadata"]
-        served.store.delete(target.kind, namespace=meta.get("namespace", ""), name=meta["name"])
-    head = dumps({"kind": target.kind.list_kind, "apiVersion": target.kind.api_version,
-                  "metadata": {"resourceVersion": str(served.store.rv)}})
-    return respond(head[:-1] + b',"items":[' + b",".join(s.data for s in items) + b"]}")
-
-
-def scale_of(obj: dict) -> dict:
-    meta = obj["metadata"]
-    labels = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-    return {
-        "kind": "Scale", "apiVersion": "autoscaling/v1",
-        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion",
-                                          "creationTimestamp") if k in meta},
-        "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 1)},
-        "status": {"replicas": (obj.get("status") or {}).get("replicas", 0),
-                   "selector": ",".join(f"{k}={v}" for k, v in sorted(labels.items()))},
-    }
-
-
-def _set_scale(served: Served, target: Target, scale: object) -> dict:
-    if target.kind is not DEPLOYMENT or not isinstance(scale, dict):
-        raise ApiError(code=400, message="expected an autoscaling/v1 Scale")
-    replicas = (scale.get("spec") or {}).get("replicas")
-    if not isinstance(replicas, int) or replicas < 0:
-        raise ApiError(code=422, message=f'Scale.autoscaling "{target.name}" is invalid: '
-                       "spec.replicas: must be a non-negative integer", reason="Invalid")
-    stored = _require(served, target)
-    sent_rv = (scale.get("metadata") or {}).get("resourceVersion")
-    obj = dict(stored.obj, spec=dict(stored.obj.get("spec") or {}, replicas=replicas))
-    obj["metadata"] = dict(obj["metadata"], resourceVersion=sent_rv or
-                           stored.obj["metadata"]["resourceVersion"])
-    if not served.store.get(target.kind, namespace=target.namespace or "", name=target.name):
-        raise not_found(resource=target.kind.plural, name=target.name, group=target.kind.group)
-    return scale_of(served.store.update(target.kind, obj).obj)
+        try:
+            gone.append(await served.storage.delete(
+                target.kind, namespace=meta.get("namespace", ""), name=meta["name"]))
+        except ApiError as exc:
+            if exc.code != 404:
+                raise
+    return respond(_list_body(target, gone,
+                              {"resourceVersion": str(listing.revision)}))

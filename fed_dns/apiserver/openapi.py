@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from fed_dns.sim.kinds import Kind, group_versions
+from fed_dns.apiserver.kinds import Kind, Registry
 
 V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
 _HASH = hashlib.sha256(b"fed-dns-sim-openapi-1").hexdigest()[:16].upper()
@@ -24,14 +24,15 @@ def _prefix(group_version: str) -> str:
     return "api/v1" if group_version == "v1" else f"apis/{group_version}"
 
 
-def index() -> dict:
+def index(registry: Registry) -> dict:
     paths = {_prefix(gv): {"serverRelativeURL": f"/openapi/v3/{_prefix(gv)}?hash={_HASH}"}
-             for gv in group_versions()}
+             for gv in registry.group_versions()}
     return {"paths": paths}
 
 
-def _op(kind: Kind, verb: str, *, sub: str | None = None) -> dict:
-    gvk = {"group": kind.group, "version": kind.version, "kind": kind.kind}
+def _op(kind: Kind, verb: str, *, gv: str, sub: str | None = None) -> dict:
+    group, _, version = gv.rpartition("/")
+    gvk = {"group": group, "version": version, "kind": kind.kind}
     if sub == "scale":
         gvk = {"group": "autoscaling", "version": "v1", "kind": "Scale"}
     return {
@@ -43,29 +44,29 @@ def _op(kind: Kind, verb: str, *, sub: str | None = None) -> dict:
     }
 
 
-def document(path: str) -> dict | None:
+def document(registry: Registry, path: str) -> dict | None:
     """The document for "api/v1" or "apis/<group>/<version>", None if there is none."""
-    for gv, kinds in group_versions().items():
+    for gv, kinds in registry.group_versions().items():
         if _prefix(gv) != path.strip("/"):
             continue
         paths: dict = {}
         for kind in kinds:
             base = f"/{_prefix(gv)}/" + (f"namespaces/{{namespace}}/{kind.plural}"
                                          if kind.namespaced else kind.plural)
-            paths[base] = {"get": _op(kind, "list"), "post": _op(kind, "post")}
+            paths[base] = {"get": _op(kind, "list", gv=gv), "post": _op(kind, "post", gv=gv)}
             item = f"{base}/{{name}}"
-            paths[item] = {"get": _op(kind, "get"), "put": _op(kind, "put"),
-                           "patch": _op(kind, "patch"), "delete": _op(kind, "delete")}
+            paths[item] = {"get": _op(kind, "get", gv=gv), "put": _op(kind, "put", gv=gv),
+                           "patch": _op(kind, "patch", gv=gv), "delete": _op(kind, "delete", gv=gv)}
             for sub in kind.subresources:
-                paths[f"{item}/{sub}"] = {"get": _op(kind, "get", sub=sub),
-                                          "put": _op(kind, "put", sub=sub),
-                                          "patch": _op(kind, "patch", sub=sub)}
-        return {"openapi": "3.0.0", "info": {"title": "Kubernetes (fed-dns sim)",
+                paths[f"{item}/{sub}"] = {"get": _op(kind, "get", gv=gv, sub=sub),
+                                          "put": _op(kind, "put", gv=gv, sub=sub),
+                                          "patch": _op(kind, "patch", gv=gv, sub=sub)}
+        return {"openapi": "3.0.0", "info": {"title": "Kubernetes (fed-dns)",
                                              "version": "v1.31.0"},
                 "paths": paths, "components": {"schemas": {}}}
     return None
 
 
-def document_bytes(path: str) -> bytes | None:
-    doc = document(path)
+def document_bytes(registry: Registry, path: str) -> bytes | None:
+    doc = document(registry, path)
     return None if doc is None else json.dumps(doc, separators=(",", ":")).encode()

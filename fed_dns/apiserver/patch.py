@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from fed_dns.sim.status import ApiError
+from fed_dns.apiserver.status import ApiError
 
 MERGE = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from fed_dns.sim.status import ApiError
+from fed_dns.apiserver.status import ApiError
 
 Matcher = Callable[[dict], bool]
 

@@ -8,13 +8,14 @@ import json
 
 from aiohttp import web
 
-from fed_dns.sim import tables
-from fed_dns.sim.context import Served
-from fed_dns.sim.kinds import Kind
-from fed_dns.sim.selectors import Matcher
-from fed_dns.sim.status import ApiError
-from fed_dns.sim.store import bookmark
-from fed_dns.sim.watchers import dumps, event_line
+from fed_dns.apiserver import tables
+from fed_dns.apiserver.context import Served
+from fed_dns.apiserver.kinds import Kind
+from fed_dns.apiserver.selectors import Matcher
+from fed_dns.apiserver.status import ApiError
+from fed_dns.apiserver.storage import bookmark
+from fed_dns.apiserver.watchers import dumps, event_line
+
 
 def _int(value: str | None, *, name: str) -> int | None:
     if value in (None, ""):
@@ -37,8 +38,9 @@ async def watch(request: web.Request, *, served: Served, kind: Kind, namespace: 
                                                    "Cache-Control": "no-cache, private"})
     resp.enable_chunked_encoding()
     try:
-        watcher = served.store.watch(kind, namespace=namespace, matcher=matcher,
-                                     resource_version=rv or None, send_initial=send_initial)
+        watcher = await served.storage.watch(kind, namespace=namespace, matcher=matcher,
+                                             resource_version=rv or None,
+                                             send_initial=send_initial)
     except ApiError as exc:
         # The API server answers an expired resourceVersion with 200 and one ERROR event.
         await resp.prepare(request)
@@ -63,7 +65,7 @@ async def watch(request: web.Request, *, served: Served, kind: Kind, namespace: 
             if now >= deadline:
                 break
             if next_bookmark is not None and now >= next_bookmark:
-                watcher.push(bookmark(kind, served.store.rv))
+                watcher.push(bookmark(kind, served.storage.bookmark_revision(watcher)))
                 next_bookmark = now + interval
                 continue
             wake = deadline if next_bookmark is None else min(deadline, next_bookmark)
@@ -72,7 +74,7 @@ async def watch(request: web.Request, *, served: Served, kind: Kind, namespace: 
     except ConnectionError:  # the client went away (or the cluster was killed)
         return resp
     finally:
-        served.store.unwatch(watcher)
+        served.storage.unwatch(watcher)
     with contextlib.suppress(ConnectionError):
         await resp.write_eof()
     return resp

@@ -60,6 +60,8 @@ class Watcher:
     closed: bool = False
     overflowed: bool = False
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    rv: int = 0  # the newest revision offered (for bookmarks)
+    feed: asyncio.Task | None = None  # what feeds it (the etcd store's watch), ended on close
 
     def push(self, data: bytes) -> None:
         if self.closed:
@@ -73,6 +75,7 @@ class Watcher:
         self.wakeup.set()
 
     def offer(self, event: Event) -> None:
+        self.rv = max(self.rv, event.rv)
         if self.namespace is not None and \
                 (event.obj.get("metadata") or {}).get("namespace") != self.namespace:
             return
@@ -102,3 +105,5 @@ class Watcher:
     def close(self) -> None:
         self.closed = True
         self.wakeup.set()
+        if self.feed is not None:
+            self.feed.cancel()

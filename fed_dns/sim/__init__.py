@@ -10,10 +10,11 @@
     cluster.apply(objects.service(name="web", namespace="ns", ports=[("http", 80)]))
     cluster.kill("stop")  # or "hang";  await cluster.revive();  await cluster.close()
 
-Modules: `kinds` (served resources), `store` (objects, resourceVersion, history, watchers),
-`watchers` (one open watch), `defaults` (server-side defaults, Deployment status),
-`selectors`, `patch`, `status` (Status errors), `discovery`, `openapi`, `tables`
-(kubectl printing), `api` (routes and handlers), `streams` (watch responses), `context`,
-`tls`, `cluster` (lifecycle), `objects` (builders), `scenario` (seeding helpers).
-Imports nothing of fed_dns but model (import-linter).
+The Kubernetes API machinery (routes, discovery, OpenAPI, patch, watch, tables, the memory
+store) is `fed_dns.apiserver`; this package adds the member kinds and their behaviour:
+`kinds` (Service, EndpointSlice, with apiserver's Namespace and Deployment), `store` (the
+memory store with validation, ClusterIPs, Deployment status, namespaces), `storage`
+(namespaces terminate over the API), `defaults`, `cluster` (lifecycle), `objects`
+(builders), `scenario` (seeding helpers). Imports nothing of fed_dns but model and apiserver
+(import-linter).
 """

@@ -11,18 +11,15 @@ from pathlib import Path
 
 from aiohttp import web
 
-from fed_dns.sim import api, kinds, tls
-from fed_dns.sim.context import Served
+from fed_dns.apiserver import handlers, tls
+from fed_dns.apiserver.context import Served
+from fed_dns.sim import kinds
+from fed_dns.sim.storage import SimStorage
 from fed_dns.sim.store import Store
 
 
 def _kind(kind: str | kinds.Kind) -> kinds.Kind:
-    if isinstance(kind, kinds.Kind):
-        return kind
-    for k in kinds.KINDS:
-        if kind in (k.kind, k.plural, k.singular, k.key, *k.short_names):
-            return k
-    raise KeyError(f"unknown kind {kind!r}")
+    return kinds.REGISTRY.find(kind)
 
 
 class SimCluster:
@@ -42,8 +39,9 @@ class SimCluster:
         self._ssl = None
         self.token = token or secrets.token_urlsafe(24)
         self.store = Store(history_limit=history_limit, ready_limit=ready_limit)
-        self._served = Served(store=self.store, token=self.token,
-                              bookmark_interval=bookmark_interval, watch_timeout=watch_timeout)
+        self._served = Served(storage=SimStorage(self.store), registry=kinds.REGISTRY,
+                              tokens=(self.token,), bookmark_interval=bookmark_interval,
+                              watch_timeout=watch_timeout)
         self._runner: web.AppRunner | None = None
         self._server: asyncio.AbstractServer | None = None
         self.host = "127.0.0.1"
@@ -53,7 +51,7 @@ class SimCluster:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._runner = web.AppRunner(api.build_app(self._served), handle_signals=False,
+        self._runner = web.AppRunner(handlers.build_app(self._served), handle_signals=False,
                                      access_log=None)
         await self._runner.setup()
         self.host = host
@@ -139,7 +137,7 @@ class SimCluster:
 
     def apply(self, obj: dict) -> dict:
         """Create or replace `obj` (its kind from `kind`), as given: status included."""
-        stored = self.store.put(kinds.for_object(obj), obj)
+        stored = self.store.put(kinds.REGISTRY.for_object(obj), obj)
         return json.loads(stored.data)
 
     def delete(self, *, kind: str, namespace: str = "", name: str) -> dict | None:

@@ -7,7 +7,7 @@ import ipaddress
 import re
 
 from fed_dns.sim.kinds import DEPLOYMENT, ENDPOINT_SLICE, NAMESPACE, SERVICE, Kind
-from fed_dns.sim.status import invalid
+from fed_dns.apiserver.status import invalid
 
 READY_LIMIT_ANNOTATION = "sim.fed-dns.io/ready-limit"
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")

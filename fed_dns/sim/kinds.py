@@ -2,70 +2,52 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Kind:
-    """One resource: where it lives in the URL space and how discovery names it."""
-
-    kind: str
-    plural: str
-    group: str  # "" for the core group
-    version: str
-    namespaced: bool
-    short_names: tuple[str, ...] = ()
-    singular: str = ""
-    subresources: tuple[str, ...] = ()  # "status", "scale"
-    categories: tuple[str, ...] = ()  # "all": `kubectl get all`
-
-    @property
-    def api_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-    @property
-    def group_version(self) -> str:
-        return self.api_version
-
-    @property
-    def list_kind(self) -> str:
-        return f"{self.kind}List"
-
-    @property
-    def key(self) -> str:
-        """The store's name for the resource: "services", "endpointslices.discovery.k8s.io"."""
-        return f"{self.plural}.{self.group}" if self.group else self.plural
+from fed_dns.apiserver.builtin import DEPLOYMENT, NAMESPACE
+from fed_dns.apiserver.kinds import Kind, Registry
 
 
-NAMESPACE = Kind(kind="Namespace", plural="namespaces", group="", version="v1", namespaced=False,
-                 short_names=("ns",), singular="namespace", subresources=("status",))
+def _ports(ports: list | None) -> str:
+    out = []
+    for p in ports or []:
+        text = f"{p.get('port', '')}"
+        if p.get("nodePort"):
+            text += f":{p['nodePort']}"
+        out.append(f"{text}/{p.get('protocol', 'TCP')}")
+    return ",".join(out) or "<none>"
+
+
+def _service(obj: dict) -> list:
+    spec, st = obj.get("spec") or {}, obj.get("status") or {}
+    ingress = (st.get("loadBalancer") or {}).get("ingress") or []
+    external = [i.get("ip") or i.get("hostname") for i in ingress
+                if i.get("ip") or i.get("hostname")]
+    if spec.get("type") == "ExternalName":
+        external = [spec.get("externalName", "")]
+    elif not external:
+        external = ["<pending>"] if spec.get("type") == "LoadBalancer" else ["<none>"]
+    return [spec.get("type", ""), spec.get("clusterIP", "<none>"), ",".join(external),
+            _ports(spec.get("ports"))]
+
+
+def _slice(obj: dict) -> list:
+    ports = ",".join(str(p.get("port", "")) for p in obj.get("ports") or []) or "<unset>"
+    addresses = [a for e in obj.get("endpoints") or [] for a in e.get("addresses") or []]
+    shown = ",".join(addresses[:3]) + (f" + {len(addresses) - 3} more..." if len(addresses) > 3
+                                        else "")
+    return [obj.get("addressType", ""), ports, shown or "<unset>"]
+
+
 SERVICE = Kind(kind="Service", plural="services", group="", version="v1", namespaced=True,
                short_names=("svc",), singular="service", subresources=("status",),
-               categories=("all",))
+               categories=("all",), delete_returns_object=True,
+               columns=(("Type", "string"), ("Cluster-IP", "string"), ("External-IP", "string"),
+                        ("Port(s)", "string")), cells=_service)
 ENDPOINT_SLICE = Kind(kind="EndpointSlice", plural="endpointslices", group="discovery.k8s.io",
-                      version="v1", namespaced=True, singular="endpointslice")
-DEPLOYMENT = Kind(kind="Deployment", plural="deployments", group="apps", version="v1",
-                  namespaced=True, short_names=("deploy",), singular="deployment",
-                  subresources=("status", "scale"), categories=("all",))
+                      version="v1", namespaced=True, singular="endpointslice",
+                      columns=(("AddressType", "string"), ("Ports", "string"),
+                               ("Endpoints", "string")), cells=_slice)
 
 KINDS: tuple[Kind, ...] = (NAMESPACE, SERVICE, ENDPOINT_SLICE, DEPLOYMENT)
-BY_KIND: dict[str, Kind] = {k.kind: k for k in KINDS}
+REGISTRY = Registry(KINDS)
 
-
-def for_object(obj: dict) -> Kind:
-    """The Kind of an object from its `kind` (and `apiVersion` when given); KeyError if unknown."""
-    kind = BY_KIND[obj.get("kind", "")]
-    api_version = obj.get("apiVersion")
-    if api_version and api_version != kind.api_version:
-        raise KeyError(f"{api_version} {obj.get('kind')}")
-    return kind
-
-
-def group_versions() -> dict[str, list[Kind]]:
-    """group/version -> its kinds, in a stable order."""
-    out: dict[str, list[Kind]] = {}
-    for k in KINDS:
-        out.setdefault(k.group_version, []).append(k)
-    return out
+__all__ = ["DEPLOYMENT", "ENDPOINT_SLICE", "KINDS", "NAMESPACE", "REGISTRY", "SERVICE", "Kind"]

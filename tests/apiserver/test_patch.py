@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fed_dns.sim import patch
-from fed_dns.sim.status import ApiError
+from fed_dns.apiserver import patch
+from fed_dns.apiserver.status import ApiError
 
 SVC = {"metadata": {"name": "s", "labels": {"a": "1", "b": "2"}},
        "spec": {"ports": [{"name": "http", "port": 80}, {"name": "dns", "port": 53}],

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fed_dns.sim.selectors import field_selector, label_selector
-from fed_dns.sim.status import ApiError
+from fed_dns.apiserver.selectors import field_selector, label_selector
+from fed_dns.apiserver.status import ApiError
 
 
 def obj(labels=None, name="n", namespace="ns"):

@@ -154,7 +154,7 @@ async def test_compacted_version_raises_410(sim, core):
 
 async def test_bounded_history_expires_old_versions(tmp_path):
     from fed_dns.sim.cluster import SimCluster
-    from fed_dns.sim.status import ApiError
+    from fed_dns.apiserver.status import ApiError
     from fed_dns.sim.kinds import SERVICE
 
     cluster = SimCluster(name="small", history_limit=5)

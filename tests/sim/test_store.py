@@ -9,7 +9,7 @@ import pytest
 from fed_dns.sim import objects
 from fed_dns.sim.cluster import SimCluster
 from fed_dns.sim.kinds import ENDPOINT_SLICE, SERVICE
-from fed_dns.sim.status import ApiError
+from fed_dns.apiserver.status import ApiError
 
 
 def lines(watcher) -> list[dict]:
