@@ -1,7 +1,7 @@
 """Settings for reaching etcd and `connect()`, which returns a ready aetcd client.
 
-aetcd 1.0 only builds plain-text channels, so TLS goes through a small subclass that builds a
-secure channel instead. Error messages name the endpoint (without any user:password part of
+The client itself is a `connection.ClusterClient`: an aetcd client that uses every endpoint,
+one at a time, and builds TLS channels (aetcd 1.0 builds plain-text ones only). Error messages name the endpoint (without any user:password part of
 its URL) and never the password.
 """
 
@@ -9,17 +9,26 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aetcd
 import grpc
-from aetcd import rpc, watcher
+
+if TYPE_CHECKING:
+    from fed_dns.etcd.connection import ClusterClient
 
 DEFAULT_PORT = 2379
 
+
 class EtcdError(Exception):
     """etcd could not be reached or refused us. The message is safe to log."""
+
+
+class EtcdUnreachable(EtcdError, aetcd.ConnectionFailedError):
+    """No endpoint answered (as a member that knows a raft leader). An aetcd
+    ConnectionFailedError too, so every retry loop treats it as the transient error it is."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,37 +92,26 @@ def redact(url: str) -> str:
     return f"{scheme}{sep}{netloc}{slash}{path}"
 
 
-async def connect(settings: EtcdSettings) -> aetcd.Client:
-    """A connected client for the first endpoint that answers (a Status call proves it).
+async def connect(settings: EtcdSettings) -> "ClusterClient":
+    """A client of the etcd cluster at `settings.endpoints`, connected to the first member
+    that answers and knows a raft leader; it moves to another member by itself when that
+    one fails (see `connection.ClusterClient`).
 
-    Raises EtcdError naming every endpoint tried and why it failed.
+    Raises EtcdUnreachable naming every endpoint tried and why it failed.
     """
-    problems = []
-    for url in settings.endpoints:
-        endpoint = parse_endpoint(url)
-        client = _client(settings=settings, endpoint=endpoint)
-        try:
-            await client.connect()
-            await client.maintenancestub.Status(
-                rpc.StatusRequest(), timeout=settings.timeout, metadata=client.metadata)
-        except (aetcd.ClientError, grpc.RpcError, OSError, TimeoutError) as exc:
-            await _close_quietly(client)
-            problems.append(f"{endpoint}: {_reason(exc, settings)}")
-            continue
-        return client
-    raise EtcdError("etcd unreachable: " + "; ".join(problems))
+    from fed_dns.etcd.connection import ClusterClient  # it builds on the settings here
+
+    client = ClusterClient(settings=settings)
+    try:
+        await client.connect()
+    except BaseException:
+        await client.close()
+        raise
+    return client
 
 
-def _client(*, settings: EtcdSettings, endpoint: Endpoint) -> aetcd.Client:
-    kwargs = dict(host=endpoint.host, port=endpoint.port, username=settings.username,
-                  password=settings.password, timeout=settings.timeout,
-                  connect_wait_timeout=settings.timeout)
-    if endpoint.tls or settings.ca_file:
-        return _TlsClient(credentials=_credentials(settings), **kwargs)
-    return aetcd.Client(**kwargs)
-
-
-def _credentials(settings: EtcdSettings) -> grpc.ChannelCredentials:
+def credentials(settings: EtcdSettings) -> grpc.ChannelCredentials:
+    """The TLS credentials of `settings` (CA, client certificate and key: each optional)."""
     def read(path: str | None) -> bytes | None:
         if path is None:
             return None
@@ -127,51 +125,14 @@ def _credentials(settings: EtcdSettings) -> grpc.ChannelCredentials:
                                         certificate_chain=read(settings.cert_file))
 
 
-class _TlsClient(aetcd.Client):
-    """aetcd.Client over a TLS channel (aetcd's own connect() is plain text only)."""
-
-    def __init__(self, *, credentials: grpc.ChannelCredentials, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self._credentials = credentials
-
-    async def connect(self) -> None:
-        if self._connected.is_set():
-            return
-        target = f"{self._host}:{self._port}"
-        self.channel = rpc.secure_channel(target, self._credentials, options=self._options.items())
-        try:
-            if self._username is not None:
-                self.auth_stub = rpc.AuthStub(self.channel)
-                resp = await self.auth_stub.Authenticate(
-                    rpc.AuthenticateRequest(name=self._username, password=self._password),
-                    timeout=self._timeout)
-                self.metadata = (("token", resp.token),)
-        except grpc.RpcError as exc:
-            await self.channel.close()
-            self._init_channel_attrs()
-            raise aetcd.ClientError(_rpc_details(exc)) from None
-        self.kvstub = rpc.KVStub(self.channel)
-        self.clusterstub = rpc.ClusterStub(self.channel)
-        self.leasestub = rpc.LeaseStub(self.channel)
-        self.maintenancestub = rpc.MaintenanceStub(self.channel)
-        self._watcher = watcher.Watcher(rpc.WatchStub(self.channel), timeout=self._timeout,
-                                        metadata=self.metadata)
-        self._connected.set()
-
-
-def _rpc_details(exc: grpc.RpcError) -> str:
-    details = getattr(exc, "details", None)
-    return (details() if callable(details) else None) or type(exc).__name__
-
-
-def _reason(exc: BaseException, settings: EtcdSettings) -> str:
+def describe(exc: BaseException, *, timeout: float) -> str:
+    """One line for an error of a call on etcd (not yet scrubbed of secrets)."""
     if isinstance(exc, grpc.RpcError):
-        text = _rpc_details(exc)
-    elif isinstance(exc, TimeoutError):
-        text = f"no answer within {settings.timeout:g}s"
-    else:
-        text = str(exc) or type(exc).__name__
-    return scrub(text, secrets=(settings.password,))
+        details = getattr(exc, "details", None)
+        return (details() if callable(details) else None) or type(exc).__name__
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g}s"
+    return str(exc) or type(exc).__name__
 
 
 def scrub(text: str, *, secrets: Iterable[str | None]) -> str:
@@ -180,10 +141,3 @@ def scrub(text: str, *, secrets: Iterable[str | None]) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
-
-
-async def _close_quietly(client: aetcd.Client) -> None:
-    try:
-        await client.close()
-    except Exception:  # noqa: BLE001 - a half-open channel may complain while closing
-        pass

@@ -8,6 +8,11 @@ deposed leader's transaction fails in etcd even if it still thinks it leads.
 
 The leader steps down on its own when it has not been able to refresh its lease for 2/3 of
 the TTL (etcd unreachable), so it stops acting before another replica can take over.
+
+The client is a `connection.ClusterClient`: a lease refresh that fails, or gets no answer
+within TTL/6, moves it to the next etcd member and is tried again there at once (the lease
+is the cluster's, any member refreshes it), so a dead or hung member costs a leader a
+fraction of its TTL, not its leadership.
 """
 
 from __future__ import annotations
@@ -19,14 +24,13 @@ import time
 from collections.abc import Callable
 
 import aetcd
-import grpc
 from aetcd import transactions
 
 from fed_dns.etcd.backoff import Backoff, check_cancelled
+from fed_dns.etcd.connection import ERRORS as _ERRORS
+from fed_dns.etcd.connection import call
 
 log = logging.getLogger(__name__)
-
-_ERRORS = (aetcd.ClientError, grpc.RpcError, OSError, TimeoutError)
 
 
 class LeaderElector:
@@ -127,17 +131,24 @@ class LeaderElector:
                 self._lease = None
 
     async def _hold(self, lease: aetcd.Lease) -> None:
-        """Refresh the lease every ttl/3 and check the key is still ours; returns when not."""
+        """Refresh the lease every ttl/3 and check the key is still ours; returns when not.
+        After a failed refresh (the client has moved to another member) the next one comes
+        after a short backoff, not a whole period."""
         period = self._ttl / 3
+        patience = period / 2
         confirmed = time.monotonic()
+        failures = 0
         while not self._resigned:
             check_cancelled()
-            await asyncio.sleep(period)
+            await asyncio.sleep(min(period, self._backoff.delay(failures - 1)) if failures
+                                else period)
             sent = time.monotonic()
             try:
-                reply = await asyncio.wait_for(lease.refresh(), timeout=period)
-                current = await asyncio.wait_for(self._client.get(self._key), timeout=period)
+                reply = await call(self._client, lease.refresh, timeout=patience)
+                current = await call(self._client, self._client.get, self._key,
+                                     timeout=patience)
             except _ERRORS as exc:
+                failures += 1
                 if time.monotonic() - confirmed >= self._ttl * 2 / 3:
                     log.warning("stepping down from %s: lease not refreshed for %.1fs (%s)",
                                 self._key.decode(), time.monotonic() - confirmed, exc)
@@ -145,6 +156,7 @@ class LeaderElector:
                     await self._revoke_quietly(lease)
                     return
                 continue
+            failures = 0
             if reply is None or reply.TTL <= 0:
                 log.warning("leader lease on %s expired", self._key.decode())
                 return

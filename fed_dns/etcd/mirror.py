@@ -1,10 +1,15 @@
 """ZoneMirror: the whole key prefix of a zone in memory, kept current by an etcd watch.
 
 Layered loops, as the Kubernetes watchers do: an outer loop reconnects with capped
-exponential backoff plus jitter; inside it a full read (only at the start and after a
+exponential backoff plus jitter, through a `ClusterClient` that moves to the next etcd member
+after each failed session (a dead, hung or cut-off member is left within seconds); inside it a full read (only at the start and after a
 compaction, or when etcd went back in time), then a watch from the next revision. A broken
 watch resumes from the last revision seen. While etcd is away the last contents stay
 available (serve stale) and `stale_seconds` grows.
+
+While watching, a probe reads etcd every `probe_interval`: a linearizable read (etcd's
+default), which a member cut off from the raft majority cannot answer although it still
+answers serializable reads and keeps the watch stream open; a hung member breaks no stream.
 
 The full read is paginated at one revision (`ranges.read_prefix`), so a zone of any size
 loads. Watch events are applied in place: the cost of a batch follows the batch, not the
@@ -23,11 +28,11 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 import aetcd
-import grpc
 
 from fed_dns.etcd import ranges
 from fed_dns.etcd.backoff import Backoff, check_cancelled
-from fed_dns.etcd.client import EtcdError, EtcdSettings, connect, scrub
+from fed_dns.etcd.client import EtcdError, EtcdSettings, scrub
+from fed_dns.etcd.connection import ERRORS, ClusterClient
 
 log = logging.getLogger(__name__)
 
@@ -69,18 +74,22 @@ class MirrorStats:
     stale_seconds: float
     keys: int
     last_error: str | None
+    endpoint: str  # the etcd endpoint in use (or tried next)
 
 
 class ZoneMirror:
     def __init__(self, *, settings: EtcdSettings, prefix: str,
                  on_change: Callable[[MirrorChange], None] | None = None,
                  backoff: Backoff = Backoff(), probe_interval: float = 1.0,
-                 page_size: int | None = None) -> None:
+                 page_size: int | None = None, client: ClusterClient | None = None) -> None:
         if not prefix:
             raise ValueError("ZoneMirror needs a non-empty key prefix")
         if page_size is not None and page_size < 1:
             raise ValueError("page_size must be at least 1")
         self._settings = settings
+        # Our own connection unless one is shared with us (then it is not ours to close).
+        self._own_client = client is None
+        self._client = client if client is not None else ClusterClient(settings=settings)
         self._page_size = page_size
         self._prefix = prefix
         self._prefix_bytes = prefix.encode()
@@ -135,6 +144,11 @@ class ZoneMirror:
         return self._connected
 
     @property
+    def endpoint(self) -> str:
+        """The etcd endpoint in use (while not connected: the one tried next)."""
+        return self._client.endpoint
+
+    @property
     def loaded(self) -> bool:
         """True once a first full load has been made (the snapshot may be stale since)."""
         return self._loaded
@@ -151,7 +165,8 @@ class ZoneMirror:
         return MirrorStats(loads=self.loads, reloads=self.reloads, reconnects=self.reconnects,
                            events=self.events, batches=self.batches, revision=self._revision,
                            connected=self._connected, stale_seconds=self.stale_seconds,
-                           keys=len(self._data), last_error=self.last_error)
+                           keys=len(self._data), last_error=self.last_error,
+                           endpoint=self.endpoint)
 
     async def wait_connected(self) -> None:
         """Until the mirror is loaded and watching (for readiness)."""
@@ -165,6 +180,7 @@ class ZoneMirror:
         resumes from the revision it had reached."""
         attempt = 0
         sessions = 0
+        client = self._client
         try:
             while True:
                 check_cancelled()
@@ -172,23 +188,27 @@ class ZoneMirror:
                     self.reconnects += 1
                 sessions += 1
                 try:
-                    client = await connect(self._settings)
-                except EtcdError as exc:
+                    await client.connect()
+                except EtcdError as exc:  # no member answered: the message names each
                     reason = str(exc)
                 else:
+                    generation = client.generation
+                    endpoint = client.endpoint
                     try:
                         await self._session(client)
                         reason = "watch stream ended"
-                    except (aetcd.ClientError, grpc.RpcError, OSError, TimeoutError) as exc:
+                    except ERRORS as exc:
                         reason = self._describe(exc)
-                    finally:
-                        await _close_quietly(client)
+                    reason = f"{endpoint}: {reason}"
+                    client.failed(generation, reason)  # the next session uses another member
                 attempt = 0 if self._connected else attempt + 1
                 self._lost(reason)
                 await asyncio.sleep(self._backoff.delay(attempt))
         finally:
             self._flush()
             self._set_connected(False)
+            if self._own_client:
+                await _close_quietly(client)
 
     async def _session(self, client: aetcd.Client) -> None:
         if not self._loaded or not await ranges.revision_readable(

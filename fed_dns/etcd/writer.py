@@ -20,6 +20,9 @@ commit waits on a disk sync or a network round trip, so the default is 4.
   `.unwritten`, the puts and deletes not written, so the caller retries only those. When
   `max(2, concurrency)` transactions fail in a row (etcd is away), the rest are not tried:
   they are in `.unwritten` too.
+- The client is a `connection.ClusterClient` (what `client.connect` returns): a transaction
+  that fails because its member is away, or that gets no answer within `timeout`, moves the
+  client to the next member, and the retry goes there.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from aetcd import transactions
 from asyncio_throttle import Throttler
 
 from fed_dns.etcd.backoff import Backoff, check_cancelled
+from fed_dns.etcd.connection import call
 from fed_dns.model import Changes
 
 log = logging.getLogger(__name__)
@@ -108,6 +112,18 @@ class Writer:
         self.transactions = 0  # transactions that succeeded
         self.errors = 0  # failed attempts (transient errors, refusals, fence failures)
         self.unwritten = 0  # operations given up on (reported in WriteFailed)
+        self.last_error: str | None = None  # the last failed attempt; None after a success
+
+    @property
+    def endpoint(self) -> str | None:
+        """The etcd endpoint the writes go to (None when the client does not say)."""
+        return getattr(self._client, "endpoint", None)
+
+    @property
+    def connected(self) -> bool:
+        """Whether the client holds a channel to a member it proved healthy; it redials on the
+        next write when not."""
+        return bool(getattr(self._client, "connected", False))
 
     async def apply(self, changes: Changes) -> None:
         """Write `changes`: NotLeader when fenced out; WriteFailed (with `.unwritten`) when
@@ -177,11 +193,11 @@ class Writer:
             if self._throttler is not None:
                 await self._throttler.acquire()
             try:
-                ok, _ = await asyncio.wait_for(
-                    self._client.transaction(compare=compare, success=list(batch), failure=[]),
-                    timeout=self._timeout)
+                ok, _ = await call(self._client, self._client.transaction, compare=compare,
+                                   success=list(batch), failure=[], timeout=self._timeout)
             except TRANSIENT as exc:
                 self.errors += 1
+                self.last_error = _describe(exc)
                 if attempt >= self._retries:
                     raise _Failed(f"etcd write failed after {attempt + 1} attempts: "
                                   f"{_describe(exc)}") from None
@@ -192,12 +208,14 @@ class Writer:
                 continue
             except aetcd.ClientError as exc:  # refused for good (too large, no permission)
                 self.errors += 1
+                self.last_error = _describe(exc)
                 raise _Failed(f"etcd refused the write: {_describe(exc)}") from None
             if not ok:
                 self.errors += 1
                 raise NotLeader("leadership lost: the fenced transaction was refused")
             self.transactions += 1
             self.writes += len(batch)
+            self.last_error = None
             return
 
 
