@@ -105,6 +105,19 @@ class HttpSection(_Listener):
     listen: Listen = "127.0.0.1:9153"
 
 
+class ApiSection(_Listener):
+    """The federation API (kubectl's endpoint): HTTPS with bearer tokens. Files not given
+    are generated on first start in `dir` (a self-signed certificate, a token, mode 0600)."""
+
+    enabled: Flag = False
+    listen: Listen = "127.0.0.1:6443"
+    dir: FilePath | None = None  # None: ~/.local/state/fed-dns/api
+    cert_file: FilePath | None = None
+    key_file: FilePath | None = None
+    ca_file: FilePath | None = None
+    token_file: FilePath | None = None
+
+
 class TlsSection(Section):
     ca_file: FilePath | None = None
     cert_file: FilePath | None = None
@@ -177,6 +190,7 @@ class Config(Section):
     dns: DnsSection = DnsSection()
     etcd: EtcdSection = EtcdSection()
     http: HttpSection = HttpSection()
+    api: ApiSection = ApiSection()
     leader_election: LeaderElectionSection = LeaderElectionSection()
     topology: TopologySection = TopologySection()
     watch: WatchSection = WatchSection()

@@ -98,7 +98,7 @@ def test_every_problem_listed_with_exit_2(tmp_path: Path) -> None:
         f"{path}: etcd.endpoints[0]: expected a URL like 'http://127.0.0.1:2379', got '127.0.0.1:2379'",
         f"{path}: etcd.password: expected a string",
         f"{path}: colour: unknown key (expected one of: zone, owner_id, ttl, publish, export, namespaces, "
-        "all_unhealthy, clusters, health, dns, etcd, http, leader_election, topology, watch, reconcile, "
+        "all_unhealthy, clusters, health, dns, etcd, http, api, leader_election, topology, watch, reconcile, "
             "unschedulable_after)",
         f"{path}: 6 problems",
     ]
