@@ -82,18 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="print JSON")
         p.set_defaults(module=name)
 
-    p = sub.add_parser("apply", help="store federated workloads from a file")
-    p.add_argument("-f", "--filename", required=True, metavar="FILE")
+    p = sub.add_parser("kubeconfig", help="print a kubeconfig for the federation API "
+                       "(context `federation`; use with kubectl)")
     _add_config(p)
-    p.set_defaults(module="workloads", action="apply")
-    p = sub.add_parser("get", help="list federated workloads and their placement")
-    p.add_argument("name", nargs="?")
-    _add_config(p)
-    p.set_defaults(module="workloads", action="get")
-    p = sub.add_parser("delete", help="remove a federated workload")
-    p.add_argument("name")
-    _add_config(p)
-    p.set_defaults(module="workloads", action="delete")
+    p.set_defaults(module="kubeconfig_cmd")
 
     p = sub.add_parser("sim", help="run one simulated member cluster (Kubernetes API) until stopped")
     p.add_argument("--name", required=True, help="cluster name (also the kubeconfig context)")

@@ -1,0 +1,290 @@
+"""Real kubectl against the federation API component (fed_dns.app.api): HTTPS, a bearer
+token, the memory store and the etcd store (restart, two servers on one etcd)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import uuid
+
+import pytest
+
+from fed_dns.apiserver.clusters import ClusterState
+from fed_dns.app import apicreds
+from fed_dns.app.api import ApiServer
+from fed_dns.config import parse
+from tests.support import free_port
+
+pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+
+MEMBERS = (ClusterState(name="c1", region="eu", health="ready", synced=True,
+                        since="2024-01-01T00:00:00Z", created="2024-01-01T00:00:00Z"),
+           ClusterState(name="c2", region="us", health="unreachable", message="probe timed out"))
+
+TOMCAT = """
+apiVersion: {api}
+kind: ReplicaSet
+metadata:
+  name: tomcat
+  labels: {{app: tomcat}}
+  annotations:
+    federation.kubernetes.io/replica-set-preferences: '{prefs}'
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: tomcat}}}}
+  template:
+    metadata: {{labels: {{app: tomcat}}}}
+    spec:
+      containers:
+      - name: fed-tomcat
+        image: tomcat:9
+        resources: {{requests: {{cpu: 200m, memory: 500Mi}}}}
+        ports: [{{containerPort: 80}}]
+"""
+PREFS = '{"rebalance": true, "clusters": {"c1": {"weight": 1}, "c2": {"weight": 1}}}'
+
+KUBEFED = """
+apiVersion: types.kubefed.io/v1beta1
+kind: FederatedDeployment
+metadata: {name: web, namespace: default}
+spec:
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      replicas: 3
+      selector: {matchLabels: {app: web}}
+      template:
+        metadata: {labels: {app: web}}
+        spec: {containers: [{name: web, image: nginx:1.25}]}
+  placement: {clusters: [{name: c1}, {name: c2}]}
+  overrides:
+  - clusterName: c2
+    clusterOverrides: [{path: "/spec/replicas", value: 1}]
+---
+apiVersion: scheduling.kubefed.io/v1alpha1
+kind: ReplicaSchedulingPreference
+metadata: {name: web, namespace: default}
+spec:
+  targetKind: FederatedDeployment
+  totalReplicas: 6
+  clusters: {c1: {weight: 2}, "*": {weight: 1, minReplicas: 1, maxReplicas: 4}}
+"""
+
+KARMADA = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: nginx, labels: {app: nginx}}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: nginx}}
+  template:
+    metadata: {labels: {app: nginx}}
+    spec: {containers: [{name: nginx, image: nginx:1.25}]}
+---
+apiVersion: policy.karmada.io/v1alpha1
+kind: PropagationPolicy
+metadata: {name: nginx}
+spec:
+  resourceSelectors: [{apiVersion: apps/v1, kind: Deployment, name: nginx}]
+  placement:
+    clusterAffinity: {clusterNames: [c1, c2]}
+    replicaScheduling:
+      replicaSchedulingType: Divided
+      replicaDivisionPreference: Weighted
+      weightPreference:
+        staticWeightList:
+        - {targetCluster: {clusterNames: [c1]}, weight: 1}
+        - {targetCluster: {clusterNames: [c2]}, weight: 2}
+---
+apiVersion: policy.karmada.io/v1alpha1
+kind: OverridePolicy
+metadata: {name: nginx}
+spec:
+  resourceSelectors: [{apiVersion: apps/v1, kind: Deployment, name: nginx}]
+  overrideRules:
+  - targetCluster: {clusterNames: [c2]}
+    overriders:
+      plaintext: [{path: /spec/replicas, operator: replace, value: 1}]
+      imageOverrider: [{component: Registry, operator: replace, value: registry.eu}]
+"""
+
+
+def api_config(tmp_path, *, etcd_url: str | None, owner: str = "fed-dns/test.") -> object:
+    data = {"owner_id": owner,
+            "api": {"enabled": True, "listen": f"127.0.0.1:{free_port()}",
+                    "dir": str(tmp_path / "api")}}
+    if etcd_url:
+        data["etcd"] = {"endpoints": [etcd_url]}
+    return parse(data)
+
+
+class Kubectl:
+    def __init__(self, kubeconfig) -> None:
+        self.kubeconfig = str(kubeconfig)
+
+    async def __call__(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+        return await asyncio.to_thread(
+            subprocess.run, ["kubectl", "--kubeconfig", self.kubeconfig, *args],
+            input=stdin, capture_output=True, text=True, timeout=60)
+
+    async def ok(self, *args: str, stdin: str | None = None) -> str:
+        result = await self(*args, stdin=stdin)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+
+async def started(config, tmp_path, name: str = "kubeconfig") -> tuple[ApiServer, Kubectl]:
+    server = ApiServer(config=config, members=lambda: MEMBERS, bookmark_interval=0.3)
+    await server.start()
+    creds = apicreds.ensure(config.api)
+    doc = apicreds.kubeconfig(server=server.url, creds=creds)
+    (tmp_path / name).write_text(json.dumps(doc))
+    return server, Kubectl(tmp_path / name)
+
+
+@pytest.fixture(params=["memory", "etcd"])
+async def api(request, tmp_path):
+    url = request.getfixturevalue("etcd_server").url if request.param == "etcd" else None
+    config = api_config(tmp_path, etcd_url=url, owner=f"fed-dns/{uuid.uuid4().hex[:8]}.")
+    server, kubectl = await started(config, tmp_path)
+    try:
+        yield server, kubectl, config
+    finally:
+        await server.close()
+
+
+@pytest.mark.parametrize("api_version", ["apps/v1", "extensions/v1beta1"])
+async def test_federation_v1_replicaset(api, api_version):
+    _, kubectl, _ = api
+    out = await kubectl.ok("create", "-f", "-",
+                           stdin=TOMCAT.format(api=api_version, prefs=PREFS, replicas=4))
+    assert "replicaset" in out and "tomcat created" in out
+    table = await kubectl.ok("get", "rs", "tomcat")
+    assert table.split("\n")[0].split() == ["NAME", "DESIRED", "CURRENT", "READY", "AGE"]
+    assert table.split("\n")[1].split()[:2] == ["tomcat", "4"]
+    obj = json.loads(await kubectl.ok("get", "replicasets.apps", "tomcat", "-o", "json"))
+    assert obj["apiVersion"] == "apps/v1" and obj["spec"]["replicas"] == 4
+    await kubectl.ok("patch", "rs", "tomcat", "--type=merge", "-p", '{"spec":{"replicas":6}}')
+    await kubectl.ok("scale", "rs", "tomcat", "--replicas=5")
+    obj = json.loads(await kubectl.ok("get", "rs", "tomcat", "-o", "json"))
+    assert obj["spec"]["replicas"] == 5
+    await kubectl.ok("delete", "rs", "tomcat")
+    result = await kubectl("get", "rs", "tomcat")
+    assert result.returncode != 0 and "NotFound" in result.stderr
+
+
+async def test_kubefed_and_karmada_formats(api):
+    _, kubectl, _ = api
+    await kubectl.ok("apply", "-f", "-", stdin=KUBEFED)
+    await kubectl.ok("apply", "-f", "-", stdin=KARMADA)
+    names = await kubectl.ok("get", "federateddeployments,rsp,deploy,pp,op", "-o", "name")
+    assert set(names.split()) == {
+        "federateddeployment.types.kubefed.io/web",
+        "replicaschedulingpreference.scheduling.kubefed.io/web",
+        "deployment.apps/nginx", "propagationpolicy.policy.karmada.io/nginx",
+        "overridepolicy.policy.karmada.io/nginx"}
+    deploy = await kubectl.ok("get", "deploy", "nginx")
+    assert deploy.split("\n")[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    # apply again with a change: kubectl's three-way patch goes through
+    await kubectl.ok("apply", "-f", "-", stdin=KARMADA.replace("replicas: 2", "replicas: 3"))
+    assert json.loads(await kubectl.ok("get", "deploy", "nginx", "-o", "json"))["spec"][
+        "replicas"] == 3
+    await kubectl.ok("delete", "-f", "-", stdin=KUBEFED)
+
+
+async def test_clusters_are_listed_read_only(api):
+    _, kubectl, _ = api
+    table = await kubectl.ok("get", "clusters")
+    rows = [line.split() for line in table.strip().split("\n")]
+    assert rows[0] == ["NAME", "HEALTH", "REGION", "SYNCED", "AGE"]
+    assert [r[:4] for r in rows[1:]] == [["c1", "ready", "eu", "True"],
+                                        ["c2", "unreachable", "us", "False"]]
+    obj = json.loads(await kubectl.ok("get", "cluster", "c2", "-o", "json"))
+    ready = obj["status"]["conditions"][0]
+    assert (ready["type"], ready["status"], ready["message"]) == \
+        ("Ready", "False", "probe timed out")
+    result = await kubectl("delete", "cluster", "c1")
+    assert result.returncode != 0
+
+
+REJECTED = [
+    pytest.param(TOMCAT.format(api="apps/v1", prefs=PREFS, replicas=-1), "spec.replicas",
+                 "must be greater than or equal to 0", id="negative-replicas"),
+    pytest.param(TOMCAT.format(api="apps/v1", prefs="{not json", replicas=1),
+                 "replica-set-preferences", "must be JSON", id="bad-preferences-json"),
+    pytest.param(TOMCAT.format(api="apps/v1", prefs='{"clusters": {"c9": {"weight": 1}}}',
+                               replicas=1), "clusters[c9]", "Not found", id="unknown-cluster"),
+    pytest.param(TOMCAT.format(api="apps/v1",
+                               prefs='{"clusters": {"c1": {"minReplicas": 3, "maxReplicas": 1}}}',
+                               replicas=1), "clusters[c1].minReplicas",
+                 "less than or equal to maxReplicas", id="min-over-max"),
+    pytest.param(TOMCAT.format(api="apps/v1", prefs='{"clusters": {"c1": {"weight": -2}}}',
+                               replicas=1), "clusters[c1].weight",
+                 "greater than or equal to 0", id="negative-weight"),
+    pytest.param(KARMADA.split("---")[1].replace(
+        "resourceSelectors: [{apiVersion: apps/v1, kind: Deployment, name: nginx}]",
+        "resourceSelectors: []"), "spec.resourceSelectors", "Required value",
+        id="karmada-without-selectors"),
+    pytest.param(KUBEFED.split("---")[0].replace('path: "/spec/replicas"', 'path: "spec"'),
+                 "spec.overrides[0].clusterOverrides[0].path", "JSON pointer",
+                 id="kubefed-bad-override-path"),
+    pytest.param(TOMCAT.format(api="apps/v1", prefs=PREFS, replicas=1).replace(
+        "name: tomcat", "name: Tomcat_1"), "metadata.name", "RFC 1123", id="bad-name"),
+]
+
+
+@pytest.mark.parametrize(("manifest", "field", "text"), REJECTED)
+async def test_rejections(api, manifest, field, text):
+    _, kubectl, _ = api
+    result = await kubectl("apply", "-f", "-", stdin=manifest)
+    assert result.returncode != 0
+    assert field in result.stderr and text in result.stderr, result.stderr
+    for kind in ("rs", "fdeploy", "pp"):
+        assert (await kubectl.ok("get", kind, "-o", "name")).strip() == ""
+
+
+async def test_without_a_token_401(api, tmp_path):
+    server, _, config = api
+    doc = apicreds.kubeconfig(server=server.url, creds=apicreds.ensure(config.api))
+    doc["users"][0]["user"]["token"] = "wrong"
+    (tmp_path / "bad").write_text(json.dumps(doc))
+    result = await Kubectl(tmp_path / "bad")("get", "rs")
+    assert result.returncode != 0 and "provide credentials" in result.stderr
+    assert (tmp_path / "api" / "token").stat().st_mode & 0o777 == 0o600
+
+
+async def test_etcd_restart_and_two_servers(etcd_server, tmp_path):
+    config = api_config(tmp_path, etcd_url=etcd_server.url,
+                        owner=f"fed-dns/{uuid.uuid4().hex[:8]}.")
+    first, kubectl = await started(config, tmp_path, "k1")
+    try:
+        await kubectl.ok("apply", "-f", "-", stdin=KARMADA)
+    finally:
+        await first.close()
+    again, kubectl = await started(config, tmp_path, "k1")  # "restart": same etcd, same owner
+    other_config = parse({**json.loads(config.model_dump_json()),
+                          "api": {**json.loads(config.api.model_dump_json()),
+                                  "listen": f"127.0.0.1:{free_port()}"}})
+    other, kubectl2 = await started(other_config, tmp_path, "k2")
+    try:
+        assert "nginx" in await kubectl.ok("get", "deploy", "nginx", "-o", "name")
+        assert "nginx" in await kubectl2.ok("get", "pp", "nginx", "-o", "name")
+        watch = await asyncio.create_subprocess_exec(
+            "kubectl", "--kubeconfig", kubectl2.kubeconfig, "get", "deploy", "--watch-only",
+            "-o", "name", "--request-timeout=20s", stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        try:
+            await asyncio.sleep(1.0)  # kubectl needs its discovery before it watches
+            await kubectl.ok("scale", "deploy", "nginx", "--replicas=7")
+            line = await asyncio.wait_for(watch.stdout.readline(), 15)
+            assert line.decode().strip() == "deployment.apps/nginx"
+        finally:
+            watch.kill()
+            await watch.wait()
+        assert json.loads(await kubectl2.ok("get", "deploy", "nginx", "-o", "json"))["spec"][
+            "replicas"] == 7
+    finally:
+        await other.close()
+        await again.close()
