@@ -23,12 +23,19 @@ commit waits on a disk sync or a network round trip, so the default is 4.
 - The client is a `connection.ClusterClient` (what `client.connect` returns): a transaction
   that fails because its member is away, or that gets no answer within `timeout`, moves the
   client to the next member, and the retry goes there.
+- A transaction whose outcome is unknown (no answer in time, a dropped connection) may still
+  be committed later, after the writes that followed it: a proposal that waited in a
+  stopped raft leader, forwarded when it wakes. A late put of a key deleted since would come
+  back as an orphan. With `epoch_key`, every transaction also compares that key with this
+  writer's current token, and an unknown outcome makes a new token (a put of the key) before
+  the next transaction: a late one then fails its compare and changes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -86,7 +93,7 @@ class Writer:
     def __init__(self, *, client: aetcd.Client, fence: Fence | None = None, max_ops: int = 128,
                  concurrency: int = 4, rate_per_second: float | None = None, retries: int = 4,
                  backoff: Backoff = Backoff(initial=0.1, maximum=2.0),
-                 timeout: float = 5.0) -> None:
+                 timeout: float = 5.0, epoch_key: str | None = None) -> None:
         if max_ops < 1:
             raise ValueError("max_ops must be at least 1")
         if concurrency < 1:
@@ -108,6 +115,10 @@ class Writer:
         self._backoff = backoff
         self._timeout = timeout
         self._lock = asyncio.Lock()
+        self._epoch_key = epoch_key.encode() if epoch_key else None
+        self._token: bytes | None = None  # the epoch in force; None: make one first
+        self._epoch_lock = asyncio.Lock()
+        self.epochs = 0  # tokens written to epoch_key
         self.writes = 0  # operations written (puts + deletes)
         self.transactions = 0  # transactions that succeeded
         self.errors = 0  # failed attempts (transient errors, refusals, fence failures)
@@ -192,12 +203,21 @@ class Writer:
                 compare.append(fence)
             if self._throttler is not None:
                 await self._throttler.acquire()
+            token = None
+            failure = []
             try:
-                ok, _ = await call(self._client, self._client.transaction, compare=compare,
-                                   success=list(batch), failure=[], timeout=self._timeout)
+                if self._epoch_key is not None:
+                    token = await self._epoch()
+                    compare.append(transactions.Value(self._epoch_key) == token)
+                    failure.append(transactions.Get(self._epoch_key))
+                ok, responses = await call(self._client, self._client.transaction,
+                                           compare=compare, success=list(batch),
+                                           failure=failure, timeout=self._timeout)
             except TRANSIENT as exc:
                 self.errors += 1
                 self.last_error = _describe(exc)
+                if self._token == token:  # its outcome is unknown: fence it off
+                    self._token = None
                 if attempt >= self._retries:
                     raise _Failed(f"etcd write failed after {attempt + 1} attempts: "
                                   f"{_describe(exc)}") from None
@@ -210,6 +230,16 @@ class Writer:
                 self.errors += 1
                 self.last_error = _describe(exc)
                 raise _Failed(f"etcd refused the write: {_describe(exc)}") from None
+            if not ok and token is not None and _value(responses) != token:
+                # The epoch moved (a new token, or a late put of an older one): try again
+                # under the current one.
+                self.errors += 1
+                if self._token in (token, _value(responses)):
+                    self._token = None
+                if attempt >= self._retries:
+                    raise _Failed("etcd write refused: the writer epoch kept moving")
+                attempt += 1
+                continue
             if not ok:
                 self.errors += 1
                 raise NotLeader("leadership lost: the fenced transaction was refused")
@@ -217,6 +247,26 @@ class Writer:
             self.writes += len(batch)
             self.last_error = None
             return
+
+
+    async def _epoch(self) -> bytes:
+        """The token in force, after writing a new one to epoch_key when there is none."""
+        async with self._epoch_lock:
+            if self._token is None:
+                token = secrets.token_hex(8).encode()
+                await call(self._client, self._client.put, self._epoch_key, token,
+                           timeout=self._timeout)
+                self._token = token
+                self.epochs += 1
+            return self._token
+
+
+def _value(responses) -> bytes | None:
+    """The epoch key's value read by a failed transaction's failure branch."""
+    try:
+        return responses[0][0][0]
+    except (IndexError, TypeError):
+        return None
 
 
 def operations(changes: Changes) -> list[object]:

@@ -202,3 +202,21 @@ async def test_rate_limit_spaces_transactions(client, prefix):
     # 5 per second: the 6th and 7th transactions wait for the first second to pass.
     assert time.monotonic() - start >= 0.95
     assert writer.transactions == 7
+
+
+async def test_an_epoch_moved_under_the_writer_refuses_stale_transactions(client, prefix):
+    """With epoch_key, a transaction carrying an old token changes nothing (as a late commit
+    of a timed-out one would), and the writer goes on under a new token."""
+    epoch = f"{prefix}epoch"
+    writer = Writer(client=client, epoch_key=epoch, max_ops=10)
+    await writer.apply(Changes(puts={f"{prefix}a": b"1"}))
+    old = (await client.get(epoch.encode())).value
+    late = client.transactions.put(f"{prefix}a".encode(), b"late")
+    await client.put(epoch.encode(), b"someone-else")  # the epoch moves
+    ok, _ = await client.transaction(compare=[client.transactions.value(epoch.encode()) == old],
+                                     success=[late], failure=[])
+    assert not ok  # what a late commit of a transaction under `old` would do: nothing
+    await writer.apply(Changes(puts={f"{prefix}b": b"2"}))
+    assert (await client.get(f"{prefix}b".encode())).value == b"2"
+    assert (await client.get(f"{prefix}a".encode())).value == b"1"
+    assert writer.epochs == 2 and (await client.get(epoch.encode())).value not in (old, b"someone-else")
