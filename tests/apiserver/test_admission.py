@@ -1,0 +1,81 @@
+"""The federation API's admission as a pure function: each rejection names its field."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fed_dns.apiserver import fedkinds as k
+from fed_dns.apiserver.admission import PREFERENCES, validate
+from fed_dns.apiserver.status import ApiError
+
+CLUSTERS = frozenset({"c1", "c2"})
+
+
+def rs(*, replicas=1, prefs: object = None, name="web", labels=None) -> dict:
+    meta: dict = {"name": name}
+    if prefs is not None:
+        meta["annotations"] = {PREFERENCES: prefs if isinstance(prefs, str) else json.dumps(prefs)}
+    return {"metadata": meta, "spec": {
+        "replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+        "template": {"metadata": {"labels": labels or {"app": "web"}},
+                     "spec": {"containers": [{"name": "c", "image": "i"}]}}}}
+
+
+def causes(kind, obj) -> list[str]:
+    try:
+        validate(kind, obj, clusters=CLUSTERS)
+    except ApiError as exc:
+        assert exc.code == 422
+        return [c["field"] for c in exc.status["details"]["causes"]]
+    return []
+
+
+CASES = [
+    pytest.param(k.REPLICA_SET, rs(), [], id="valid-replicaset"),
+    pytest.param(k.REPLICA_SET, rs(prefs={"clusters": {"c1": {"weight": 1}, "*": {}}}), [],
+                 id="valid-preferences"),
+    pytest.param(k.REPLICA_SET, rs(replicas=-1), ["spec.replicas"], id="negative-replicas"),
+    pytest.param(k.DEPLOYMENT, rs(replicas="3"), ["spec.replicas"], id="string-replicas"),
+    pytest.param(k.DEPLOYMENT, rs(labels={"app": "other"}), ["spec.template.metadata.labels"],
+                 id="selector-mismatch"),
+    pytest.param(k.REPLICA_SET, rs(prefs="[1"), [f"metadata.annotations[{PREFERENCES}]"],
+                 id="preferences-not-json"),
+    pytest.param(k.REPLICA_SET, rs(prefs={"clusters": {"c1": {"weight": -1, "minReplicas": 2,
+                                                              "maxReplicas": 1},
+                                                       "zz": {}}}),
+                 [f"metadata.annotations[{PREFERENCES}].clusters[c1].weight",
+                  f"metadata.annotations[{PREFERENCES}].clusters[c1].minReplicas",
+                  f"metadata.annotations[{PREFERENCES}].clusters[zz]"],
+                 id="every-bad-weight-named"),
+    pytest.param(k.NAMESPACE, {"metadata": {"name": "a.b"}}, ["metadata.name"],
+                 id="namespace-is-a-label"),
+    pytest.param(k.CONFIG_MAP, {"metadata": {"name": "a.b"}}, [], id="subdomain-name"),
+    pytest.param(k.REPLICA_SCHEDULING_PREFERENCE, {"metadata": {"name": "w"}, "spec": {}},
+                 ["spec.totalReplicas"], id="rsp-needs-total"),
+    pytest.param(k.PROPAGATION_POLICY, {"metadata": {"name": "p"}, "spec": {
+        "resourceSelectors": [{"kind": "Deployment"}],
+        "placement": {"replicaScheduling": {"replicaSchedulingType": "Spread"}}}},
+        ["spec.resourceSelectors[0].apiVersion",
+         "spec.placement.replicaScheduling.replicaSchedulingType"], id="karmada-fields"),
+    pytest.param(k.OVERRIDE_POLICY, {"metadata": {"name": "o"}, "spec": {}},
+                 ["spec.resourceSelectors"], id="override-policy-needs-selectors"),
+    pytest.param(k.FEDERATED_DEPLOYMENT, {"metadata": {"name": "f"}, "spec": {
+        "template": {"spec": {"replicas": 1}}, "placement": {"clusters": [{"name": "c3"}]},
+        "overrides": [{"clusterName": "c1", "clusterOverrides": [{"path": "/x", "op": "merge"}]}]}},
+        ["spec.placement.clusters[0].name", "spec.overrides[0].clusterOverrides[0].op"],
+        id="kubefed-placement-and-op"),
+]
+
+
+@pytest.mark.parametrize(("kind", "obj", "fields"), CASES)
+def test_admission(kind, obj, fields):
+    assert causes(kind, obj) == fields
+
+
+def test_message_is_kube_apiservers():
+    with pytest.raises(ApiError) as exc:
+        validate(k.DEPLOYMENT, rs(replicas=-1), clusters=CLUSTERS)
+    assert exc.value.status["message"] == ('Deployment.apps "web" is invalid: spec.replicas: '
+                                           "Invalid value: -1: must be greater than or equal to 0")
