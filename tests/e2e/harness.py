@@ -31,19 +31,20 @@ class SimThread:
         self.thread.start()
         self.clusters: dict[str, object] = {}
 
-    def call(self, fn, *args, **kwargs):
+    def call(self, fn, *args, timeout: float = 30, **kwargs):
         async def run():
             result = fn(*args, **kwargs)
             if asyncio.iscoroutine(result):
                 result = await result
             return result
 
-        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout=30)
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout=timeout)
 
-    def add(self, name: str):
+    def add(self, name: str, **options):
+        """A SimCluster (`options`: its keyword arguments) serving on a free loopback port."""
         from fed_dns.sim.cluster import SimCluster
 
-        cluster = self.call(SimCluster, name=name)
+        cluster = self.call(SimCluster, name=name, **options)
         self.call(cluster.start, host=LOOPBACK, port=0)
         self.clusters[name] = cluster
         return cluster
@@ -65,10 +66,14 @@ def seed_service(sims: SimThread, name: str, *, index: int, ready: bool = True) 
 
 
 class Daemon:
-    """`fed-dns run --config FILE` as a subprocess with its output in a file."""
+    """`fed-dns run --config FILE` as a subprocess with its output in a file.
+
+    `repo`: the source tree it runs from (another checkout to compare with, in benches)."""
 
     def __init__(self, *, tmp: Path, sims: SimThread, etcd_url: str | None, extra: dict | None = None,
-                 zone: str = "fed.example.com.") -> None:
+                 zone: str = "fed.example.com.", repo: Path = REPO, log_level: str = "debug") -> None:
+        self.repo = repo
+        self.log_level = log_level
         self.dns_port = free_port()
         self.http_port = free_port()
         self.tmp = tmp
@@ -105,8 +110,8 @@ class Daemon:
         """Start `fed-dns run` on the config file as it is, without waiting for readiness."""
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "fed_dns.cli", "--log-level", "debug", "run", "--config",
-             str(self.config_path)], cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "fed_dns.cli", "--log-level", self.log_level, "run", "--config",
+             str(self.config_path)], cwd=self.repo, stdout=self.log, stderr=subprocess.STDOUT,
             env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
     def ready(self) -> bool:

@@ -1,0 +1,126 @@
+"""The measured phases of the scale benchmark, shared by bench/scale.py and the e2e scale test.
+
+Each takes a `ScaleRig` whose members are seeded and returns a JSON-able dict of timings;
+None for a time means "not reached within the timeout". Times are seconds, latencies ms.
+"""
+
+from __future__ import annotations
+
+import time
+
+from tests.e2e.scale_support import (
+    AnswerProbe, Churn, EtcdCounts, EtcdWatch, QueryLoad, ScaleRig, first_times, percentiles, reached,
+)
+
+SAMPLE = 50  # names checked per condition
+
+
+def start(rig: ScaleRig, timeout: float) -> dict:
+    sample = rig.sample(SAMPLE)
+    rig.start_daemon()
+    times = first_times({
+        "readyz_s": rig.daemon.ready,
+        "answered_s": lambda: rig.answered(sample),
+        "all_keys_in_etcd_s": lambda: rig.key_count() >= rig.expected_keys,
+    }, timeout=timeout, interval=0.5)
+    return {**times, "keys_in_etcd": rig.key_count(), "expected_keys": rig.expected_keys, "rss_mb": rig.rss()}
+
+
+def churn(rig: ScaleRig, rate: float, duration: float, counter: int, *, hang: int | None = None,
+          timeout: float = 60.0) -> dict:
+    """`rate` changes/s for `duration` s on the live members; with `hang`, that member hangs
+    after a fifth of the duration and its withdrawal is timed. A change counts as in etcd
+    (or answered) once it or a later change of the same Service is."""
+    live = [m for m in range(rig.members) if m != hang]
+    watch = EtcdWatch(rig.etcd_url, rig.prefix).start()
+    if not watch.ready.wait(10):
+        watch.stop()
+        raise RuntimeError("etcd watch not created within 10 s")
+    load = Churn(rig, rate=rate, members=live, counter_start=counter)
+    answers = AnswerProbe(rig, timeout=10.0, since=load.since).start()
+    load.on_change = answers.offer
+    ticks, withdrawal = [], None
+    hung_services = [n for _, n in rig.sample(SAMPLE, seed=7)]
+    started, cpu = time.monotonic(), time.process_time()
+    load.start()
+    try:
+        while time.monotonic() - started < duration:
+            time.sleep(min(5.0, max(0.0, duration - (time.monotonic() - started))) if hang is None or withdrawal
+                       else 0.5)
+            ticks.append(time.monotonic())
+            if hang is not None and withdrawal is None and time.monotonic() - started >= duration / 5:
+                rig.kill(hang, mode="hang")
+                withdrawal = first_times({
+                    "dns_s": lambda: rig.withdrawn_from_dns(hang, hung_services),
+                    "etcd_s": lambda: rig.withdrawn_from_etcd(hang, hung_services),
+                }, timeout=timeout, interval=0.1)
+    finally:
+        changes = load.stop()
+        elapsed, cpu = time.monotonic() - started, time.process_time() - cpu
+    key = lambda c: rig.key_of(c.member, c.n, c.address)  # noqa: E731
+    latest = [history[-1] for history in load.by_service.values()]
+    drained = first_times({"all_in_etcd_s": lambda: all(key(c) in watch.seen for c in latest)},
+                          timeout=timeout, interval=0.5)
+    answers.stop()
+    watch.stop()
+    times = reached(changes, dict(watch.seen), key)
+    backlog = [{"t_s": round(t - started, 1),
+                "not_in_etcd": sum(1 for c, r in zip(changes, times) if c.at <= t and (r is None or r > t))}
+               for t in ticks]
+    growing = len(backlog) >= 3 and backlog[-1]["not_in_etcd"] > 2 * max(backlog[0]["not_in_etcd"], rate)
+    out = {"rate_per_s": rate, "duration_s": round(elapsed, 1), "changes": len(changes),
+           "achieved_rate_per_s": round(len(changes) / elapsed, 1),
+           "churn_loop_behind_max_s": round(load.behind, 3),
+           "bench_process_cpu_share": round(cpu / elapsed, 2),  # sims + observers, of one core
+           "event_to_answer_ms": percentiles(answers.latencies, scale=1000, digits=1),
+           "answers_missed_10s": answers.missed,
+           "event_to_etcd_ms": percentiles([r - c.at for c, r in zip(changes, times) if r is not None],
+                                           scale=1000, digits=1),
+           "never_in_etcd": sum(1 for r in times if r is None), "drain_after_end_s": drained["all_in_etcd_s"],
+           "backlog": backlog, "backlog_growing": growing, "rss_mb": rig.rss()}
+    if hang is not None:
+        out["hang"] = {"member": hang, **(withdrawal or {"dns_s": None, "etcd_s": None})}
+    return out
+
+
+def kill(rig: ScaleRig, member: int, timeout: float) -> dict:
+    services = [n for _, n in rig.sample(SAMPLE, seed=3)]
+    others = [rig.merged_name(n) for _, n in rig.sample(200, seed=5)]
+    load = QueryLoad(rig, others).start()
+    try:
+        time.sleep(2.0)
+        quiet, quiet_timeouts = load.take()
+        rig.kill(member, mode="stop")
+        times = first_times({"dns_s": lambda: rig.withdrawn_from_dns(member, services),
+                             "etcd_s": lambda: rig.withdrawn_from_etcd(member, services)},
+                            timeout=timeout, interval=0.05)
+        during, during_timeouts = load.take()
+    finally:
+        load.stop()
+    rig.revive(member)
+    back = first_times({"answered_again_s": lambda: rig.answered([(member, n) for n in services])},
+                       timeout=timeout, interval=0.2)
+    return {"member": member, "withdrawn_from_dns_s": times["dns_s"], "withdrawn_from_etcd_s": times["etcd_s"],
+            "dns_query_ms_before": percentiles(quiet, scale=1000, digits=2), "timeouts_before": quiet_timeouts,
+            "dns_query_ms_during_write": percentiles(during, scale=1000, digits=2),
+            "timeouts_during_write": during_timeouts, **back}
+
+
+def restart(rig: ScaleRig, timeout: float) -> dict:
+    kv = EtcdCounts(rig.etcd_url)
+    before = kv.revision()
+    rig.restart_daemon()
+    sample = rig.sample(SAMPLE, seed=11)
+    times = first_times({"readyz_s": rig.daemon.ready, "answered_s": lambda: rig.answered(sample)},
+                        timeout=timeout, interval=0.2)
+    settle = 20.0
+    time.sleep(settle)
+    written = kv.revision() - before
+    member, n = sample[0]
+    address = "10.255.255.254"
+    rig.replace_last(member, n, address)
+    key = rig.key_of(member, n, address)
+    next_change = first_times({"next_change_in_etcd_s": lambda: key in kv.keys(key)}, timeout=timeout,
+                              interval=0.05)
+    return {**times, f"revisions_written_in_{settle:g}s_after_start": written, **next_change,
+            "rss_mb": rig.rss()}

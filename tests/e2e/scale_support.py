@@ -1,0 +1,486 @@
+"""One harness for the scale benchmark (bench/scale.py) and the scaled-down e2e test.
+
+`ScaleRig`: M simulated members (a `SimThread`, in this process, so their kill modes work)
+x S exported Services x 3 ready endpoints (`sim.scenario.seed_many`, namespace `bench`), a
+real etcd (the caller's), `fed-dns run` (`harness.Daemon`, `publish: endpoints`). Member i
+is named `m<i>` and its addresses are `10.<i+1>.x.y`.
+
+Observers, each a thread that is always stopped: `EtcdWatch` (the gateway's watch stream: when
+each key appeared or went), `AnswerProbe` (event -> DNS answer for the latest change),
+`QueryLoad` (back-to-back queries: the DNS latency while something else happens). `Churn`
+changes EndpointSlices at a rate on the simulated members' loop and remembers when.
+
+Every wait has a timeout; `measure(...)` returns None for "not reached" instead of raising,
+so a benchmark phase that fails still reports the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import http.client
+import json
+import random
+import socket
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.query
+import dns.rdatatype
+import yaml
+
+from tests.e2e.harness import Daemon, SimThread
+from tests.support import LOOPBACK, REPO, EtcdKV
+
+NAMESPACE = "bench"
+KEYS_PER_ENDPOINT = 2  # the A key and the SRV key (_tcp/_http) of each endpoint
+
+
+def zone_prefix(zone: str) -> str:
+    return "/skydns/" + "/".join(reversed(zone.rstrip(".").split("."))) + "/"
+
+
+def member_name(member: int) -> str:
+    return f"m{member}"
+
+
+def measure(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.05) -> float | None:
+    """Seconds until predicate() holds, or None when it did not within `timeout`
+    (an exception from predicate counts as "not yet")."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        try:
+            if predicate():
+                return time.monotonic() - start
+        except Exception:  # noqa: BLE001 - not reached yet
+            pass
+        time.sleep(interval)
+    return None
+
+
+def first_times(conditions: dict[str, Callable[[], bool]], *, timeout: float,
+                interval: float = 0.1) -> dict[str, float | None]:
+    """Seconds until each condition first held (polled together from now on; a condition
+    met once is not polled again), None for those not reached within `timeout`."""
+    start = time.monotonic()
+    times: dict[str, float | None] = dict.fromkeys(conditions)
+    while time.monotonic() - start < timeout and any(t is None for t in times.values()):
+        for name, predicate in conditions.items():
+            if times[name] is None:
+                try:
+                    if predicate():
+                        times[name] = round(time.monotonic() - start, 3)
+                except Exception:  # noqa: BLE001 - not reached yet
+                    pass
+        time.sleep(interval)
+    return times
+
+
+def percentiles(values: Iterable[float], *, scale: float = 1.0, digits: int = 4) -> dict | None:
+    """n, p50, p99, max (times `scale`: 1000 for ms); None when there are no values."""
+    data = sorted(v * scale for v in values)
+    if not data:
+        return None
+    pick = lambda q: data[min(len(data) - 1, int(q * len(data)))]  # noqa: E731
+    return {"n": len(data), "p50": round(statistics.median(data), digits), "p99": round(pick(0.99), digits),
+            "max": round(data[-1], digits)}
+
+
+def vm_status(pid: int) -> dict[str, float]:
+    """VmRSS and VmHWM (peak) of a process, in MB, from /proc (no psutil)."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                out[name] = round(int(value.split()[0]) / 1024, 1)
+    return out
+
+
+class EtcdCounts(EtcdKV):
+    """Counting reads of the JSON gateway that never move values (cheap at 300,000 keys)."""
+
+    def _range_meta(self, prefix: str, **options) -> dict:
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        return self._call("/v3/kv/range", {"key": self._b64(prefix), "range_end": self._b64(end), **options})
+
+    def count(self, prefix: str) -> int:
+        return int(self._range_meta(prefix, count_only=True).get("count", 0))
+
+    def revision(self) -> int:
+        return int(self._range_meta("/", count_only=True)["header"]["revision"])
+
+    def keys(self, prefix: str) -> list[str]:
+        return [base64.b64decode(kv["key"]).decode() for kv in self._range_meta(prefix, keys_only=True).get("kvs", [])]
+
+
+@dataclass
+class ScaleRig:
+    tmp: Path
+    etcd_url: str
+    members: int
+    services: int
+    endpoints: int = 3
+    zone: str = "scale.example.com."
+    repo: Path = REPO  # the source tree `fed-dns run` runs from
+    config: dict = field(default_factory=dict)  # extra daemon config (health, dns, ...)
+    sims: SimThread | None = None
+    daemon: Daemon | None = None
+    current: dict[tuple[int, int], list[str]] = field(default_factory=dict)  # (member, n) -> addresses
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start_members(self) -> float:
+        """Start and seed every member; the seconds it took."""
+        from fed_dns.sim import scenario
+
+        started = time.monotonic()
+        self.sims = SimThread()
+        for member in range(self.members):
+            cluster = self.sims.add(member_name(member), history_limit=max(10_000, 4 * self.services))
+            self.sims.call(scenario.seed_many, cluster, index=member + 1, services=self.services,
+                           endpoints=self.endpoints, namespace=NAMESPACE, timeout=300)
+        return time.monotonic() - started
+
+    def start_daemon(self) -> Daemon:
+        """`fed-dns run` as a subprocess (not waited for: see `answered`, `key_count`)."""
+        self.daemon = Daemon(tmp=self.tmp, sims=self.sims, etcd_url=self.etcd_url, zone=self.zone,
+                             repo=self.repo, log_level="info", extra=self.config)
+        self.daemon.config_path.write_text(yaml.safe_dump(self.daemon.config))
+        self.daemon.start_process()
+        return self.daemon
+
+    def restart_daemon(self) -> Daemon:
+        self.daemon.stop(timeout=30)
+        self.daemon.start_process()
+        return self.daemon
+
+    def close(self) -> None:
+        if self.daemon is not None:
+            self.daemon.stop(timeout=30)
+        if self.sims is not None:
+            self.sims.close()
+
+    def __enter__(self) -> ScaleRig:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- what should be served -----------------------------------------------------------------
+
+    @property
+    def prefix(self) -> str:
+        return zone_prefix(self.zone)
+
+    @property
+    def expected_keys(self) -> int:
+        return self.members * self.services * self.endpoints * KEYS_PER_ENDPOINT
+
+    def addresses(self, member: int, n: int) -> list[str]:
+        from fed_dns.sim import scenario
+
+        found = self.current.get((member, n))
+        return found if found is not None else scenario.many_addresses(index=member + 1, n=n, endpoints=self.endpoints)
+
+    def cluster_name(self, member: int, n: int) -> str:
+        return f"{member_name(member)}.svc-{n}.{NAMESPACE}.{self.zone}"
+
+    def merged_name(self, n: int) -> str:
+        return f"svc-{n}.{NAMESPACE}.{self.zone}"
+
+    def key_of(self, member: int, n: int, address: str) -> str:
+        from fed_dns.records import codec
+
+        return f"{self.prefix}{NAMESPACE}/svc-{n}/{member_name(member)}/{codec.backend_id(address)}"
+
+    def sample(self, count: int, *, seed: int = 1, members: Iterable[int] | None = None) -> list[tuple[int, int]]:
+        rng = random.Random(seed)
+        chosen = list(members) if members is not None else list(range(self.members))
+        return [(rng.choice(chosen), rng.randrange(self.services)) for _ in range(count)]
+
+    # -- reading the daemon and etcd -------------------------------------------------------------
+
+    def query(self, name: str, *, timeout: float = 2.0) -> set[str]:
+        """The A addresses answered (with EDNS: 30 addresses do not fit in 512 bytes)."""
+        reply = dns.query.udp(dns.message.make_query(name, "A", use_edns=0, payload=4096), LOOPBACK,
+                              port=self.daemon.dns_port, timeout=timeout)
+        if reply.flags & dns.flags.TC:
+            raise RuntimeError(f"{name}: truncated answer")
+        return {rr.to_text() for rrset in reply.answer if rrset.rdtype == dns.rdatatype.A for rr in rrset}
+
+    def answered(self, pairs: Iterable[tuple[int, int]]) -> bool:
+        """Every sampled member's name answers exactly its current addresses."""
+        return all(self.query(self.cluster_name(m, n)) == set(self.addresses(m, n)) for m, n in pairs)
+
+    def withdrawn_from_dns(self, member: int, services: Iterable[int]) -> bool:
+        """Every sampled merged name answers, with no address of `member`."""
+        mark = f"10.{member + 1}."
+        for n in services:
+            answer = self.query(self.merged_name(n))
+            if not answer or any(a.startswith(mark) for a in answer):  # empty: not served, not withdrawn
+                return False
+        return True
+
+    def withdrawn_from_etcd(self, member: int, services: Iterable[int]) -> bool:
+        """No sampled Service has a backend key of `member` (its fallback CNAME may stay)."""
+        kv = EtcdCounts(self.etcd_url)
+        return not any(kv.keys(f"{self.prefix}{NAMESPACE}/svc-{n}/{member_name(member)}/") for n in services)
+
+    def key_count(self) -> int:
+        return EtcdCounts(self.etcd_url).count(self.prefix)
+
+    def rss(self) -> dict[str, float]:
+        return vm_status(self.daemon.proc.pid)
+
+    # -- changing the members -------------------------------------------------------------------
+
+    def replace_last(self, member: int, n: int, address: str) -> None:
+        """Give svc-<n> of `member` a new last endpoint address (on the members' loop)."""
+        self.sims.call(self.replace_last_now, member, n, address)
+
+    def replace_last_now(self, member: int, n: int, address: str) -> None:
+        """As replace_last, called on the members' loop (Churn does)."""
+        from fed_dns.sim import scenario
+
+        addresses = self.addresses(member, n)[:-1] + [address]
+        self.sims.clusters[member_name(member)].apply(
+            scenario.many_slice(service=n, addresses=addresses, namespace=NAMESPACE))
+        self.current[(member, n)] = addresses
+
+    def kill(self, member: int, mode: str = "stop") -> None:
+        cluster = self.sims.clusters[member_name(member)]
+        self.sims.call(cluster.kill, mode)
+
+    def revive(self, member: int) -> None:
+        cluster = self.sims.clusters[member_name(member)]
+        self.sims.call(cluster.revive)
+
+
+def unique_address(counter: int) -> str:
+    """A fresh address per change (10.200.0.0/13 holds half a million), never a seeded one."""
+    return f"10.{200 + counter // 65536 % 50}.{counter // 256 % 256}.{counter % 256}"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    at: float  # time.monotonic() right after the member stored it
+    member: int
+    n: int
+    address: str
+
+
+def reached(changes: list[Change], seen: dict[str, float], key: Callable[[Change], str]) -> list[float | None]:
+    """Per change, when it reached etcd: the first time its key or the key of a later change
+    of the same Service was seen (a level-triggered writer may skip a superseded one);
+    None when neither was."""
+    out: list[float | None] = [None] * len(changes)
+    earliest: dict[tuple[int, int], float | None] = {}
+    for i in range(len(changes) - 1, -1, -1):
+        change = changes[i]
+        service = (change.member, change.n)
+        mine = seen.get(key(change))
+        later = earliest.get(service)
+        best = mine if later is None else later if mine is None else min(mine, later)
+        earliest[service] = best
+        out[i] = best
+    return out
+
+
+class Churn:
+    """`rate` EndpointSlice changes per second on the members' loop (ticks of 10 ms), each a
+    fresh last address of a Service picked round-robin over the members in `members`."""
+
+    def __init__(self, rig: ScaleRig, *, rate: float, members: Iterable[int] | None = None,
+                 on_change: Callable[[Change], None] | None = None, counter_start: int = 0) -> None:
+        self.rig = rig
+        self.rate = rate
+        self.members = list(members) if members is not None else list(range(rig.members))
+        self.on_change = on_change
+        self.changes: list[Change] = []
+        self.by_service: dict[tuple[int, int], list[Change]] = {}
+        self.behind = 0.0  # the longest the loop fell behind its schedule, seconds
+        self._counter = counter_start
+        self._task: asyncio.Future | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.run_coroutine_threadsafe(self._run(), self.rig.sims.loop)
+
+    def stop(self) -> list[Change]:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        return self.changes
+
+    def since(self, change: Change) -> set[str]:
+        """The addresses of `change` and of the later changes of its Service (an answer that
+        shows any of them has taken `change` in: changes to one Service coalesce)."""
+        history = self.by_service.get((change.member, change.n), [])
+        return {c.address for c in history if c.at >= change.at}
+
+    async def _run(self) -> None:
+        started = time.monotonic()
+        done = 0
+        pool = [(m, n) for n in range(self.rig.services) for m in self.members]
+        while True:
+            due = int((time.monotonic() - started) * self.rate)
+            self.behind = max(self.behind, (due - done) / self.rate)
+            for _ in range(due - done):
+                member, n = pool[self._counter % len(pool)]
+                address = unique_address(self._counter)
+                self._counter += 1
+                self.rig.replace_last_now(member, n, address)
+                change = Change(at=time.monotonic(), member=member, n=n, address=address)
+                self.changes.append(change)
+                self.by_service.setdefault((member, n), []).append(change)
+                if self.on_change is not None:
+                    self.on_change(change)
+            done = due
+            await asyncio.sleep(0.01)
+
+
+class _Thread:
+    """A daemon thread with a stop flag, joined on stop."""
+
+    def __init__(self, name: str) -> None:
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.run, name=name, daemon=True)
+
+    def run(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def start(self) -> _Thread:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=10)
+
+
+class EtcdWatch(_Thread):
+    """Watches a prefix over etcd's JSON gateway; `seen[key]` is when the key was first put
+    (or deleted, in `gone`) after the watch started."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        super().__init__("etcd-watch")
+        host, port = url.removeprefix("http://").split(":")
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=None)
+        self.prefix = prefix
+        self.seen: dict[str, float] = {}
+        self.gone: dict[str, float] = {}
+        self.events = 0
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        end = self.prefix[:-1] + chr(ord(self.prefix[-1]) + 1)
+        body = {"create_request": {"key": EtcdKV._b64(self.prefix), "range_end": EtcdKV._b64(end)}}
+        try:
+            self.conn.request("POST", "/v3/watch", body=json.dumps(body), headers={"Content-Type": "application/json"})
+            response = self.conn.getresponse()
+            while not self.stopping.is_set():
+                line = response.readline()
+                if not line:
+                    return
+                now = time.monotonic()
+                result = json.loads(line).get("result") or {}
+                if result.get("created"):
+                    self.ready.set()
+                for event in result.get("events") or ():
+                    key = base64.b64decode(event["kv"]["key"]).decode()
+                    self.events += 1
+                    (self.gone if event.get("type") == "DELETE" else self.seen).setdefault(key, now)
+        except (OSError, ValueError, http.client.HTTPException):
+            return
+
+    def stop(self) -> None:
+        self.stopping.set()
+        sock = self.conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.thread.join(timeout=10)
+        self.conn.close()
+
+
+class AnswerProbe(_Thread):
+    """Event -> DNS answer: takes the latest change (older ones it skips), polls its member's
+    name until the answer holds the new address (or, with `since`, a later one of the same
+    Service); `latencies` from the change, `missed` when not within `timeout`."""
+
+    def __init__(self, rig: ScaleRig, *, timeout: float = 10.0,
+                 since: Callable[[Change], set[str]] | None = None) -> None:
+        super().__init__("answer-probe")
+        self.rig = rig
+        self.since = since or (lambda change: {change.address})
+        self.timeout = timeout
+        self.latest: Change | None = None
+        self.latencies: list[float] = []
+        self.missed = 0
+
+    def offer(self, change: Change) -> None:
+        self.latest = change
+
+    def run(self) -> None:
+        last = None
+        while not self.stopping.is_set():
+            change = self.latest
+            if change is None or change is last:
+                time.sleep(0.005)
+                continue
+            last = change
+            name = self.rig.cluster_name(change.member, change.n)
+            while not self.stopping.is_set():
+                try:
+                    if self.rig.query(name, timeout=1.0) & self.since(change):
+                        self.latencies.append(time.monotonic() - change.at)
+                        break
+                except (dns.exception.DNSException, OSError, RuntimeError):
+                    pass
+                if time.monotonic() - change.at > self.timeout:
+                    self.missed += 1
+                    break
+                time.sleep(0.002)
+
+
+class QueryLoad(_Thread):
+    """Back-to-back A queries of sampled names; `rtts` (seconds) and `timeouts`."""
+
+    def __init__(self, rig: ScaleRig, names: list[str], *, timeout: float = 1.0) -> None:
+        super().__init__("query-load")
+        self.rig = rig
+        self.names = names
+        self.timeout = timeout
+        self.rtts: list[float] = []
+        self.timeouts = 0
+        self.errors = 0
+
+    def run(self) -> None:
+        i = 0
+        while not self.stopping.is_set():
+            name = self.names[i % len(self.names)]
+            i += 1
+            start = time.perf_counter()
+            try:
+                self.rig.query(name, timeout=self.timeout)
+                self.rtts.append(time.perf_counter() - start)
+            except dns.exception.Timeout:
+                self.timeouts += 1
+            except (dns.exception.DNSException, OSError, RuntimeError):
+                self.errors += 1
+                time.sleep(0.01)
+
+    def take(self) -> tuple[list[float], int]:
+        """The samples so far, and forget them (for one window)."""
+        rtts, self.rtts = self.rtts, []
+        timeouts, self.timeouts = self.timeouts, 0
+        return rtts, timeouts
