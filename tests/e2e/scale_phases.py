@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import time
 
-from tests.e2e.scale_support import (
-    AnswerProbe, Churn, EtcdCounts, EtcdWatch, QueryLoad, ScaleRig, first_times, percentiles, reached,
-)
+from tests.e2e.scale_observers import AnswerProbe, Churn, EtcdWatch, QueryLoad, reached
+from tests.e2e.scale_support import EtcdCounts, ScaleRig, first_times, percentiles
 
 SAMPLE = 50  # names checked per condition
 

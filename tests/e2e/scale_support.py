@@ -5,31 +5,21 @@ x S exported Services x 3 ready endpoints (`sim.scenario.seed_many`, namespace `
 real etcd (the caller's), `fed-dns run` (`harness.Daemon`, `publish: endpoints`). Member i
 is named `m<i>` and its addresses are `10.<i+1>.x.y`.
 
-Observers, each a thread that is always stopped: `EtcdWatch` (the gateway's watch stream: when
-each key appeared or went), `AnswerProbe` (event -> DNS answer for the latest change),
-`QueryLoad` (back-to-back queries: the DNS latency while something else happens). `Churn`
-changes EndpointSlices at a rate on the simulated members' loop and remembers when.
-
-Every wait has a timeout; `measure(...)` returns None for "not reached" instead of raising,
-so a benchmark phase that fails still reports the others.
+The changes and the observers are in `scale_observers`, the measured phases in
+`scale_phases`. Every wait has a timeout; `first_times(...)` gives None for "not reached"
+instead of raising, so a benchmark phase that fails still reports the others.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import http.client
-import json
 import random
-import socket
 import statistics
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import dns.exception
 import dns.flags
 import dns.message
 import dns.query
@@ -49,20 +39,6 @@ def zone_prefix(zone: str) -> str:
 
 def member_name(member: int) -> str:
     return f"m{member}"
-
-
-def measure(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.05) -> float | None:
-    """Seconds until predicate() holds, or None when it did not within `timeout`
-    (an exception from predicate counts as "not yet")."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        try:
-            if predicate():
-                return time.monotonic() - start
-        except Exception:  # noqa: BLE001 - not reached yet
-            pass
-        time.sleep(interval)
-    return None
 
 
 def first_times(conditions: dict[str, Callable[[], bool]], *, timeout: float,
@@ -262,225 +238,3 @@ class ScaleRig:
     def revive(self, member: int) -> None:
         cluster = self.sims.clusters[member_name(member)]
         self.sims.call(cluster.revive)
-
-
-def unique_address(counter: int) -> str:
-    """A fresh address per change (10.200.0.0/13 holds half a million), never a seeded one."""
-    return f"10.{200 + counter // 65536 % 50}.{counter // 256 % 256}.{counter % 256}"
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    at: float  # time.monotonic() right after the member stored it
-    member: int
-    n: int
-    address: str
-
-
-def reached(changes: list[Change], seen: dict[str, float], key: Callable[[Change], str]) -> list[float | None]:
-    """Per change, when it reached etcd: the first time its key or the key of a later change
-    of the same Service was seen (a level-triggered writer may skip a superseded one);
-    None when neither was."""
-    out: list[float | None] = [None] * len(changes)
-    earliest: dict[tuple[int, int], float | None] = {}
-    for i in range(len(changes) - 1, -1, -1):
-        change = changes[i]
-        service = (change.member, change.n)
-        mine = seen.get(key(change))
-        later = earliest.get(service)
-        best = mine if later is None else later if mine is None else min(mine, later)
-        earliest[service] = best
-        out[i] = best
-    return out
-
-
-class Churn:
-    """`rate` EndpointSlice changes per second on the members' loop (ticks of 10 ms), each a
-    fresh last address of a Service picked round-robin over the members in `members`."""
-
-    def __init__(self, rig: ScaleRig, *, rate: float, members: Iterable[int] | None = None,
-                 on_change: Callable[[Change], None] | None = None, counter_start: int = 0) -> None:
-        self.rig = rig
-        self.rate = rate
-        self.members = list(members) if members is not None else list(range(rig.members))
-        self.on_change = on_change
-        self.changes: list[Change] = []
-        self.by_service: dict[tuple[int, int], list[Change]] = {}
-        self.behind = 0.0  # the longest the loop fell behind its schedule, seconds
-        self._counter = counter_start
-        self._task: asyncio.Future | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.run_coroutine_threadsafe(self._run(), self.rig.sims.loop)
-
-    def stop(self) -> list[Change]:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-        return self.changes
-
-    def since(self, change: Change) -> set[str]:
-        """The addresses of `change` and of the later changes of its Service (an answer that
-        shows any of them has taken `change` in: changes to one Service coalesce)."""
-        history = self.by_service.get((change.member, change.n), [])
-        return {c.address for c in history if c.at >= change.at}
-
-    async def _run(self) -> None:
-        started = time.monotonic()
-        done = 0
-        pool = [(m, n) for n in range(self.rig.services) for m in self.members]
-        while True:
-            due = int((time.monotonic() - started) * self.rate)
-            self.behind = max(self.behind, (due - done) / self.rate)
-            for _ in range(due - done):
-                member, n = pool[self._counter % len(pool)]
-                address = unique_address(self._counter)
-                self._counter += 1
-                self.rig.replace_last_now(member, n, address)
-                change = Change(at=time.monotonic(), member=member, n=n, address=address)
-                self.changes.append(change)
-                self.by_service.setdefault((member, n), []).append(change)
-                if self.on_change is not None:
-                    self.on_change(change)
-            done = due
-            await asyncio.sleep(0.01)
-
-
-class _Thread:
-    """A daemon thread with a stop flag, joined on stop."""
-
-    def __init__(self, name: str) -> None:
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self.run, name=name, daemon=True)
-
-    def run(self) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def start(self) -> _Thread:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.thread.join(timeout=10)
-
-
-class EtcdWatch(_Thread):
-    """Watches a prefix over etcd's JSON gateway; `seen[key]` is when the key was first put
-    (or deleted, in `gone`) after the watch started."""
-
-    def __init__(self, url: str, prefix: str) -> None:
-        super().__init__("etcd-watch")
-        host, port = url.removeprefix("http://").split(":")
-        self.conn = http.client.HTTPConnection(host, int(port), timeout=None)
-        self.prefix = prefix
-        self.seen: dict[str, float] = {}
-        self.gone: dict[str, float] = {}
-        self.events = 0
-        self.ready = threading.Event()
-
-    def run(self) -> None:
-        end = self.prefix[:-1] + chr(ord(self.prefix[-1]) + 1)
-        body = {"create_request": {"key": EtcdKV._b64(self.prefix), "range_end": EtcdKV._b64(end)}}
-        try:
-            self.conn.request("POST", "/v3/watch", body=json.dumps(body), headers={"Content-Type": "application/json"})
-            response = self.conn.getresponse()
-            while not self.stopping.is_set():
-                line = response.readline()
-                if not line:
-                    return
-                now = time.monotonic()
-                result = json.loads(line).get("result") or {}
-                if result.get("created"):
-                    self.ready.set()
-                for event in result.get("events") or ():
-                    key = base64.b64decode(event["kv"]["key"]).decode()
-                    self.events += 1
-                    (self.gone if event.get("type") == "DELETE" else self.seen).setdefault(key, now)
-        except (OSError, ValueError, http.client.HTTPException):
-            return
-
-    def stop(self) -> None:
-        self.stopping.set()
-        sock = self.conn.sock
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        self.thread.join(timeout=10)
-        self.conn.close()
-
-
-class AnswerProbe(_Thread):
-    """Event -> DNS answer: takes the latest change (older ones it skips), polls its member's
-    name until the answer holds the new address (or, with `since`, a later one of the same
-    Service); `latencies` from the change, `missed` when not within `timeout`."""
-
-    def __init__(self, rig: ScaleRig, *, timeout: float = 10.0,
-                 since: Callable[[Change], set[str]] | None = None) -> None:
-        super().__init__("answer-probe")
-        self.rig = rig
-        self.since = since or (lambda change: {change.address})
-        self.timeout = timeout
-        self.latest: Change | None = None
-        self.latencies: list[float] = []
-        self.missed = 0
-
-    def offer(self, change: Change) -> None:
-        self.latest = change
-
-    def run(self) -> None:
-        last = None
-        while not self.stopping.is_set():
-            change = self.latest
-            if change is None or change is last:
-                time.sleep(0.005)
-                continue
-            last = change
-            name = self.rig.cluster_name(change.member, change.n)
-            while not self.stopping.is_set():
-                try:
-                    if self.rig.query(name, timeout=1.0) & self.since(change):
-                        self.latencies.append(time.monotonic() - change.at)
-                        break
-                except (dns.exception.DNSException, OSError, RuntimeError):
-                    pass
-                if time.monotonic() - change.at > self.timeout:
-                    self.missed += 1
-                    break
-                time.sleep(0.002)
-
-
-class QueryLoad(_Thread):
-    """Back-to-back A queries of sampled names; `rtts` (seconds) and `timeouts`."""
-
-    def __init__(self, rig: ScaleRig, names: list[str], *, timeout: float = 1.0) -> None:
-        super().__init__("query-load")
-        self.rig = rig
-        self.names = names
-        self.timeout = timeout
-        self.rtts: list[float] = []
-        self.timeouts = 0
-        self.errors = 0
-
-    def run(self) -> None:
-        i = 0
-        while not self.stopping.is_set():
-            name = self.names[i % len(self.names)]
-            i += 1
-            start = time.perf_counter()
-            try:
-                self.rig.query(name, timeout=self.timeout)
-                self.rtts.append(time.perf_counter() - start)
-            except dns.exception.Timeout:
-                self.timeouts += 1
-            except (dns.exception.DNSException, OSError, RuntimeError):
-                self.errors += 1
-                time.sleep(0.01)
-
-    def take(self) -> tuple[list[float], int]:
-        """The samples so far, and forget them (for one window)."""
-        rtts, self.rtts = self.rtts, []
-        timeouts, self.timeouts = self.timeouts, 0
-        return rtts, timeouts

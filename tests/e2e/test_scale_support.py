@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.scale_support import Change, percentiles, reached, unique_address
+from tests.e2e.scale_observers import Change, reached, unique_address
+from tests.e2e.scale_support import percentiles
 
 
 def change(at: float, n: int, address: str, member: int = 0) -> Change:
