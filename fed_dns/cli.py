@@ -59,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--http", default="127.0.0.1:9153", metavar="HOST:PORT",
                    help="metrics/status listener (default: 127.0.0.1:9153)")
     p.add_argument("--etcd", default=None, metavar="URL", help="also write records to this etcd")
+    p.add_argument("--api", default="127.0.0.1:6443", metavar="HOST:PORT",
+                   help="federation API listen address (default: 127.0.0.1:6443)")
+    p.add_argument("--workdir", default=None, metavar="DIR",
+                   help="where the kubeconfigs go (federation.kubeconfig, <cluster>.kubeconfig); "
+                        "default: a new temporary directory, removed at the end")
     p.add_argument("--kill", default=None, metavar="CLUSTER", help="kill this cluster after --after s")
     p.add_argument("--after", type=float, default=10.0, metavar="SECONDS",
                    help="when to kill (default 10)")

@@ -79,6 +79,17 @@ async def start_http(*, config, daemon):
     return endpoint
 
 
+async def start_api(*, config, members):
+    """The federation API (kubectl's endpoint) when `api.enabled`, else None."""
+    if not config.api.enabled:
+        return None
+    from fed_dns.app.api import ApiServer
+
+    api = ApiServer(config=config, members=members)
+    await api.start()
+    return api
+
+
 async def start_etcd(*, config, prefix: str, identity: str, on_store, on_leader) -> EtcdParts:
     """`on_store(MirrorChange)`: every batch of the zone's etcd events (the first one a full
     load); `on_leader(bool)`: leadership gained or lost."""

@@ -40,6 +40,8 @@ class Member:
     prober: object | None = None
     api_client: object | None = None
     transitions: int = 0
+    since: str = ""  # RFC 3339: when `health` last changed
+    created: str = ""  # RFC 3339: when the daemon started watching it
 
 
 class Daemon:
@@ -52,7 +54,7 @@ class Daemon:
         self.settings = config.zone_settings()
         specs = members if members is not None else config.cluster_specs()
         self.members: dict[str, Member] = {
-            s.name: Member(spec=s, view=ClusterView(cluster=s.name)) for s in specs
+            s.name: Member(spec=s, view=ClusterView(cluster=s.name), created=rfc3339()) for s in specs
         }
         self.zone_prefix = names.name_to_key(name=self.settings.zone, prefix=self.settings.prefix)
         self.identity = f"{socket.gethostname()}-{os.getpid()}"
@@ -61,6 +63,7 @@ class Daemon:
         self.workers = None  # extra DNS worker processes (dns.workers > 1)
         self.topology = None  # server.topology.Topology: answer order by region and weight
         self.http = None
+        self.api = None  # app.api.ApiServer: the federation API (kubectl), when api.enabled
         self.etcd: EtcdParts | None = None
         self.backend_prober = None
         self.table = None  # server.table.ZoneTable: what DNS answers from once settled
@@ -157,6 +160,7 @@ class Daemon:
         member = self.members[cluster]
         if member.health != health:  # the prober logs the change, with the probe's error
             member.health = health
+            member.since = rfc3339()
             member.transitions += 1
             self.state.set_health(cluster, health)
             self.reconciler.mark_dirty()
@@ -186,6 +190,20 @@ class Daemon:
             return True
         return not self.unsynced() or time.monotonic() - self.started >= self.config.watch.sync_grace
 
+    def cluster_states(self) -> list:
+        """The members as the federation API's Cluster kind shows them."""
+        from fed_dns.apiserver.clusters import ClusterState
+
+        states = []
+        for name, m in sorted(self.members.items()):
+            host = getattr(getattr(m.api_client, "configuration", None), "host", "") or ""
+            states.append(ClusterState(name=name, server=host, region=m.spec.region or "",
+                                       zone=m.spec.zone_label or "", health=str(m.health),
+                                       synced=bool(m.view.synced), since=m.since or m.created,
+                                       message=m.last_error if m.health is not Health.READY else "",
+                                       created=m.created))
+        return states
+
     def unsynced(self) -> list[str]:
         """Members neither synced nor declared unreachable."""
         return sorted(n for n, m in self.members.items()
@@ -212,6 +230,7 @@ class Daemon:
         self.workers = components.dns_workers(config=self.config, settings=self.settings,
                                               port=self.dns.port, topology=self.topology)
         self.http = await components.start_http(config=self.config, daemon=self)
+        self.api = await components.start_api(config=self.config, members=self.cluster_states)
         if self.config.etcd.endpoints:
             self.etcd = await components.start_etcd(
                 config=self.config, prefix=self.zone_prefix, identity=self.identity,
@@ -269,6 +288,10 @@ class Daemon:
 
     async def _close(self) -> None:
         await self._close_dns()
+        if self.api is not None:
+            with contextlib.suppress(Exception):
+                await self.api.close()
+            self.api = None
         if self.etcd is not None:
             with contextlib.suppress(Exception):
                 await self.etcd.client.close()
@@ -282,6 +305,10 @@ class Daemon:
             if client is not None:
                 with contextlib.suppress(Exception):
                     client.close()
+
+
+def rfc3339() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 async def cancel(task: asyncio.Task) -> None:

@@ -26,7 +26,8 @@ ZONE = "fed.example.com."
 NAME = "mysql.ns." + ZONE
 
 
-def demo_config(*, kubeconfigs: dict[str, Path], listen: str, http: str, etcd: str | None):
+def demo_config(*, kubeconfigs: dict[str, Path], listen: str, http: str, etcd: str | None,
+                api: str, workdir: Path):
     from fed_dns import config as config_mod
 
     data = {
@@ -40,6 +41,7 @@ def demo_config(*, kubeconfigs: dict[str, Path], listen: str, http: str, etcd: s
         "http": {"listen": http},
         "etcd": {"endpoints": [etcd] if etcd else []},
         "leader_election": {"enabled": bool(etcd)},
+        "api": {"enabled": True, "listen": api, "dir": str(workdir / "api")},
     }
     return config_mod.parse(data, source="fed-dns demo")
 
@@ -70,22 +72,23 @@ async def main_async(args) -> int:
         print(f"fed-dns demo: --kill {args.kill!r} is not one of {', '.join(names_)}", file=sys.stderr)
         return 2
     sims: dict[str, SimCluster] = {}
-    with tempfile.TemporaryDirectory(prefix="fed-dns-demo-") as tmp:
+    with _workdir(args.workdir) as tmp:
         try:
             kubeconfigs = {}
             for i, name in enumerate(names_, start=1):
-                sim = SimCluster(name=name)
+                sim = SimCluster(name=name, use_tls=True)  # kubectl sends tokens over HTTPS only
                 await sim.start(host="127.0.0.1", port=0)
                 scenario.seed_mysql(sim, index=i)
                 path = Path(tmp) / f"{name}.kubeconfig"
                 sim.write_kubeconfig(path)
                 sims[name], kubeconfigs[name] = sim, path
             config = demo_config(kubeconfigs=kubeconfigs, listen=args.listen, http=args.http,
-                                 etcd=args.etcd)
+                                 etcd=args.etcd, api=args.api, workdir=Path(tmp))
             daemon = Daemon(config=config)
             runner = asyncio.create_task(daemon.serve(stop=stop), name="daemon")
             server = (config.dns.host, config.dns.port)
-            await _guide(daemon=daemon, sims=sims, args=args, server=server, stop=stop, runner=runner)
+            await _guide(daemon=daemon, sims=sims, args=args, server=server, stop=stop, runner=runner,
+                         workdir=Path(tmp))
             stop.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await runner
@@ -96,7 +99,33 @@ async def main_async(args) -> int:
     return 0
 
 
-async def _guide(*, daemon, sims, args, server, stop, runner) -> None:
+@contextlib.contextmanager
+def _workdir(path: str | None):
+    """`--workdir DIR` (kept), else a new temporary directory (removed at the end)."""
+    if path:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        yield str(Path(path).resolve())
+        return
+    with tempfile.TemporaryDirectory(prefix="fed-dns-demo-") as tmp:
+        yield tmp
+
+
+def write_federation_kubeconfig(*, daemon, workdir: Path) -> Path | None:
+    """`<workdir>/federation.kubeconfig` for the daemon's federation API (mode 0600)."""
+    import yaml
+
+    from fed_dns.app import apicreds
+
+    if daemon.api is None:
+        return None
+    creds = apicreds.ensure(daemon.config.api)
+    path = workdir / "federation.kubeconfig"
+    path.write_text(yaml.safe_dump(apicreds.kubeconfig(server=daemon.api.url, creds=creds)))
+    path.chmod(0o600)
+    return path
+
+
+async def _guide(*, daemon, sims, args, server, stop, runner, workdir: Path) -> None:
     host, port = server
     started = time.monotonic()
     while not daemon.ready():
@@ -107,15 +136,24 @@ async def _guide(*, daemon, sims, args, server, stop, runner) -> None:
     await asyncio.sleep(0)
     while not (await asyncio.to_thread(ask, server=server, name=NAME)) and time.monotonic() - started < 15:
         await asyncio.sleep(0.1)
+    fed_kc = write_federation_kubeconfig(daemon=daemon, workdir=workdir)
+    kubectl = ""
+    if fed_kc is not None:
+        first = next(iter(sims))
+        kubectl = f"""  kubectl --kubeconfig {fed_kc} get clusters
+  kubectl --kubeconfig {fed_kc} apply -f tomcat.yaml     (a federated ReplicaSet, federation.md)
+  kubectl --kubeconfig {workdir / (first + '.kubeconfig')} get services,endpointslices -n ns
+"""
     print(f"""
 fed-dns demo: {len(sims)} simulated clusters ({', '.join(sims)}), zone {ZONE}
   DNS   {host}:{port} (UDP and TCP)      HTTP http://{args.http}/status  /metrics
+  federation API {daemon.api.url if daemon.api else 'off'}      files in {workdir}
 Try:
   dig @{host} -p {port} {NAME}
   dig @{host} -p {port} c1.{NAME}
   dig @{host} -p {port} _mysql._tcp.{NAME} SRV
   curl -s http://{args.http}/status
-Ready after {time.monotonic() - started:.1f}s. Ctrl-C stops the demo.
+{kubectl}Ready after {time.monotonic() - started:.1f}s. Ctrl-C stops the demo.
 """, flush=True)
     killed_at = None
     last = None

@@ -11,7 +11,7 @@ import pytest
 
 from tests.e2e.harness import Daemon, SimThread, etcd_items, seed_service, timed
 from tests.e2e.test_daemon import all_addresses, zone_prefix
-from tests.support import REPO, free_port
+from tests.support import REPO, free_port, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -102,7 +102,8 @@ def test_demo_prints_a_guide_and_shows_the_failover():
     dns_port, http_port = free_port(), free_port()
     result = subprocess.run(
         [sys.executable, "-m", "fed_dns.cli", "demo", "--listen", f"127.0.0.1:{dns_port}",
-         "--http", f"127.0.0.1:{http_port}", "--kill", "c2", "--after", "2", "--duration", "8"],
+         "--http", f"127.0.0.1:{http_port}", "--api", "127.0.0.1:0",
+         "--kill", "c2", "--after", "2", "--duration", "8"],
         cwd=REPO, capture_output=True, text=True, timeout=90)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
@@ -112,6 +113,36 @@ def test_demo_prints_a_guide_and_shows_the_failover():
     final = [line for line in after.splitlines() if line.lstrip().startswith("[")][-1]
     assert "10.1.0.1" in final and "10.3.0.1" in final and "10.2.0." not in final
     assert "CNAME mysql.ns.fed.example.com." in after
+
+
+def test_demo_serves_the_federation_api_to_kubectl_from_its_workdir(tmp_path):
+    """`--workdir` receives federation.kubeconfig and one kubeconfig per member; kubectl uses
+    them unchanged while the demo runs."""
+    dns_port, http_port, api_port = free_port(), free_port(), free_port()
+    workdir = tmp_path / "wd"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fed_dns.cli", "demo", "--listen", f"127.0.0.1:{dns_port}",
+         "--http", f"127.0.0.1:{http_port}", "--api", f"127.0.0.1:{api_port}",
+         "--workdir", str(workdir), "--duration", "30"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        fed = workdir / "federation.kubeconfig"
+        wait_for(fed.exists, timeout=30, what="federation.kubeconfig")
+        assert fed.stat().st_mode & 0o777 == 0o600
+        clusters = subprocess.run(["kubectl", "--kubeconfig", str(fed), "get", "clusters"],
+                                  capture_output=True, text=True, timeout=30)
+        assert clusters.returncode == 0, clusters.stderr
+        rows = clusters.stdout.splitlines()
+        assert rows[0].split()[:4] == ["NAME", "HEALTH", "REGION", "SYNCED"]
+        assert [r.split()[:2] for r in rows[1:]] == [["c1", "ready"], ["c2", "ready"], ["c3", "ready"]]
+        member = subprocess.run(["kubectl", "--kubeconfig", str(workdir / "c2.kubeconfig"), "get",
+                                 "services", "-n", "ns", "-o", "name"],
+                                capture_output=True, text=True, timeout=30)
+        assert member.returncode == 0 and "service/mysql" in member.stdout, member.stderr
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert f"kubectl --kubeconfig {workdir / 'federation.kubeconfig'} get clusters" in out
 
 
 def test_demo_rejects_an_unknown_cluster_to_kill():
@@ -124,7 +155,8 @@ def test_demo_with_etcd_writes_the_records(etcd_fresh):
     dns_port, http_port = free_port(), free_port()
     result = subprocess.run(
         [sys.executable, "-m", "fed_dns.cli", "demo", "--etcd", etcd_fresh.url, "--listen",
-         f"127.0.0.1:{dns_port}", "--http", f"127.0.0.1:{http_port}", "--duration", "4"],
+         f"127.0.0.1:{dns_port}", "--http", f"127.0.0.1:{http_port}", "--api", "127.0.0.1:0",
+         "--duration", "4"],
         cwd=REPO, capture_output=True, text=True, timeout=90)
     assert result.returncode == 0, result.stdout + result.stderr
     keys = etcd_items(etcd_fresh.url, "/skydns/com/example/fed/ns/mysql/")
