@@ -13,8 +13,9 @@ ServiceKeys whose ServiceView was added, modified or removed by that flush (empt
 
 `view.services` is a read-only *live* mapping (`types.MappingProxyType`) over the watcher's
 own dict: it is never copied per flush, so it always shows the current Services, also through
-an older view object. A consumer that needs a snapshot copies it; one that follows changes
-reads only `view.services[key]` for the keys in `changed`. Per event the work is O(the
+an older view object. A consumer that needs a snapshot copies it (on the loop: it changes
+between loop callbacks, so never iterate it in another thread or across an await); one that
+follows changes reads only `view.services[key]` for the keys in `changed`. Per event the work is O(the
 Services it touches); a (re-)list is O(that kind).
 """
 
