@@ -91,7 +91,8 @@ def pack_sections(*, qname: str, qtype: int, answer: tuple, authority: tuple,
 class Entry:
     """One compiled (name, type). `hdrs[edns*2 + rd]` are the ten header bytes after the ID.
     `regions[r]`: the entry for a client in region r (0: none, this one); None when no
-    region changes the answer."""
+    region changes the answer. `cuts`: what `fit.fitted` reads once for answers too big
+    for their transport."""
 
     qname: str
     qtype: int
@@ -102,6 +103,7 @@ class Entry:
     size: int  # len of every tail
     slot: int  # stats slot (qtype, rcode)
     regions: tuple[Entry, ...] | None = None
+    cuts: dict | None = None  # fit.fitted's record ends per tail, made on the first cut
 
 
 _FAMILY = {rs.T_A: socket.AF_INET, rs.T_AAAA: socket.AF_INET6}

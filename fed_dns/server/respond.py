@@ -1,18 +1,20 @@
 """The full responder: any raw query -> raw response (or None to drop). Pure, never raises.
 
 UDP's fast path answers the common shapes itself and falls back here for everything else
-(EDNS options, odd flags, errors, truncation); TCP always comes here.
+(EDNS options, odd flags, errors, truncation); TCP always comes here. An answer too big for
+its transport is cut by `fit` (UDP: whole RRsets and TC; TCP: whole records up to 65,535
+bytes, never TC) at the cost of a bisection, so no question costs more than a small one.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import struct
 from dataclasses import dataclass
 
 from fed_dns.server import resolve as rs
-from fed_dns.server.compile import header, pack_sections
+from fed_dns.server.compile import header
+from fed_dns.server.fit import fitted
 from fed_dns.server.table import ZoneTable
 from fed_dns.server.topology import client_region, ecs_address
 from fed_dns.server.wire import Malformed, Query, ecs_option, error_header, opt_rr, parse
@@ -57,30 +59,6 @@ def _simple(q: Query, data: bytes, *, rcode: int, aa: bool, max_udp: int,
     return out
 
 
-def _sets(records: tuple) -> list[tuple]:
-    return [tuple(g) for _, g in itertools.groupby(records, key=lambda r: (r[0], r[1]))]
-
-
-def truncated_tail(*, ans: rs.Answer, qname: str, qtype: int, room: int) -> tuple[bytes, int, int, int, bool]:
-    """Whole RRsets that fit in room bytes: answer, then authority, then (no TC) additional."""
-    parts: dict[str, list] = {"answer": [], "authority": [], "additional": []}
-    tail = pack_sections(qname=qname, qtype=qtype, answer=(), authority=(), additional=())
-    tc = False
-    for section in ("answer", "authority", "additional"):
-        for rrset in _sets(getattr(ans, section)):
-            trial = {k: tuple(v) for k, v in parts.items()}
-            trial[section] = trial[section] + rrset
-            packed = pack_sections(qname=qname, qtype=qtype, **trial)
-            if len(packed) > room:
-                tc = tc or section != "additional"
-                break
-            parts[section].extend(rrset)
-            tail = packed
-        if tc:
-            break
-    return tail, len(parts["answer"]), len(parts["authority"]), len(parts["additional"]), tc
-
-
 def _identity(q: Query, data: bytes, *, identity: str, max_udp: int) -> Outcome:
     raw = identity.encode()[:255]
     rr = b"\xc0\x0c" + struct.pack("!HHIHB", rs.T_TXT, CLASS_CH, 0, len(raw) + 1, len(raw)) + raw
@@ -100,7 +78,7 @@ def ecs_region(table: ZoneTable, q: Query) -> tuple[int | None, bytes]:
 
 
 def _answer(table: ZoneTable, q: Query, data: bytes, *, limit: int, max_udp: int,
-            identity: str | None, region: int = 0) -> Outcome:
+            identity: str | None, region: int = 0, tcp: bool = False) -> Outcome:
     qname = q.qname.lower()
     if identity and q.qclass == CLASS_CH and q.qtype == rs.T_TXT and qname in ID_NAMES:
         return _identity(q, data, identity=identity, max_udp=max_udp)
@@ -126,8 +104,10 @@ def _answer(table: ZoneTable, q: Query, data: bytes, *, limit: int, max_udp: int
     tc = False
     if size > limit:
         room = limit - q.question_end - (OPT_LEN + len(echo) if edns else 0)
-        tail, an, ns, ar, tc = truncated_tail(ans=ans, qname=ent.qname, qtype=q.qtype, room=room)
-        hdr = header(rcode=ans.rcode, aa=True, tc=tc, rd=q.rd, cd=q.cd, an=an, ns=ns, ar=ar + edns)
+        fit = fitted(ent, tail, room=room, whole_sets=not tcp)  # TCP: never TC
+        tail, tc = tail[:fit.size], fit.tc
+        hdr = header(rcode=ans.rcode, aa=True, tc=tc, rd=q.rd, cd=q.cd, an=fit.an, ns=fit.ns,
+                     ar=fit.ar + edns)
     out = q.id + hdr + data[12:q.question_end] + tail
     if edns:
         out += opt_rr(udp_size=max_udp, do=q.edns.do, options=echo)
@@ -153,7 +133,7 @@ def respond(table: ZoneTable, data: bytes, *, tcp: bool = False, max_udp: int = 
         limit = MAX_TCP if tcp else udp_limit(client=q.edns.udp_size if q.edns else None,
                                                  max_udp=max_udp)
         return _answer(table, q, data, limit=limit, max_udp=max_udp, identity=identity,
-                       region=region)
+                       region=region, tcp=tcp)
     except Exception:  # noqa: BLE001 - a bug must cost one answer, never the server
         log.exception("internal error answering a query")
         if len(data) >= 12 and not data[2] & 0x80:
