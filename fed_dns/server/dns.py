@@ -10,7 +10,7 @@ import socket
 from fed_dns.server.respond import MAX_UDP
 from fed_dns.server.stats import Stats
 from fed_dns.server.table import ZoneTable
-from fed_dns.server.tcp import TcpProtocol, TcpState
+from fed_dns.server.tcp import MAX_UNSENT, TcpProtocol, TcpState
 from fed_dns.server.udp import BATCH, UdpProtocol, UdpThread
 
 
@@ -40,9 +40,12 @@ class DnsServer:
     def __init__(self, *, host: str, port: int, table: ZoneTable, tcp_idle_timeout: float = 10.0,
                  max_tcp_connections: int = 1000, max_udp_size: int = MAX_UDP,
                  reuse_port: bool = False, tcp_backlog: int = 1024,
-                 identity: str | None = None, udp_batch: int = BATCH) -> None:
+                 identity: str | None = None, udp_batch: int = BATCH,
+                 max_tcp_unsent: int = MAX_UNSENT) -> None:
         """`identity`, when set, answers `id.server`/`hostname.bind` CH TXT (which worker).
-        `udp_batch`: datagrams per recvmmsg/sendmmsg (0: one recvfrom/sendto each)."""
+        `udp_batch`: datagrams per recvmmsg/sendmmsg (0: one recvfrom/sendto each).
+        `max_tcp_unsent`: unsent answer bytes a TCP client may leave unread before it is
+        closed; at `max_tcp_connections` a new connection evicts the least recently active."""
         self.host = host
         self.port = port
         self.table = table
@@ -54,7 +57,7 @@ class DnsServer:
                                 identity=identity)
         self._tcp = TcpState(table=table, stats=self.stats, idle_timeout=tcp_idle_timeout,
                              max_connections=max_tcp_connections, max_udp=max_udp_size,
-                             identity=identity)
+                             identity=identity, max_unsent=max_tcp_unsent)
         self._udp_thread: UdpThread | None = None
         self._tcp_server: asyncio.Server | None = None
 

@@ -21,8 +21,10 @@ import ctypes.util
 import errno
 import socket
 import sys
+import time
 
 MSG_WAITFORONE = 0x10000
+_clock = time.perf_counter_ns
 
 # struct msghdr (LP64): name ptr @0, namelen u32 @8, iov ptr @16, iovlen @24, control @32,
 # controllen @40, flags i32 @48; struct mmsghdr adds msg_len u32 @56; sizeof 64.
@@ -100,6 +102,7 @@ class Batch:
         self._nview = memoryview(self._names) if self._names is not None else memoryview(b"")
         # the address in the sockaddr: sockaddr_in bytes 4..8, sockaddr_in6 bytes 8..24
         self._addr = {socket.AF_INET: (4, 8), socket.AF_INET6: (8, 24)}.get(sock.family, (0, 0))
+        self.elapsed_ns = 0  # the last exchange's time from its datagrams read to answers sent
 
     def recv(self) -> int:
         """Datagrams received (>= 1), blocking for the first (on a blocking socket).
@@ -128,8 +131,10 @@ class Batch:
         the datagrams received. This is the server's hot loop: locals, no attribute access
         per datagram. A response longer than `send_slot` is dropped (callers size it).
         `source=True`: `reply(data, address)` instead, `address` the sender's packed IP (4 or
-        16 bytes, read from the raw sockaddr; b"" for other families)."""
+        16 bytes, read from the raw sockaddr; b"" for other families). `elapsed_ns` is then
+        the time from the datagrams read (recv returned) to their answers sent."""
         n = self.recv()
+        start = _clock()
         rview, rlen, rslot = self._rview, self._rlen, self.recv_slot
         sview, siq, sq, sslot = self._sview, self._siq, self._sq, self.send_slot
         name0, j = self._name0, 0
@@ -152,6 +157,7 @@ class Batch:
                     j += 1
         if j:
             self.send(j)
+        self.elapsed_ns = _clock() - start
         return n
 
 

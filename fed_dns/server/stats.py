@@ -24,7 +24,8 @@ PROTOCOLS = ("udp", "tcp")
 
 
 class Histogram:
-    """Microsecond latencies in fixed buckets (sampled on the UDP fast path)."""
+    """Microsecond latencies in fixed buckets: every request (a UDP batch's requests observed
+    together, each with the batch's time)."""
 
     __slots__ = ("counts", "sum_us")
 
@@ -32,9 +33,10 @@ class Histogram:
         self.counts = [0] * (len(LATENCY_BOUNDS_US) + 1)
         self.sum_us = 0.0
 
-    def observe_us(self, micros: float) -> None:
-        self.counts[bisect.bisect_left(LATENCY_BOUNDS_US, micros)] += 1
-        self.sum_us += micros
+    def observe_us(self, micros: float, n: int = 1) -> None:
+        """`n` requests that each took `micros`."""
+        self.counts[bisect.bisect_left(LATENCY_BOUNDS_US, micros)] += n
+        self.sum_us += micros * n
 
     def seconds(self) -> tuple[dict[float, int], float]:
         bounds = (*(b / 1e6 for b in LATENCY_BOUNDS_US), math.inf)
@@ -52,7 +54,9 @@ class Stats:
         self.errors = 0  # internal errors (each cost one answer)
         self.tcp_connections = 0  # accepted, in all
         self.tcp_open = 0
-        self.tcp_idle_closed = 0
+        self.tcp_idle_closed = 0  # no complete query within the idle timeout
+        self.tcp_evicted = 0  # the least recently active, closed to admit a new one (cap full)
+        self.tcp_unread_closed = 0  # unsent answers past the bound: a client that does not read
         self.latency = {p: Histogram() for p in PROTOCOLS}
         self.table_swaps = 0
 
@@ -92,7 +96,8 @@ class Stats:
             "truncated": self.truncated,
             "errors": self.errors,
             "tcp": {"connections": self.tcp_connections, "open": self.tcp_open,
-                    "idle_closed": self.tcp_idle_closed},
+                    "idle_closed": self.tcp_idle_closed, "evicted": self.tcp_evicted,
+                    "unread_closed": self.tcp_unread_closed},
             "latency_us": {"bounds": list(LATENCY_BOUNDS_US),
                            **{p: list(h.counts) for p, h in self.latency.items()}},
             "table_swaps": self.table_swaps,

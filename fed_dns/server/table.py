@@ -30,6 +30,8 @@ _LETTERS = frozenset(range(0x41, 0x5B)) | frozenset(range(0x61, 0x7B))
 KNOWN_TYPES = (rs.T_A, rs.T_AAAA, rs.T_SRV, rs.T_TXT, rs.T_CNAME, rs.T_MX, rs.T_NS,
                rs.T_SOA, rs.T_ANY)
 RCODES = 7  # stats slots per qtype: NOERROR..REFUSED, then any other rcode
+_ANSWERED = frozenset(KNOWN_TYPES)
+OTHER_TYPE = 0  # every other question type: one NODATA answer per name, cached under type 0
 
 
 def fast_key(qname_wire_lower: bytes, qtype: int) -> bytes | None:
@@ -174,7 +176,13 @@ class ZoneTable:
 
     def entry(self, qname_wire_lower: bytes, qtype: int, region: int = 0) -> Entry | None:
         """The compiled answer for an in-zone name that exists; None when it does not.
-        `region`: the client's region number (0: none), see `topology.Clients`."""
+        `region`: the client's region number (0: none), see `topology.Clients`.
+
+        A type outside KNOWN_TYPES has no records here (NODATA): all such types share the
+        entry of OTHER_TYPE, so 65,536 question types cost one cache entry per name, not
+        65,536 (the hot path misses them; the full path finds the shared entry)."""
+        if qtype not in _ANSWERED:
+            qtype = OTHER_TYPE
         key = fast_key(qname_wire_lower, qtype) or (qname_wire_lower, qtype)
         current = self.answers.generation == self.generation
         if 0 < region < len(self.caches):

@@ -1,5 +1,11 @@
 """DNS over UDP: a byte-level fast path for the common query shapes, `respond` for the rest.
 
+Every request is counted (`stats.slots`) and timed (`stats.latency`, the
+`dns_request_duration_seconds` histogram): a batch of datagrams read by one recvmmsg and
+answered by one sendmmsg is observed once with its count, each of its requests having
+waited exactly that long from read to sent (two clock reads per batch, not per query); one
+datagram at a time (recvfrom, asyncio) is timed on its own.
+
 Fast path (no EDNS, or a bare EDNS(0) OPT): find the end of the question name, look the
 lower-cased question up in the table's compiled answers, and send
 `ID + header + the client's question + compiled tail [+ OPT]`. Anything else, or an answer
@@ -27,7 +33,6 @@ from fed_dns.server.wire import opt_rr
 _PLAIN = b"\x00\x01\x00\x00\x00\x00\x00\x00"  # qd=1, an=ns=ar=0
 _WITH_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x01"  # qd=1, ar=1
 _OPT_HEAD = b"\x00\x00\x29"  # root owner, type OPT
-SAMPLE_EVERY = 128  # every 128th fast-path query takes the full path, timed, for the histogram
 MAX_QUERY = 4096  # bytes read per datagram; a longer "query" is cut and gets FORMERR
 BATCH = 64  # datagrams per recvmmsg/sendmmsg where those work (0: recvfrom/sendto)
 
@@ -45,12 +50,11 @@ def record(stats: Stats, protocol: str, outcome: Outcome) -> None:
 
 def answer(*, table: ZoneTable, stats: Stats, protocol: str, query: bytes, max_udp: int,
            identity: str | None, region: int = 0) -> bytes | None:
-    """The full (slow) path for one query: respond, count it, time it. Both transports use it."""
-    start = time.perf_counter_ns()
+    """The full (slow) path for one query: respond and count it (the transports time it,
+    with the sending). Both transports use it."""
     outcome = respond(table, query, tcp=protocol == "tcp", max_udp=max_udp, identity=identity,
                       region=region)
     record(stats, protocol, outcome)
-    stats.latency[protocol].observe_us((time.perf_counter_ns() - start) / 1000)
     return outcome.response
 
 
@@ -60,10 +64,10 @@ class UdpProtocol(asyncio.DatagramProtocol):
         self.stats = stats
         self.identity = identity
         self.slots = stats.slots["udp"]
+        self.latency = stats.latency["udp"]
         self.max_udp = max_udp
         self.opts = (opt_rr(udp_size=max_udp), opt_rr(udp_size=max_udp, do=True))
         self.transport: asyncio.DatagramTransport | None = None
-        self._tick = SAMPLE_EVERY
         self.region = 0  # the current datagram's client region (reply_from sets it)
         self.clients = Clients(table.topology)
         self.swap(table)
@@ -81,12 +85,14 @@ class UdpProtocol(asyncio.DatagramProtocol):
         self.sendto = transport.sendto
 
     def datagram_received(self, data: bytes, addr) -> None:  # asyncio transports, recvfrom
+        start = time.perf_counter_ns()
         response = self.reply_from(data, addr[0]) if self.regional else self.reply(data)
         if response is not None:
             try:
                 self.sendto(response, addr)
             except Exception:  # noqa: BLE001 - a failed send: count it, go on
                 self.stats.errors += 1
+        self.latency.observe_us((time.perf_counter_ns() - start) / 1000)
 
     def reply_from(self, data: bytes, address: bytes | str) -> bytes | None:
         """`reply` for a client at `address` (packed, or text): its region's answers."""
@@ -102,26 +108,22 @@ class UdpProtocol(asyncio.DatagramProtocol):
             end = data.find(0, 12)
             ent = self.cache.get(data[12:end + 5].lower())
             if ent is not None and not data[2] & 0xF8:
-                self._tick -= 1
-                if self._tick:
-                    extra = len(data) - end - 5
-                    if extra == 0:
-                        if data[4:12] == _PLAIN and end + ent.size <= 507:
-                            self.slots[ent.slot] += 1  # counted first: seen once answered
-                            return b"".join((data[:2], ent.hdrs[data[2] & 1],
-                                             data[12:end + 5], next(ent.cycle)))
-                    elif extra == OPT_LEN and data[4:12] == _WITH_OPT:
-                        o = end + 5
-                        if data[o:o + 3] == _OPT_HEAD and not data[o + 6] and not data[o + 9] \
-                                and not data[o + 10]:
-                            limit = udp_limit(client=data[o + 3] << 8 | data[o + 4],
-                                              max_udp=self.max_udp)
-                            if o + ent.size + OPT_LEN <= limit:
-                                self.slots[ent.slot] += 1
-                                return b"".join((data[:2], ent.hdrs[2 | data[2] & 1], data[12:o],
-                                                 next(ent.cycle), self.opts[data[o + 7] >> 7]))
-                else:
-                    self._tick = SAMPLE_EVERY
+                extra = len(data) - end - 5
+                if extra == 0:
+                    if data[4:12] == _PLAIN and end + ent.size <= 507:
+                        self.slots[ent.slot] += 1  # counted first: seen once answered
+                        return b"".join((data[:2], ent.hdrs[data[2] & 1],
+                                         data[12:end + 5], next(ent.cycle)))
+                elif extra == OPT_LEN and data[4:12] == _WITH_OPT:
+                    o = end + 5
+                    if data[o:o + 3] == _OPT_HEAD and not data[o + 6] and not data[o + 9] \
+                            and not data[o + 10]:
+                        limit = udp_limit(client=data[o + 3] << 8 | data[o + 4],
+                                          max_udp=self.max_udp)
+                        if o + ent.size + OPT_LEN <= limit:
+                            self.slots[ent.slot] += 1
+                            return b"".join((data[:2], ent.hdrs[2 | data[2] & 1], data[12:o],
+                                             next(ent.cycle), self.opts[data[o + 7] >> 7]))
             return answer(table=self.table, stats=self.stats, protocol="udp", query=data,
                           max_udp=self.max_udp, identity=self.identity, region=self.region)
         except Exception:  # noqa: BLE001 - never let one packet stop the server
@@ -160,18 +162,22 @@ class UdpThread:
         self.thread.start()
 
     def _run_batched(self) -> None:
-        exchange = self.batch.exchange
+        batch = self.batch
+        exchange = batch.exchange
         protocol = self.protocol
         reply, reply_from = protocol.reply, protocol.reply_from
+        observe = protocol.latency.observe_us
         while not self.stopping:
             try:
                 if protocol.regional:
-                    exchange(reply_from, source=True)
+                    n = exchange(reply_from, source=True)
                 else:
-                    exchange(reply)
+                    n = exchange(reply)
             except OSError:
                 if self.stopping:
                     break
+                continue
+            observe(batch.elapsed_ns / 1000, n)  # each of the n: read together, sent together
 
     def _run(self) -> None:
         recv = self.sock.recvfrom

@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
+import struct
 import subprocess
 import time
 from collections.abc import Iterator
@@ -116,6 +118,55 @@ def ask(port: int, name: str, rdtype: str = "A", *, tcp: bool = False, edns: int
 def addresses(msg: dns.message.Message) -> list[str]:
     return [rd.to_text() for rrset in msg.answer for rd in rrset
             if rrset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA)]
+
+
+# -- raw TCP clients (RFC 7766 framing) ----------------------------------------------------
+
+def tcp_connect(port: int, *, rcvbuf: int | None = None, host: str = LOOPBACK) -> socket.socket:
+    """A connected TCP socket (3 s timeout, no Nagle); `rcvbuf`: SO_RCVBUF set before connect
+    (the window the server sees)."""
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        if rcvbuf is not None:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        s.settimeout(3)
+        s.connect((host, port))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+def tcp_frame(msg: dns.message.Message) -> bytes:
+    wire = msg.to_wire()
+    return struct.pack("!H", len(wire)) + wire
+
+
+def read_exact(s: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("closed")
+        buf += chunk
+    return buf
+
+
+def read_msg(s: socket.socket) -> dns.message.Message:
+    (n,) = struct.unpack("!H", read_exact(s, 2))
+    return dns.message.from_wire(read_exact(s, n))
+
+
+def tcp_closed(s: socket.socket, *, timeout: float) -> bool:
+    """The server closed `s` within `timeout` (EOF or reset; nothing unread expected)."""
+    s.settimeout(timeout)
+    try:
+        return s.recv(1) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except TimeoutError:
+        return False
 
 
 # -- a real `fed-dns serve` ---------------------------------------------------------------
