@@ -36,16 +36,6 @@ AT_CAPACITY = "AtCapacity"  # capped at its ready replicas after unschedulable_a
 REMOVED = "NotPlaced"  # still holds an object the plan no longer places there
 
 
-def owner_label(owner_id: str) -> str:
-    """A label value for an owner id ("fed-dns/example.org" -> "fed-dns.example.org"):
-    at most 63 characters of [A-Za-z0-9._-], starting and ending alphanumeric."""
-    text = "".join(c if c.isalnum() or c in "._-" else "." for c in owner_id)
-    text = text.strip("._-")[:63].rstrip("._-")
-    if not text:
-        raise ValueError(f"owner id {owner_id!r} gives an empty label value")
-    return text
-
-
 def content_hash(obj: Mapping) -> str:
     """A hash of an object's content, metadata.resourceVersion and our own hash excluded."""
     meta = dict(obj.get("metadata") or {})

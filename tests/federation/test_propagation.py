@@ -106,20 +106,6 @@ def test_hash_ignores_resource_version_and_itself() -> None:
     assert p.content_hash(a) != p.content_hash(deployment(replicas=3))
 
 
-@pytest.mark.parametrize(("owner", "label"), [
-    ("fed-dns/example.org", "fed-dns.example.org"),
-    ("a" * 80, "a" * 63),
-    ("/x/", "x"),
-], ids=["slash", "long", "edges"])
-def test_owner_label(owner, label) -> None:
-    assert p.owner_label(owner) == label
-
-
-def test_owner_label_empty_refused() -> None:
-    with pytest.raises(ValueError):
-        p.owner_label("///")
-
-
 def summarize(seen, *, reachable=("c1", "c2"), in_sync=True, targets=None, reasons=None,
               conflicts=(), generation=3):
     return p.summarize(generation=generation, previous_generation=2, in_sync=in_sync,

@@ -1,0 +1,455 @@
+"""The replica loop: federated workloads -> member Deployments/ReplicaSets, status back.
+
+Level-triggered and incremental, like the DNS reconcile: events only mark workloads dirty
+(a federated object or policy changed: `api_objects`; a member's object of ours changed:
+`member_objects`; a member's health changed: the workloads placed on it); a run recomputes
+each dirty workload from the current inputs and writes the difference. Per workload:
+
+1. its `Workload` from its format (Federation v1 / plain, kubefed + RSP, Karmada policies);
+2. `scheduling.schedule` over the members (healthy = declared ready and our cache of its
+   objects listed since; capacity = ready replicas of a member short of them for
+   `unschedulable_after`), from the last plan (rebalance false keeps it);
+3. `scheduling.graceful` from the members' specs and ready replicas: a returning member is
+   scaled up first, the others down only as its replicas become ready;
+4. `propagation.plan` -> creates/updates (with the observed resourceVersion)/deletes on
+   writable members only; `may_write()` is asked again right before each write (leader only);
+5. the federated object's status: the members' sums, observedGeneration, placement.
+
+`placements()` is plain data for `fed-dns status`; `stats` and `cluster_replicas()` are the
+counters the daemon publishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fed_dns.apiserver import fedkinds
+from fed_dns.apiserver.status import ApiError
+from fed_dns.app.api_objects import ApiObjects, WorkloadKey
+from fed_dns.app.member_objects import MemberObjects, WriteError
+from fed_dns.federation import propagation, scheduling, workloads
+from fed_dns.federation.propagation import Observed
+from fed_dns.model import Health
+
+log = logging.getLogger("fed_dns.replicas")
+
+FED_KINDS = {"Deployment": fedkinds.DEPLOYMENT, "ReplicaSet": fedkinds.REPLICA_SET,
+             "FederatedDeployment": fedkinds.FEDERATED_DEPLOYMENT}
+CONCURRENCY = 16  # workloads synced at once (each writes its members concurrently)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplicaMember:
+    """A member as the replica loop needs it: its client and its Cluster labels."""
+
+    name: str
+    api_client: Any
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ReplicaStats:
+    runs: int = 0
+    synced: int = 0  # workload syncs
+    writes: int = 0
+    write_errors: int = 0
+    status_writes: int = 0
+    reschedules: int = 0  # plans that moved replicas between members
+    conflicts: int = 0  # (workload, member) pairs now in conflict
+    invalid: int = 0  # workloads that cannot be read
+    last_run_seconds: float = 0.0
+    longest_run_seconds: float = 0.0
+    last_error: str = ""
+
+
+def member_kind(key: WorkloadKey) -> str:
+    return "Deployment" if key[0] == "FederatedDeployment" else key[0]
+
+
+class ReplicaLoop:
+    def __init__(self, *, storage, members: Sequence[ReplicaMember], owner_id: str,
+                 may_write: Callable[[], bool], unschedulable_after: float = 60.0,
+                 request_timeout: float = 5.0, settle_timeout: float = 10.0,
+                 resync_period: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.owner_id = owner_id
+        self.owner = workloads.owner_label(owner_id)
+        self._may_write = may_write
+        self._after = unschedulable_after
+        self._settle_timeout = settle_timeout
+        self._resync_period = resync_period
+        self._clock = clock
+        self.api = ApiObjects(storage=storage, on_change=self.mark)
+        self.api.on_synced = self.mark_all
+        self.labels = {m.name: dict(m.labels) for m in members}
+        self.members: dict[str, MemberObjects] = {}
+        for m in members:
+            objects = MemberObjects(cluster=m.name, api_client=m.api_client, owner=self.owner,
+                                    on_change=self._on_member_change,
+                                    request_timeout=request_timeout)
+            objects.on_synced = self._on_member_synced
+            self.members[m.name] = objects
+        self.health: dict[str, Health] = dict.fromkeys(self.members, Health.UNKNOWN)
+        self._fresh: dict[str, bool] = dict.fromkeys(self.members, False)
+        self.stats = ReplicaStats()
+        self._dirty: set[WorkloadKey] = set()
+        self._wake = asyncio.Event()
+        self._started = clock()
+        self._plans: dict[WorkloadKey, dict[str, int]] = {}
+        self._by_cluster: dict[str, set[WorkloadKey]] = {c: set() for c in self.members}
+        self._foreign: dict[tuple[WorkloadKey, str], Observed] = {}
+        self._short: dict[tuple[WorkloadKey, str], float] = {}
+        self._caps: dict[tuple[WorkloadKey, str], int] = {}
+        self._placements: dict[WorkloadKey, dict] = {}
+        self._timers: dict[WorkloadKey, asyncio.TimerHandle] = {}
+
+    # -- events ------------------------------------------------------------------------------
+
+    def mark(self, keys: Iterable[WorkloadKey]) -> None:
+        self._dirty.update(keys)
+        if self._dirty:
+            self._wake.set()
+
+    def mark_all(self) -> None:
+        self.mark(self.api.workload_keys())
+        self.mark(k for keys in self._by_cluster.values() for k in keys)
+
+    def on_leader(self, leader: bool) -> None:
+        """A new leader writes what followers only planned: every workload once."""
+        if leader:
+            self.mark_all()
+
+    def on_health(self, cluster: str, health: Health) -> None:
+        if cluster not in self.health or self.health[cluster] == health:
+            return
+        self.health[cluster] = health
+        self._fresh[cluster] = False  # read its objects again before writing there
+        if health is Health.READY:
+            self.members[cluster].poke()
+        for key in [k for k in self._caps if k[1] == cluster]:
+            del self._caps[key]
+        self.mark(self._by_cluster[cluster])
+
+    def _on_member_synced(self, cluster: str) -> None:
+        """The member's objects were listed: once it is ready, it may be written again."""
+        if not self._fresh[cluster] and self.health[cluster] is Health.READY:
+            self._fresh[cluster] = True
+            self.mark(self._by_cluster[cluster])
+        self._wake.set()
+
+    def _on_member_change(self, cluster: str, kind: str, namespace: str, name: str) -> None:
+        keys = [(kind, namespace, name)]
+        if kind == "Deployment":
+            keys.append(("FederatedDeployment", namespace, name))
+        owned = [k for k in keys if self.api.get(*k) is not None]
+        self.mark(owned or keys[:1])
+
+    # -- placements and counters -----------------------------------------------------------
+
+    def placements(self) -> list[dict]:
+        """Every workload's placement, plain data (for `fed-dns status`)."""
+        return [dict(v) for _, v in sorted(self._placements.items())]
+
+    def cluster_replicas(self) -> dict[str, dict[str, int]]:
+        """cluster -> {"desired": n, "ready": n} summed over the workloads."""
+        out = {c: {"desired": 0, "ready": 0} for c in self.members}
+        for p in self._placements.values():
+            for row in p.get("clusters", ()):
+                if row["cluster"] in out:
+                    out[row["cluster"]]["desired"] += row["desired"]
+                    out[row["cluster"]]["ready"] += row["ready"]
+        return out
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def _settled(self) -> bool:
+        """Plan only once the inputs are in: the federated objects listed, and every member
+        declared unreachable or ready with its objects listed (or `settle_timeout` passed)."""
+        if not self.api.listed:
+            return False
+        if self._clock() - self._started >= self._settle_timeout:
+            return True
+        return all(self.health[c] is Health.UNREACHABLE or
+                   (self.health[c] is Health.READY and self._fresh[c]) for c in self.members)
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.api.run(), name="replicas-api")
+            for name, objects in self.members.items():
+                group.create_task(objects.run(), name=f"replicas-{name}")
+            group.create_task(self._resync(), name="replicas-resync")
+            try:
+                await self._loop()
+            finally:
+                for timer in self._timers.values():
+                    timer.cancel()
+
+    async def _resync(self) -> None:
+        """Now and then every workload again (a conflicting object removed by hand is seen)."""
+        while True:
+            await asyncio.sleep(self._resync_period)
+            self._foreign.clear()
+            self.mark_all()
+
+    async def _loop(self) -> None:
+        limit = asyncio.Semaphore(CONCURRENCY)
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._settled():
+                if self.api.listed:  # wait for the settle timeout at most
+                    left = self._settle_timeout - (self._clock() - self._started)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), max(0.01, left))
+                    self._wake.set()
+                continue
+            keys, self._dirty = sorted(self._dirty), set()
+            started = time.perf_counter()
+
+            async def one(key: WorkloadKey) -> None:
+                async with limit:
+                    await self._sync_safely(key)
+
+            async with asyncio.TaskGroup() as group:
+                for key in keys:
+                    group.create_task(one(key))
+            took = time.perf_counter() - started
+            self.stats.runs += 1
+            self.stats.last_run_seconds = took
+            self.stats.longest_run_seconds = max(self.stats.longest_run_seconds, took)
+            self.stats.conflicts = sum(len(p.get("conflicts", ())) for p in self._placements.values())
+            self.stats.invalid = sum(1 for p in self._placements.values() if p.get("error"))
+
+    async def _sync_safely(self, key: WorkloadKey) -> None:
+        try:
+            await self.sync(key)
+        except (WriteError, ApiError) as exc:
+            self.stats.last_error = str(exc)
+            log.warning("replicas %s %s/%s: %s", *key, exc)
+            self._retry(key, 1.0)
+
+    def _retry(self, key: WorkloadKey, delay: float) -> None:
+        if key in self._timers:
+            return
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self._timers.pop(key, None)
+            self.mark([key])
+
+        self._timers[key] = loop.call_later(delay, fire)
+
+    # -- one workload ------------------------------------------------------------------------
+
+    def _workload(self, key: WorkloadKey, obj: dict) -> workloads.Workload:
+        kind, namespace, name = key
+        if kind == "FederatedDeployment":
+            return workloads.from_kubefed(
+                obj, self.api.get("ReplicaSchedulingPreference", namespace, name))
+        if kind == "Deployment":
+            policies = [p for p in self.api.in_namespace("PropagationPolicy", namespace)
+                        if workloads.karmada_selects(p, obj)]
+            if policies:
+                policy = max(policies, key=lambda p: (
+                    (p.get("spec") or {}).get("priority") or 0,
+                    [-ord(ch) for ch in p["metadata"]["name"]]))
+                overrides = [o for o in self.api.in_namespace("OverridePolicy", namespace)
+                             if workloads.karmada_selects(o, obj)]
+                return workloads.from_karmada(obj, policy, overrides)
+        return workloads.from_federation_v1(obj)
+
+    def _writable(self, cluster: str) -> bool:
+        return self.health[cluster] is Health.READY and self._fresh[cluster]
+
+    def _observed(self, key: WorkloadKey) -> dict[str, Observed]:
+        _, namespace, name = key
+        mk = member_kind(key)
+        out = {}
+        for cluster, objects in self.members.items():
+            o = objects.get(mk, namespace, name)
+            if o is None:
+                o = self._foreign.get((key, cluster))
+            if o is not None:
+                out[cluster] = o
+        return out
+
+    def _owned_elsewhere(self, key: WorkloadKey) -> bool:
+        if member_kind(key) != "Deployment":
+            return False
+        other = ("FederatedDeployment" if key[0] == "Deployment" else "Deployment", *key[1:])
+        return self.api.get(*other) is not None
+
+    def _capacity(self, key: WorkloadKey, observed: Mapping[str, Observed]) -> None:
+        """Members short of ready replicas for `unschedulable_after` get a cap at their ready
+        count (kept until their health changes or the workload's spec does)."""
+        now = self._clock()
+        for cluster in self.members:
+            o = observed.get(cluster)
+            pair = (key, cluster)
+            if o is None or o.managed_by != self.owner or not self._writable(cluster) \
+                    or o.ready >= o.replicas:
+                self._short.pop(pair, None)
+                if o is not None and pair in self._caps and o.ready > self._caps[pair]:
+                    self._caps[pair] = o.ready
+                continue
+            since = self._short.setdefault(pair, now)
+            if now - since >= self._after:
+                if self._caps.get(pair) != o.ready:
+                    log.info("replicas %s %s/%s: %s holds %d of %d ready for %.0fs: capped",
+                             *key, cluster, o.ready, o.replicas, now - since)
+                self._caps[pair] = o.ready
+            else:
+                self._retry(key, since + self._after - now + 0.01)
+
+    async def sync(self, key: WorkloadKey) -> None:
+        self.stats.synced += 1
+        kind, namespace, name = key
+        obj = self.api.get(*key)
+        observed = self._observed(key)
+        ours = {c: o for c, o in observed.items() if o.managed_by == self.owner}
+        writable = [c for c in self.members if self._writable(c)]
+        if obj is None or (obj.get("metadata") or {}).get("deletionTimestamp"):
+            self._placements.pop(key, None)
+            self._plans.pop(key, None)
+            if self._owned_elsewhere(key):
+                return
+            result = propagation.plan(desired={}, observed=ours, writable=writable,
+                                      owner=self.owner, kind=member_kind(key),
+                                      namespace=namespace, name=name)
+            await self._apply(key, result)
+            self._index(key, placed=(), observed=ours)
+            return
+        try:
+            workload = self._workload(key, obj)
+        except workloads.WorkloadError as exc:
+            self._placements[key] = {"kind": kind, "namespace": namespace, "name": name,
+                                     "error": str(exc), "clusters": [], "conflicts": []}
+            return
+        if self._plans.get(key, {}).get("__generation__") != workload.generation:
+            for pair in [p for p in self._caps if p[0] == key]:
+                del self._caps[pair]
+        self._capacity(key, observed)
+        candidates = [scheduling.Candidate(
+            name=c, healthy=self._writable(c), labels=self.labels.get(c, {}),
+            capacity=self._caps.get((key, c)),
+            available=ours[c].available if c in ours else 0) for c in self.members]
+        placed = scheduling.placed(workload, candidates)
+        previous = self._plans.get(key)
+        current = {c: n for c, n in (previous or self._last_plan(obj, ours)).items()
+                   if not c.startswith("__")}
+        target = scheduling.schedule(workload=workload, candidates=candidates, current=current)
+        if previous is not None and _moved(previous, target):
+            self.stats.reschedules += 1
+        self._plans[key] = dict(target, __generation__=workload.generation)
+        specs = {c: o.replicas for c, o in ours.items()}
+        ready = {c: o.ready for c, o in ours.items()}
+        step = scheduling.graceful(target=target, current=specs, ready=ready, healthy=writable)
+        desired = {}
+        for c in placed:
+            n = step.get(c, 0)
+            if self._writable(c) and (n > 0 or c in ours):
+                desired[c] = propagation.stamp(workloads.member_object(
+                    workload, cluster=c, replicas=n, owner=self.owner_id))
+        result = propagation.plan(desired=desired, observed=observed, writable=writable,
+                                  owner=self.owner, kind=workload.kind, namespace=namespace,
+                                  name=name)
+        wrote = await self._apply(key, result)
+        observed = self._observed(key)
+        reasons = {c: propagation.AT_CAPACITY for c in self.members if (key, c) in self._caps}
+        summary = propagation.summarize(
+            generation=workload.generation,
+            previous_generation=int((obj.get("status") or {}).get("observedGeneration") or 0),
+            in_sync=result.in_sync, observed=observed, reachable=writable, owner=self.owner,
+            targets={c: target.get(c, 0) for c in placed}, reasons=reasons,
+            conflicts=result.conflicts)
+        self._placements[key] = {
+            "kind": kind, "namespace": namespace, "name": name, "source": workload.source,
+            "replicas": workload.replicas, "rebalance": workload.rebalance,
+            "ready": summary.ready, "clusters": [p.as_dict() for p in summary.placement],
+            "conflicts": list(summary.conflicts), "error": ""}
+        self._index(key, placed=placed, observed=observed)
+        await self._write_status(key, obj, propagation.status_of(
+            kind="Deployment" if kind == "FederatedDeployment" else kind, summary=summary))
+        if wrote:
+            self.mark([key])  # once more: status and observedGeneration follow the writes
+
+    def _last_plan(self, obj: dict, ours: Mapping[str, Observed]) -> dict[str, int]:
+        """The plan in effect when this process has made none yet: the one in the object's
+        status.placement (another leader's), else the reachable members' specs."""
+        rows = (obj.get("status") or {}).get("placement")
+        if isinstance(rows, list) and rows:
+            return {r["cluster"]: int(r.get("desired") or 0) for r in rows
+                    if isinstance(r, dict) and isinstance(r.get("cluster"), str)}
+        return {c: o.replicas for c, o in ours.items() if self._writable(c)}
+
+    def _index(self, key: WorkloadKey, *, placed: Iterable[str],
+               observed: Mapping[str, Observed]) -> None:
+        on = set(placed) | set(observed)
+        for cluster, keys in self._by_cluster.items():
+            if cluster in on:
+                keys.add(key)
+            else:
+                keys.discard(key)
+
+    async def _apply(self, key: WorkloadKey, result: propagation.Plan) -> bool:
+        """The plan's writes, concurrently across members; whether any was made."""
+        if not result.actions:
+            return False
+
+        async def write(action: propagation.Action) -> bool:
+            if not self._may_write():
+                return False
+            try:
+                await self.members[action.cluster].apply(action)
+            except WriteError as exc:
+                self.stats.write_errors += 1
+                if exc.code == 409 and exc.reason == "AlreadyExists":
+                    found = await self.members[action.cluster].read(
+                        kind=action.kind, namespace=action.namespace, name=action.name)
+                    if found is not None and found.managed_by != self.owner:
+                        self._foreign[(key, action.cluster)] = found
+                        log.warning("replicas %s %s/%s: %s holds a %s of that name not "
+                                    "managed by fed-dns: left alone (Conflict)", *key,
+                                    action.cluster, action.kind)
+                    self.mark([key])
+                    return False
+                if exc.code == 409:  # our view was behind: the watch brings the new one
+                    self._retry(key, 0.05)
+                    return False
+                raise
+            self.stats.writes += 1
+            log.info("replicas %s %s/%s: %s %s on %s (replicas %d)", *key, action.verb,
+                     action.kind, action.cluster, action.replicas)
+            return True
+
+        done = await asyncio.gather(*(write(a) for a in result.actions), return_exceptions=True)
+        errors = [d for d in done if isinstance(d, BaseException)]
+        if errors:
+            raise errors[0]
+        return any(done)
+
+    async def _write_status(self, key: WorkloadKey, obj: dict, status: dict) -> None:
+        old = obj.get("status") or {}
+        if old == status or not self._may_write():
+            return
+        kind = FED_KINDS[key[0]]
+        try:
+            stored = await self.api.storage.update(kind, dict(obj, status=status),
+                                                   subresource="status")
+        except ApiError as exc:
+            if exc.code in (404, 409):  # gone, or changed meanwhile: the watch marks it again
+                self._retry(key, 0.05)
+                return
+            raise
+        self.stats.status_writes += 1
+        self.api.updated(key[0], stored.obj)
+
+
+def _moved(previous: Mapping[str, int], target: Mapping[str, int]) -> bool:
+    return any(previous.get(c, 0) != n for c, n in target.items() if not c.startswith("__")) or \
+        any(n and c not in target for c, n in previous.items() if not c.startswith("__"))
