@@ -152,3 +152,124 @@ async def _hold(fed: Federation, want: dict, *, seconds: float, kind: str = "Dep
         assert fed.spec_replicas(kind, "tomcat") == want
         await until(lambda: True)
         await __import__("asyncio").sleep(0.02)
+
+
+def _containers(fed: Federation, cluster: str, name: str) -> list[str]:
+    obj = fed.member_object(cluster, "Deployment", name)
+    return [c["image"] for c in obj["spec"]["template"]["spec"]["containers"]]
+
+
+def _web_template(replicas: int) -> dict:
+    return {"metadata": {"labels": {"app": "web"}},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}},
+                                  "spec": {"containers": [{"name": "web",
+                                                           "image": "nginx:1"}]}}}}
+
+
+async def test_kubefed_overrides_of_replicas_and_image(fed):
+    await fed.start()
+    await fed.create({
+        "apiVersion": "types.kubefed.io/v1beta1", "kind": "FederatedDeployment",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"template": _web_template(3),
+                 "placement": {"clusters": [{"name": "c1"}, {"name": "c2"}]},
+                 "overrides": [{"clusterName": "c2", "clusterOverrides": [
+                     {"path": "/spec/replicas", "value": 5},
+                     {"path": "/spec/template/spec/containers/0/image", "value": "nginx:2"}]}]}})
+    await until(lambda: fed.spec_replicas("Deployment", "web", "shop") == {"c1": 3, "c2": 5},
+                what="3 + 5", timeout=10)
+    # the namespace was created in the members
+    assert fed.members["c1"].get(kind="Namespace", name="shop") is not None
+    c1 = fed.member_object("c1", "Deployment", "web", "shop")
+    c2 = fed.member_object("c2", "Deployment", "web", "shop")
+    assert [c["image"] for c in c1["spec"]["template"]["spec"]["containers"]] == ["nginx:1"]
+    assert [c["image"] for c in c2["spec"]["template"]["spec"]["containers"]] == ["nginx:2"]
+    stored = fed.api.objects.store.get(_kind("FederatedDeployment"), namespace="shop", name="web")
+    await until(lambda: (fed.api.objects.store.get(_kind("FederatedDeployment"), namespace="shop",
+                                                   name="web").obj.get("status") or {})
+                .get("readyReplicas") == 8, what="status 8 ready")
+    assert stored is not None
+
+
+async def test_kubefed_rsp_min_and_max(fed):
+    await fed.start(clusters=("c1", "c2", "c3"))
+    await fed.create({
+        "apiVersion": "scheduling.kubefed.io/v1alpha1", "kind": "ReplicaSchedulingPreference",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"targetKind": "FederatedDeployment", "totalReplicas": 10, "rebalance": True,
+                 "clusters": {"c1": {"weight": 1, "minReplicas": 4},
+                              "c2": {"weight": 1, "maxReplicas": 2}, "*": {"weight": 1}}}})
+    await fed.create({
+        "apiVersion": "types.kubefed.io/v1beta1", "kind": "FederatedDeployment",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"template": _web_template(1),
+                 "placement": {"clusters": [{"name": "c1"}, {"name": "c2"}, {"name": "c3"}]}}})
+    await spread(fed, {"c1": 6, "c2": 2, "c3": 2}, name="web")
+    fed.members["c3"].kill()
+    await spread(fed, {"c1": 8, "c2": 2, "c3": 2}, name="web", timeout=DETECTION + 2.0)
+
+
+async def test_karmada_static_weights_and_image_overrider(fed):
+    await fed.start(clusters=("c1", "c2", "c3"))
+    await fed.create({
+        "apiVersion": "policy.karmada.io/v1alpha1", "kind": "PropagationPolicy",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"resourceSelectors": [{"apiVersion": "apps/v1", "kind": "Deployment",
+                                        "name": "web"}],
+                 "placement": {
+                     "clusterAffinity": {"clusterNames": ["c1", "c2"]},
+                     "replicaScheduling": {
+                         "replicaSchedulingType": "Divided",
+                         "weightPreference": {"staticWeightList": [
+                             {"targetCluster": {"clusterNames": ["c1"]}, "weight": 1},
+                             {"targetCluster": {"clusterNames": ["c2"]}, "weight": 2}]}}}}})
+    await fed.create({
+        "apiVersion": "policy.karmada.io/v1alpha1", "kind": "OverridePolicy",
+        "metadata": {"name": "web-image", "namespace": "default"},
+        "spec": {"resourceSelectors": [{"apiVersion": "apps/v1", "kind": "Deployment",
+                                        "name": "web"}],
+                 "overrideRules": [{"targetCluster": {"clusterNames": ["c2"]},
+                                    "overriders": {"imageOverrider": [
+                                        {"component": "Tag", "operator": "replace",
+                                         "value": "1.25"}]}}]}})
+    await fed.create(dict(_web_template(6), apiVersion="apps/v1", kind="Deployment",
+                          metadata={"name": "web", "namespace": "default",
+                                    "labels": {"app": "web"}}))
+    await spread(fed, {"c1": 2, "c2": 4}, name="web")
+    assert _containers(fed, "c1", "web") == ["nginx:1"]
+    assert _containers(fed, "c2", "web") == ["nginx:1.25"]
+
+
+async def test_a_member_at_capacity_sheds_after_unschedulable_after(fed):
+    await fed.start(unschedulable_after=0.5)
+    fed.members["c1"].ready_limit = 1  # c1 can hold only one ready replica
+    await fed.create(tomcat())
+    await spread(fed, {"c1": 2, "c2": 2})
+    t0 = time.monotonic()
+    await spread(fed, {"c1": 1, "c2": 3}, timeout=5.0)
+    assert time.monotonic() - t0 >= 0.3  # not before unschedulable_after
+    placement = {p["cluster"]: p for p in fed.loop.placements()[0]["clusters"]}
+    assert placement["c1"]["reason"] == "AtCapacity"
+    await _hold(fed, {"c1": 1, "c2": 3}, seconds=1.0)  # the cap holds: no oscillation
+
+
+async def test_kubectl_get_and_rollout_status_on_the_federation_api(fed):
+    import asyncio
+    import subprocess
+
+    await fed.start()
+    await fed.create(tomcat())
+    kc = str(fed.kubeconfig())
+
+    def kubectl(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["kubectl", "--kubeconfig", kc, *args], capture_output=True,
+                              text=True, timeout=60)
+
+    rollout = await asyncio.to_thread(kubectl, "rollout", "status", "deployment/tomcat",
+                                      "--timeout=20s")
+    assert rollout.returncode == 0, rollout.stderr
+    assert "successfully rolled out" in rollout.stdout
+    got = await asyncio.to_thread(kubectl, "get", "deployment", "tomcat", "--no-headers")
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.split()[1:4] == ["4/4", "4", "4"]
