@@ -102,14 +102,17 @@ async def start_etcd(*, config, prefix: str, identity: str, on_store, on_leader)
     client = await etcd_client.connect(settings)
     mirror = etcd_mirror.ZoneMirror(settings=settings, prefix=prefix + "/", on_change=on_store)
     elector = None
+    owner = config.zone_settings().owner_id
     if config.leader_election.enabled:
-        owner = config.zone_settings().owner_id
         elector = etcd_leader.LeaderElector(
             client=client, key=f"/fed-dns/{owner}/leader", identity=identity,
             ttl=config.leader_election.lease_ttl, on_change=on_leader)
     writer = etcd_writer.Writer(client=client, fence=elector.fence if elector else None,
                                 max_ops=config.etcd.max_txn_ops,
-                                concurrency=config.etcd.write_concurrency)
+                                concurrency=config.etcd.write_concurrency,
+                                # a write whose outcome is unknown (a member that hung) must not
+                                # land later over a newer one: every txn checks this token
+                                epoch_key=f"/fed-dns/{owner}/writer-epoch")
     return EtcdParts(client=client, mirror=mirror, writer=writer, leader=elector)
 
 
