@@ -25,11 +25,19 @@ def daemon_status(daemon) -> dict:
     etcd = None
     if daemon.etcd is not None:
         mirror = daemon.etcd.mirror
+        writer = daemon.etcd.writer
         etcd = {
             "endpoints": list(daemon.config.etcd.endpoints),
+            "endpoint": getattr(mirror, "endpoint", None),  # the member the watch uses now
             "connected": bool(getattr(mirror, "connected", False)),
             "stale_seconds": float(getattr(mirror, "stale_seconds", 0.0)),
             "revision": getattr(mirror, "revision", None),
+            "last_error": getattr(mirror, "last_error", None),
+            "writer": {
+                "endpoint": getattr(writer, "endpoint", None),
+                "connected": bool(getattr(writer, "connected", False)),
+                "last_error": getattr(writer, "last_error", None),
+            },
         }
     leader = None
     if daemon.etcd is not None and daemon.etcd.leader is not None:
@@ -45,6 +53,7 @@ def daemon_status(daemon) -> dict:
         "leader": leader,
         "clusters": clusters,
         "etcd": etcd,
+        "api": daemon.api.url if getattr(daemon, "api", None) is not None else None,
         "records": len(rec.entries),
         "unsynced": daemon.unsynced(),
         "reconcile": {

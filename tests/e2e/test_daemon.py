@@ -155,13 +155,18 @@ def test_etcd_outage_keeps_dns_and_catches_up(etcd_fresh, sims, daemon_factory, 
     name = f"mysql.ns.{zone}"
     prefix = zone_prefix(zone) + "ns/mysql/"
     timed(lambda: len(etcd_items(etcd_fresh.url, prefix)) == 12, timeout=10, what="keys written")
+    etcd = d.status()["etcd"]
+    assert etcd["connected"] and etcd["endpoint"] == etcd_fresh.url and etcd["stale_seconds"] == 0
     etcd_fresh.stop()
     seed_service(sims, "c1", index=1, ready=False)
     timed(lambda: d.addresses(name) == all_addresses((2, 3)), timeout=5, what="DNS follows without etcd")
     assert d.addresses(f"c3.{name}") == {"10.3.0.1", "10.3.0.2"}
+    timed(lambda: not d.status()["etcd"]["connected"], timeout=10, what="/status says etcd is away")
+    assert d.status()["etcd"]["stale_seconds"] > 0 and d.status()["etcd"]["last_error"]
     etcd_fresh.start()
     timed(lambda: etcd_items(etcd_fresh.url, prefix).get(prefix + "c1", {}).get("port") == -1,
           timeout=20, what="etcd brought up to date")
+    timed(lambda: d.status()["etcd"]["connected"], timeout=10, what="/status says connected again")
     assert d.proc.poll() is None
 
 
