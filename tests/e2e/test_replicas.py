@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -89,8 +90,6 @@ async def test_rebalance_false_scales_the_stale_copy_to_zero(fed):
 
 async def test_unlabelled_object_is_never_touched(fed):
     await fed.start()
-    foreign = tomcat(replicas=7)
-    foreign.pop("apiVersion")
     fed.members["c2"].apply(dict(tomcat(replicas=7), metadata={
         "name": "tomcat", "namespace": "default", "labels": {"app": "someone-else"}}))
     before = fed.member_object("c2", "Deployment", "tomcat")
@@ -150,8 +149,7 @@ async def _hold(fed: Federation, want: dict, *, seconds: float, kind: str = "Dep
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         assert fed.spec_replicas(kind, "tomcat") == want
-        await until(lambda: True)
-        await __import__("asyncio").sleep(0.02)
+        await asyncio.sleep(0.02)
 
 
 def _containers(fed: Federation, cluster: str, name: str) -> list[str]:
@@ -255,7 +253,6 @@ async def test_a_member_at_capacity_sheds_after_unschedulable_after(fed):
 
 
 async def test_kubectl_get_and_rollout_status_on_the_federation_api(fed):
-    import asyncio
     import subprocess
 
     await fed.start()
@@ -273,3 +270,24 @@ async def test_kubectl_get_and_rollout_status_on_the_federation_api(fed):
     got = await asyncio.to_thread(kubectl, "get", "deployment", "tomcat", "--no-headers")
     assert got.returncode == 0, got.stderr
     assert got.stdout.split()[1:4] == ["4/4", "4", "4"]
+
+
+async def test_federation_api_on_real_etcd(fed, etcd_server):
+    """The same loop over the etcd store: placement, failover, status written back."""
+    await fed.start(etcd_url=etcd_server.url, owner="fed-dns/replicas-etcd.test.")
+    await fed.create(tomcat())
+    await spread(fed, {"c1": 2, "c2": 2})
+    fed.members["c2"].kill()
+    await spread(fed, {"c1": 4, "c2": 2}, timeout=DETECTION + 2.0)
+    for _ in range(400):
+        status = (await fed.get("deployments", "tomcat") or {}).get("status") or {}
+        if status.get("readyReplicas") == 4 and status.get("observedGeneration") == 1:
+            break
+        await asyncio.sleep(0.02)
+    assert (status.get("replicas"), status.get("readyReplicas")) == (4, 4)
+    assert {p["cluster"]: p["reason"] for p in status["placement"]} == {
+        "c1": "Scheduled", "c2": "ClusterUnreachable"}
+    from fed_dns.apiserver import fedkinds
+    await fed.api.storage.delete(fedkinds.DEPLOYMENT, namespace="default", name="tomcat")
+    await until(lambda: "c1" not in fed.spec_replicas("Deployment", "tomcat"),
+                what="removed from c1")
