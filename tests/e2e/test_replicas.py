@@ -62,8 +62,8 @@ async def test_failover_and_graceful_failback(fed):
     assert at is not None and moved - at < 2.0
     # its own object is left as it is while it cannot be reached
     assert fed.member_object("c2", "Deployment", "tomcat")["spec"]["replicas"] == 2
-    placement = {p["cluster"]: p for p in fed.loop.placements()[0]["clusters"]}
-    assert placement["c2"]["reason"] == "ClusterUnreachable"
+    await until(lambda: _reasons(fed).get("c2") == "ClusterUnreachable",
+                what=f"c2 ClusterUnreachable ({_reasons(fed)})")
 
     # back: c2 scaled up first, c1 down only as c2's replicas are ready
     fed.members["c2"].ready_limit = 0  # its pods are not ready yet
@@ -122,6 +122,12 @@ async def test_deleted_workload_removed_from_members(fed):
     from fed_dns.apiserver import fedkinds
     await fed.api.storage.delete(fedkinds.DEPLOYMENT, namespace="default", name="tomcat")
     await spread(fed, {})
+
+
+def _reasons(fed: Federation) -> dict[str, str]:
+    """cluster -> the reason of its placement (the first workload's)."""
+    placements = fed.loop.placements()
+    return {p["cluster"]: p["reason"] for p in placements[0]["clusters"]} if placements else {}
 
 
 def _status(fed: Federation, kind: str = "deployments", name: str = "tomcat") -> dict:
@@ -247,8 +253,8 @@ async def test_a_member_at_capacity_sheds_after_unschedulable_after(fed):
     t0 = time.monotonic()
     await spread(fed, {"c1": 1, "c2": 3}, timeout=5.0)
     assert time.monotonic() - t0 >= 0.3  # not before unschedulable_after
-    placement = {p["cluster"]: p for p in fed.loop.placements()[0]["clusters"]}
-    assert placement["c1"]["reason"] == "AtCapacity"
+    await until(lambda: _reasons(fed).get("c1") == "AtCapacity",
+                what=f"c1 AtCapacity ({_reasons(fed)})")
     await _hold(fed, {"c1": 1, "c2": 3}, seconds=1.0)  # the cap holds: no oscillation
 
 
