@@ -57,7 +57,7 @@ class Family:
 FAMILIES: dict[str, Family] = {
     "dns_requests_total": Family("counter", ("protocol", "type", "rcode"), "DNS requests answered, by protocol, question type and response code."),
     "dns_dropped_total": Family("counter", ("protocol", "reason"), "DNS packets dropped or refused without an answer (malformed, connection cap, ...)."),
-    "dns_request_duration_seconds": Family("histogram", ("protocol",), "Time from a DNS request read to its answer sent."),
+    "dns_request_duration_seconds": Family("histogram", ("protocol",), "Time from a DNS request read to its answer sent; every request, answered or dropped (UDP: the requests of one recvmmsg batch each observed with the batch's read-to-sent time)."),
     "cluster_ready": Family("gauge", ("cluster",), "1 when the member cluster's API is ready, else 0."),
     "cluster_synced": Family("gauge", ("cluster",), "1 once the member's first full list is in."),
     "cluster_health_transitions_total": Family("counter", ("cluster",), "Health state changes of a member cluster."),

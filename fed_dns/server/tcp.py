@@ -4,7 +4,8 @@ three bounds a hostile client cannot stretch:
 - unsent answers: a connection whose unsent bytes pass `max_unsent` (the transport's write
   buffer high-water mark: `pause_writing` is called) is a client that does not read; it is
   aborted at once, its buffer freed (counted as `tcp_unread_closed`). A client that reads
-  never gets there: the kernel's socket buffers come first.
+  never gets there: the kernel's socket buffers come first (`DnsServer` sets the listener's
+  SO_SNDBUF to the same bound, so those stay small too).
 - time: a deadline per message, not per byte. Each connection must complete its next query
   within `idle_timeout` of the previous one's (or of its opening); bytes of an unfinished
   query do not move the deadline, so a trickle is closed like a silent client
