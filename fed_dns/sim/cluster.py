@@ -14,6 +14,7 @@ from aiohttp import web
 from fed_dns.apiserver import handlers, tls
 from fed_dns.apiserver.context import Served
 from fed_dns.sim import kinds
+from fed_dns.sim.controllers import Controllers, default_pod_cidr
 from fed_dns.sim.storage import SimStorage
 from fed_dns.sim.store import Store
 
@@ -25,20 +26,31 @@ def _kind(kind: str | kinds.Kind) -> kinds.Kind:
 class SimCluster:
     """A member cluster speaking the Kubernetes HTTP API (official client and kubectl work).
 
-    Tests and the demo change its objects directly (`apply`, `delete`); there are no
-    controllers, except that a Deployment's status follows its spec (`ready_limit` caps
-    ready replicas). `kill()` makes it unreachable, `revive()` brings it back on the same port.
+    Tests and the demo change its objects directly (`apply`, `delete`). By default there are
+    no controllers, except that a Deployment's or ReplicaSet's status follows its spec
+    (`ready_limit` caps ready replicas). With `pods=True` (once started) the controllers of
+    `sim.controllers` run: Deployments get ReplicaSets, ReplicaSets get Pods with addresses
+    from `pod_cidr` (default `controllers.default_pod_cidr(name)`: 10.<trailing number>.0.0/16)
+    up to `capacity` scheduled pods (None: no limit; the rest stay Pending), Ready after
+    `ready_delay` seconds, statuses follow, and Services with a selector get an EndpointSlice
+    of their pods. `kill()` makes it unreachable (its pods keep running), `revive()` brings it
+    back on the same port.
     """
 
     def __init__(self, *, name: str, token: str | None = None, history_limit: int = 10_000,
                  bookmark_interval: float = 5.0, watch_timeout: float = 1800.0,
-                 ready_limit: int | None = None, use_tls: bool = False) -> None:
+                 ready_limit: int | None = None, use_tls: bool = False, pods: bool = False,
+                 capacity: int | None = None, ready_delay: float = 0.2,
+                 pod_cidr: str | None = None) -> None:
         self.name = name
         self.use_tls = use_tls
         self._cert: tls.Certificate | None = None
         self._ssl = None
         self.token = token or secrets.token_urlsafe(24)
-        self.store = Store(history_limit=history_limit, ready_limit=ready_limit)
+        self.store = Store(history_limit=history_limit, ready_limit=ready_limit, pods=pods)
+        self.controllers = Controllers(
+            store=self.store, cluster=name, pod_cidr=pod_cidr or default_pod_cidr(name),
+            capacity=capacity, ready_delay=ready_delay) if pods else None
         self._served = Served(storage=SimStorage(self.store), registry=kinds.REGISTRY,
                               tokens=(self.token,), bookmark_interval=bookmark_interval,
                               watch_timeout=watch_timeout)
@@ -59,6 +71,8 @@ class SimCluster:
             self._cert = await asyncio.to_thread(tls.self_signed, host)
             self._ssl = self._cert.server_context()
         await self._listen(port)
+        if self.controllers is not None:
+            self.controllers.start()
 
     async def _listen(self, port: int) -> None:
         loop = asyncio.get_running_loop()
@@ -114,6 +128,8 @@ class SimCluster:
     async def close(self) -> None:
         if self.state == "closed":
             return
+        if self.controllers is not None:
+            self.controllers.stop()
         if self._server is not None:
             self._server.close()
             self._server = None
@@ -168,6 +184,17 @@ class SimCluster:
     @ready_limit.setter
     def ready_limit(self, limit: int | None) -> None:
         self.store.set_ready_limit(limit)
+
+    @property
+    def capacity(self) -> int | None:
+        """How many pods can be scheduled (pods=True only; None: no limit)."""
+        return self.controllers.capacity if self.controllers is not None else None
+
+    @capacity.setter
+    def capacity(self, capacity: int | None) -> None:
+        if self.controllers is None:
+            raise RuntimeError(f"cluster {self.name} runs no pods (SimCluster(pods=True))")
+        self.controllers.set_capacity(capacity)
 
     # -- kubeconfig ----------------------------------------------------------------------
 

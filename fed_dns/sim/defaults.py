@@ -1,12 +1,13 @@
 """What the API server fills in and checks on write: defaults, allocated ClusterIPs,
-a controller-free Deployment status, and the little validation we need."""
+a controller-free Deployment and ReplicaSet status (when the cluster runs no pods), and the
+little validation we need."""
 
 from __future__ import annotations
 
 import ipaddress
 import re
 
-from fed_dns.sim.kinds import DEPLOYMENT, ENDPOINT_SLICE, NAMESPACE, SERVICE, Kind
+from fed_dns.sim.kinds import DEPLOYMENT, ENDPOINT_SLICE, NAMESPACE, REPLICA_SET, SERVICE, Kind
 from fed_dns.apiserver.status import invalid
 
 READY_LIMIT_ANNOTATION = "sim.fed-dns.io/ready-limit"
@@ -47,7 +48,7 @@ def validate(kind: Kind, obj: dict) -> None:
     if kind is ENDPOINT_SLICE and obj.get("addressType") not in ("IPv4", "IPv6", "FQDN"):
         raise invalid(kind=kind.kind, name=name,
                       message="addressType: Unsupported value: must be IPv4, IPv6 or FQDN")
-    if kind is DEPLOYMENT:
+    if kind in (DEPLOYMENT, REPLICA_SET):
         replicas = (obj.get("spec") or {}).get("replicas", 1)
         if not isinstance(replicas, int) or replicas < 0:
             raise invalid(kind=kind.kind, name=name,
@@ -55,13 +56,17 @@ def validate(kind: Kind, obj: dict) -> None:
 
 
 def fill(kind: Kind, obj: dict, *, ips: IpAllocator, old: dict | None,
-         ready_limit: int | None) -> None:
+         ready_limit: int | None, pods: bool = False) -> None:
+    """Defaults; with `pods` false, workloads get their controller-free status."""
     if kind is SERVICE:
         _service(obj, ips=ips, old=old)
-    elif kind is DEPLOYMENT:
+    elif kind in (DEPLOYMENT, REPLICA_SET):
         spec = obj.setdefault("spec", {})
         spec.setdefault("replicas", 1)
-        obj["status"] = deployment_status(obj, ready_limit=ready_limit)
+        if pods:
+            obj.setdefault("status", {})
+        else:
+            obj["status"] = workload_status(kind, obj, ready_limit=ready_limit)
     elif kind is NAMESPACE:
         obj.setdefault("spec", {"finalizers": ["kubernetes"]})
         obj.setdefault("status", {"phase": "Active"})
@@ -87,6 +92,17 @@ def _service(obj: dict, *, ips: IpAllocator, old: dict | None) -> None:
             if "port" in port:
                 port.setdefault("targetPort", port["port"])
     obj.setdefault("status", {"loadBalancer": {}})
+
+
+def workload_status(kind: Kind, obj: dict, *, ready_limit: int | None) -> dict:
+    """The controller-free status of a Deployment or a ReplicaSet."""
+    status = deployment_status(obj, ready_limit=ready_limit)
+    if kind is DEPLOYMENT:
+        return status
+    out = {k: status[k] for k in ("observedGeneration", "replicas", "readyReplicas",
+                                  "availableReplicas") if k in status}
+    out["fullyLabeledReplicas"] = status["replicas"]
+    return out
 
 
 def deployment_status(obj: dict, *, ready_limit: int | None) -> dict:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fed_dns.apiserver.builtin import DEPLOYMENT, NAMESPACE
+from fed_dns.apiserver.builtin import DEPLOYMENT, NAMESPACE, REPLICA_SET
 from fed_dns.apiserver.kinds import Kind, Registry
 
 
@@ -47,7 +47,23 @@ ENDPOINT_SLICE = Kind(kind="EndpointSlice", plural="endpointslices", group="disc
                       columns=(("AddressType", "string"), ("Ports", "string"),
                                ("Endpoints", "string")), cells=_slice)
 
-KINDS: tuple[Kind, ...] = (NAMESPACE, SERVICE, ENDPOINT_SLICE, DEPLOYMENT)
+def _pod(obj: dict) -> list:
+    st = obj.get("status") or {}
+    statuses = st.get("containerStatuses") or []
+    containers = ((obj.get("spec") or {}).get("containers")) or []
+    ready = sum(1 for c in statuses if c.get("ready"))
+    return [f"{ready}/{len(containers)}", st.get("phase", "Pending"),
+            sum(int(c.get("restartCount", 0)) for c in statuses)]
+
+
+POD = Kind(kind="Pod", plural="pods", group="", version="v1", namespaced=True,
+           short_names=("po",), singular="pod", subresources=("status",), categories=("all",),
+           delete_returns_object=True,
+           columns=(("Ready", "string"), ("Status", "string"), ("Restarts", "integer")),
+           cells=_pod)
+
+KINDS: tuple[Kind, ...] = (NAMESPACE, SERVICE, ENDPOINT_SLICE, DEPLOYMENT, REPLICA_SET, POD)
 REGISTRY = Registry(KINDS)
 
-__all__ = ["DEPLOYMENT", "ENDPOINT_SLICE", "KINDS", "NAMESPACE", "REGISTRY", "SERVICE", "Kind"]
+__all__ = ["DEPLOYMENT", "ENDPOINT_SLICE", "KINDS", "NAMESPACE", "POD", "REGISTRY", "REPLICA_SET",
+           "SERVICE", "Kind"]

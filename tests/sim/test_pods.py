@@ -12,20 +12,9 @@ import pytest
 from fed_dns.sim import objects
 from fed_dns.sim.controllers import PodIps, default_pod_cidr
 from tests.sim.conftest import serving
+from tests.support import until as eventually
 from tests.sim.test_kubectl import kubectl  # noqa: F401  (a fixture on this module's tls_sim)
 
-
-
-async def eventually(check, *, timeout: float = 5.0):
-    """Poll `check` (sync, no I/O but the sim's own state) until it returns a truthy value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached within {timeout} s: {check.__doc__ or check}")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
