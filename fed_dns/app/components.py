@@ -90,6 +90,18 @@ async def start_api(*, config, members):
     return api
 
 
+def replica_loop(*, config, api, members, may_write):
+    """The federated-replica loop over the API's objects and the members that could be
+    loaded (a member without a client is left out: it is unreachable anyway)."""
+    from fed_dns.app.replicas import ReplicaLoop, ReplicaMember
+
+    return ReplicaLoop(
+        storage=api.storage, owner_id=config.owner_id, may_write=may_write,
+        unschedulable_after=config.unschedulable_after,
+        members=[ReplicaMember(name=name, api_client=m.api_client, labels=m.spec.label_map())
+                 for name, m in members.items() if m.api_client is not None])
+
+
 async def start_etcd(*, config, prefix: str, identity: str, on_store, on_leader) -> EtcdParts:
     """`on_store(MirrorChange)`: every batch of the zone's etcd events (the first one a full
     load); `on_leader(bool)`: leadership gained or lost."""

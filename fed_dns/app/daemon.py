@@ -64,6 +64,7 @@ class Daemon:
         self.topology = None  # server.topology.Topology: answer order by region and weight
         self.http = None
         self.api = None  # app.api.ApiServer: the federation API (kubectl), when api.enabled
+        self.replicas = None  # app.replicas.ReplicaLoop: federated replicas, with the API
         self.etcd: EtcdParts | None = None
         self.backend_prober = None
         self.table = None  # server.table.ZoneTable: what DNS answers from once settled
@@ -109,6 +110,12 @@ class Daemon:
             return False
         return True
 
+    def _may_write_members(self) -> bool:
+        """Member Deployments are written by the leader (any replica without etcd)."""
+        if self.etcd is None or self.etcd.leader is None:
+            return True
+        return self.etcd.leader.is_leader
+
     def _lookup(self, key: str) -> bytes | None:
         return self.etcd.mirror.snapshot.get(key) if self.etcd is not None else None
 
@@ -143,6 +150,8 @@ class Daemon:
         self.reconciler.mark_dirty()
 
     def on_leader(self, leader: bool) -> None:
+        if self.replicas is not None:
+            self.replicas.on_leader(leader)
         if leader:  # write what followers only planned: check every Service once
             self.reconciler.resync()
         else:
@@ -158,6 +167,8 @@ class Daemon:
 
     def on_health(self, cluster: str, health: Health) -> None:
         member = self.members[cluster]
+        if self.replicas is not None:
+            self.replicas.on_health(cluster, health)
         if member.health != health:  # the prober logs the change, with the probe's error
             member.health = health
             member.since = rfc3339()
@@ -257,6 +268,11 @@ class Daemon:
                                               api_client=member.api_client, on_change=self.on_health)
             tasks[f"watch-{name}"] = group.create_task(member.watcher.run(), name=f"watch-{name}")
             tasks[f"probe-{name}"] = group.create_task(member.prober.run(), name=f"probe-{name}")
+        if self.api is not None:
+            self.replicas = components.replica_loop(config=self.config, api=self.api,
+                                                    members=self.members,
+                                                    may_write=self._may_write_members)
+            tasks["replicas"] = group.create_task(self.replicas.run(), name="replicas")
         tasks["reconcile"] = group.create_task(self.reconciler.run(), name="reconcile")
         self.reconciler.mark_dirty()
         log.info("fed-dns running: zone %s, %d members, dns %s, http %s, etcd %s",

@@ -18,6 +18,8 @@ from fed_dns.config import kubeconfig
 from fed_dns.config.values import (
     Cidr,
     FilePath,
+    KubeLabelKey,
+    KubeLabelValue,
     Label,
     Listen,
     NamespacePattern,
@@ -67,10 +69,12 @@ class ClusterSection(Section):
     region: Label | None = None
     zone_label: Label | None = None
     weight: Weight = 1
+    labels: dict[KubeLabelKey, KubeLabelValue] = {}
 
     def spec(self) -> ClusterSpec:
         return ClusterSpec(name=self.name, kubeconfig=self.kubeconfig, context=self.context,
-                           region=self.region, zone_label=self.zone_label, weight=self.weight)
+                           region=self.region, zone_label=self.zone_label, weight=self.weight,
+                           labels=tuple(sorted(self.labels.items())))
 
 
 class HealthSection(Section):

@@ -198,6 +198,26 @@ def check_cidr(value: str) -> str:
         raise _fail(f"{expected}, got {shown(value)}{why}") from None
 
 
+_KUBE_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_KUBE_PREFIX = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def check_kube_label_key(value: str) -> str:
+    """A Kubernetes label key: [prefix/]name (prefix a DNS subdomain, name at most 63)."""
+    prefix, _, name = value.rpartition("/")
+    if (not _KUBE_NAME.fullmatch(name)
+            or ("/" in value and (not prefix or len(prefix) > 253 or not _KUBE_PREFIX.fullmatch(prefix)))):
+        raise _fail(f"expected a Kubernetes label key like 'tier' or 'example.com/tier', got {shown(value)}")
+    return value
+
+
+def check_kube_label_value(value: str) -> str:
+    if value and not _KUBE_NAME.fullmatch(value):
+        raise _fail(f"expected a Kubernetes label value (at most 63 of A-Z a-z 0-9 - _ ., "
+                    f"starting and ending with a letter or digit), got {shown(value)}")
+    return value
+
+
 def check_namespace_pattern(value: str) -> str:
     if not _NAMESPACE_PATTERN.fullmatch(value):
         raise _fail(f"expected a namespace name or a pattern like 'team-*', got {shown(value)}")
@@ -227,6 +247,8 @@ Ttl = Annotated[int, BeforeValidator(ttl_seconds)]
 PositiveDuration = Annotated[float, BeforeValidator(bounded_duration), AfterValidator(positive)]
 SecondOrMore = Annotated[float, BeforeValidator(bounded_duration), AfterValidator(at_least_a_second)]
 Label = Annotated[str, AfterValidator(check_label)]
+KubeLabelKey = Annotated[str, AfterValidator(lambda v: check_kube_label_key(v))]
+KubeLabelValue = Annotated[str, AfterValidator(lambda v: check_kube_label_value(v))]
 Zone = Annotated[str, AfterValidator(normalize_zone)]
 Listen = Annotated[str, AfterValidator(check_listen)]
 Url = Annotated[str, AfterValidator(check_url)]

@@ -132,3 +132,13 @@ def test_config_is_frozen() -> None:
     config = parse({}, source="t")
     with pytest.raises(ValueError):
         config.zone = "other."  # type: ignore[misc]
+
+
+def test_cluster_labels_reach_the_spec_with_topology_labels() -> None:
+    config = parse({"clusters": [{"name": "c1", "region": "us-east", "zone_label": "a1",
+                                  "labels": {"tier": "gold", "example.com/team": "db"}}]}, source="t")
+    spec = config.cluster_specs()[0]
+    assert spec.labels == (("example.com/team", "db"), ("tier", "gold"))
+    assert spec.label_map() == {"example.com/team": "db", "tier": "gold",
+                                "topology.kubernetes.io/region": "us-east", "region": "us-east",
+                                "topology.kubernetes.io/zone": "a1", "zone": "a1"}
