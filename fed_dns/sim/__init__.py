@@ -12,9 +12,12 @@
 
 The Kubernetes API machinery (routes, discovery, OpenAPI, patch, watch, tables, the memory
 store) is `fed_dns.apiserver`; this package adds the member kinds and their behaviour:
-`kinds` (Service, EndpointSlice, with apiserver's Namespace and Deployment), `store` (the
-memory store with validation, ClusterIPs, Deployment status, namespaces), `storage`
-(namespaces terminate over the API), `defaults`, `cluster` (lifecycle), `objects`
+`kinds` (Service, EndpointSlice, Pod, with apiserver's Namespace, Deployment and
+ReplicaSet), `store` (the memory store with validation, ClusterIPs, controller-free workload
+status, namespaces, owners taking their dependents), `storage` (namespaces terminate over the
+API), `defaults`, `controllers` (with `SimCluster(pods=True)`: ReplicaSets, Pods up to a
+capacity, readiness, statuses, the EndpointSlices of selector Services), `cluster`
+(lifecycle), `objects`
 (builders), `scenario` (seeding helpers). Imports nothing of fed_dns but model and apiserver
 (import-linter).
 """
