@@ -54,6 +54,7 @@ def daemon_status(daemon) -> dict:
         "clusters": clusters,
         "etcd": etcd,
         "api": daemon.api.url if getattr(daemon, "api", None) is not None else None,
+        "placements": daemon.replicas.placements() if getattr(daemon, "replicas", None) else [],
         "records": len(rec.entries),
         "unsynced": daemon.unsynced(),
         "reconcile": {

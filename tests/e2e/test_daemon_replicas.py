@@ -1,0 +1,103 @@
+"""Federated replicas through `fed-dns run` itself: kubectl on the federation API served by the
+daemon, two daemons on one etcd (only the leader writes members), and a leader SIGKILLed
+mid-way (the other takes over; nothing is scaled twice)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+
+import pytest
+import yaml
+
+from tests.e2e.harness import Daemon, SimThread, timed
+from tests.support import REPO, fed_dns_command, free_port
+
+TOMCAT = {
+    "apiVersion": "apps/v1", "kind": "Deployment",
+    "metadata": {"name": "tomcat", "namespace": "default", "labels": {"app": "tomcat"},
+                 "annotations": {"federation.kubernetes.io/replica-set-preferences": json.dumps(
+                     {"rebalance": True, "clusters": {"c1": {"weight": 1}, "c2": {"weight": 1}}})}},
+    "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "tomcat"}},
+             "template": {"metadata": {"labels": {"app": "tomcat"}},
+                          "spec": {"containers": [{"name": "tomcat", "image": "tomcat:9"}]}}},
+}
+
+
+@pytest.fixture
+def sims():
+    threads = SimThread()
+    try:
+        for name in ("c1", "c2"):
+            threads.add(name, use_tls=True)
+        yield threads
+    finally:
+        threads.close()
+
+
+def daemon(tmp_path, name: str, sims, etcd_url: str) -> Daemon:
+    (tmp_path / name).mkdir()
+    return Daemon(tmp=tmp_path / name, sims=sims, etcd_url=etcd_url, zone="replicas.example.com.",
+                  extra={"api": {"enabled": True, "listen": f"127.0.0.1:{free_port()}",
+                                 "dir": str(tmp_path / "api")}})
+
+
+def kubeconfig_of(d: Daemon, path) -> str:
+    """`fed-dns kubeconfig --config` of that daemon, written where kubectl can read it."""
+    out = subprocess.run(fed_dns_command("kubeconfig", "--config", str(d.config_path)),
+                         capture_output=True, text=True, cwd=REPO, timeout=30, check=True).stdout
+    path.write_text(out)
+    return str(path)
+
+
+def kubectl(kubeconfig: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["kubectl", "--kubeconfig", kubeconfig, *args], input=stdin,
+                          capture_output=True, text=True, timeout=30)
+
+
+def member_replicas(sims: SimThread, cluster: str) -> int | None:
+    obj = sims.call(sims.clusters[cluster].get, kind="Deployment", namespace="default", name="tomcat")
+    return None if obj is None else obj["spec"]["replicas"]
+
+
+def member_generation(sims: SimThread, cluster: str) -> int:
+    obj = sims.call(sims.clusters[cluster].get, kind="Deployment", namespace="default", name="tomcat")
+    return int(obj["metadata"].get("generation") or 0)
+
+
+@pytest.mark.slow
+def test_two_daemons_one_leader_writes_members_and_the_other_takes_over(tmp_path, sims, etcd_server):
+    first = daemon(tmp_path, "a", sims, etcd_server.url)
+    second = daemon(tmp_path, "b", sims, etcd_server.url)
+    try:
+        first.start()
+        second.start()
+        timed(lambda: sorted([first.status()["leader"], second.status()["leader"]]) == [False, True],
+              timeout=15, what="exactly one leader")
+        leader, follower = (first, second) if first.status()["leader"] else (second, first)
+        # kubectl on the *follower's* API: every replica serves the same objects from etcd
+        kc = kubeconfig_of(follower, tmp_path / "federation.kubeconfig")
+        applied = kubectl(kc, "apply", "-f", "-", stdin=yaml.safe_dump(TOMCAT))
+        assert applied.returncode == 0, applied.stderr
+        timed(lambda: (member_replicas(sims, "c1"), member_replicas(sims, "c2")) == (2, 2),
+              timeout=15, what="2 + 2 on the members")
+        generations = {c: member_generation(sims, c) for c in ("c1", "c2")}
+        placements = {(p.get("cluster"), p.get("desired")) for w in leader.status()["placements"]
+                      for p in w["clusters"]}
+        assert {("c1", 2), ("c2", 2)} <= placements, leader.status()["placements"]
+        got = kubectl(kc, "get", "deployment", "tomcat", "-o", "json")
+        assert got.returncode == 0, got.stderr
+        leader.stop(signal.SIGKILL)  # no resign: the lease must expire
+        timed(lambda: follower.status()["leader"] is True, timeout=3.0 + 0.5 + 5, what="takeover")
+        # The new leader finds the members as they should be: it scales nothing twice.
+        assert {c: member_generation(sims, c) for c in ("c1", "c2")} == generations
+        assert (member_replicas(sims, "c1"), member_replicas(sims, "c2")) == (2, 2)
+        # ...and it is the one that writes now: a scale through its API reaches the members.
+        scaled = kubectl(kc, "scale", "deployment", "tomcat", "--replicas=6")
+        assert scaled.returncode == 0, scaled.stderr
+        timed(lambda: (member_replicas(sims, "c1"), member_replicas(sims, "c2")) == (3, 3),
+              timeout=15, what="3 + 3 after the scale")
+    finally:
+        first.stop()
+        second.stop()
