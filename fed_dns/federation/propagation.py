@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 MANAGED_BY = "fed-dns.io/managed-by"
 SPEC_HASH = "fed-dns.io/spec-hash"
 CREATE, UPDATE, DELETE = "create", "update", "delete"
+_SCALED = ("Deployment", "ReplicaSet")
 
 # placement reasons (status.placement[].reason and `fed-dns status`)
 SCHEDULED = "Scheduled"
@@ -80,7 +81,9 @@ class Observed:
         meta = obj.get("metadata") or {}
         spec = obj.get("spec") or {}
         st = obj.get("status") or {}
-        replicas = spec.get("replicas", 1)
+        # replicas: spec.replicas of a Deployment or ReplicaSet; 0 for the other kinds
+        # (ConfigMaps, Secrets, Services follow their workload: `dependents`)
+        replicas = spec.get("replicas", 1) if obj.get("kind") in _SCALED else 0
         return cls(kind=obj.get("kind") or "", namespace=meta.get("namespace") or "",
                    name=meta.get("name") or "",
                    resource_version=str(meta.get("resourceVersion") or ""),
