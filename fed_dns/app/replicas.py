@@ -84,6 +84,9 @@ class ReplicaLoop:
         self._settle_timeout = settle_timeout
         self._resync_period = resync_period
         self._clock = clock
+        self._request_timeout = request_timeout
+        self._group: asyncio.TaskGroup | None = None
+        self._member_tasks: dict[str, asyncio.Task] = {}
         self.api = ApiObjects(storage=storage, on_change=self.mark)
         self.api.on_synced = self.mark_all
         self.labels = {m.name: dict(m.labels) for m in members}
@@ -137,17 +140,60 @@ class ReplicaLoop:
 
     def _on_member_synced(self, cluster: str) -> None:
         """The member's objects were listed: once it is ready, it may be written again."""
+        if cluster not in self.members:
+            return
         if not self._fresh[cluster] and self.health[cluster] is Health.READY:
             self._fresh[cluster] = True
             self.mark(self._by_cluster[cluster])
         self._wake.set()
 
     def _on_member_change(self, cluster: str, kind: str, namespace: str, name: str) -> None:
+        if cluster not in self.members:
+            return
         keys = [(kind, namespace, name)]
         if kind == "Deployment":
             keys.append(("FederatedDeployment", namespace, name))
         owned = [k for k in keys if self.api.get(*k) is not None]
         self.mark(owned or keys[:1])
+
+    # -- members joining and leaving at runtime ---------------------------------------------
+
+    def add_member(self, member: ReplicaMember) -> None:
+        """A member joined: its objects are listed and watched; once it is ready every
+        workload is planned again (it may be placed there)."""
+        if member.name in self.members:
+            self.remove_member(member.name)
+        objects = MemberObjects(cluster=member.name, api_client=member.api_client,
+                                owner=self.owner, on_change=self._on_member_change,
+                                request_timeout=self._request_timeout)
+        objects.on_synced = self._on_member_synced
+        self.members[member.name] = objects
+        self.labels[member.name] = dict(member.labels)
+        self.health[member.name] = Health.UNKNOWN
+        self._fresh[member.name] = False
+        self._by_cluster[member.name] = set()
+        if self._group is not None:
+            self._member_tasks[member.name] = self._group.create_task(
+                objects.run(), name=f"replicas-{member.name}")
+        self.mark_all()
+
+    def remove_member(self, name: str) -> None:
+        """A member left: its objects are no longer read nor written (they stay as they are
+        in it) and the workloads placed there are planned again without it."""
+        if self.members.pop(name, None) is None:
+            return
+        task = self._member_tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+        for table in (self.labels, self.health, self._fresh):
+            table.pop(name, None)
+        touched = self._by_cluster.pop(name, set())
+        for pairs in (self._caps, self._short, self._foreign):
+            for pair in [p for p in pairs if p[1] == name]:
+                del pairs[pair]
+        for plan in self._plans.values():
+            plan.pop(name, None)
+        self.mark(touched)
 
     # -- placements and counters -----------------------------------------------------------
 
@@ -179,9 +225,11 @@ class ReplicaLoop:
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
+            self._group = group
             group.create_task(self.api.run(), name="replicas-api")
             for name, objects in self.members.items():
-                group.create_task(objects.run(), name=f"replicas-{name}")
+                self._member_tasks[name] = group.create_task(objects.run(),
+                                                             name=f"replicas-{name}")
             group.create_task(self._resync(), name="replicas-resync")
             try:
                 await self._loop()
@@ -402,14 +450,15 @@ class ReplicaLoop:
             return False
 
         async def write(action: propagation.Action) -> bool:
-            if not self._may_write():
+            objects = self.members.get(action.cluster)
+            if objects is None or not self._may_write():  # None: it left meanwhile
                 return False
             try:
-                await self.members[action.cluster].apply(action)
+                await objects.apply(action)
             except WriteError as exc:
                 self.stats.write_errors += 1
                 if exc.code == 409 and exc.reason == "AlreadyExists":
-                    found = await self.members[action.cluster].read(
+                    found = await objects.read(
                         kind=action.kind, namespace=action.namespace, name=action.name)
                     if found is not None and found.managed_by != self.owner:
                         self._foreign[(key, action.cluster)] = found
