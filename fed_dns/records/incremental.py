@@ -194,6 +194,24 @@ class ZoneState:
         if not self._restatus(cluster, extra=()) and self._status[cluster] == _PUBLISH:
             self._mark_cluster(cluster)  # READY <-> UNREACHABLE: its parts change
 
+    def remove_cluster(self, cluster: str) -> None:
+        """A member left the federation: its view, health and probe results are forgotten,
+        so its records are no longer desired, and it is neither publishing nor kept: the
+        keys naming it are deleted from the store (they are ours; the cluster is gone)."""
+        view = self._views.pop(cluster, None)
+        self._health.pop(cluster, None)
+        self._cluster_rejections.pop(cluster, None)
+        for pair in [p for p in self._probes if p[0] == cluster]:
+            del self._probes[pair]
+        if view is not None:
+            self._mark(view.services.keys())
+        self._mark(self._parted.get(cluster, ()))
+        self._mark(self._claims.get(cluster, {}).keys())
+        if self._status.pop(cluster, None) is not None:
+            self._publishing = tuple(c for c in self._publishing if c != cluster)
+            self._keeping = tuple(c for c in self._keeping if c != cluster)
+            self._keep = frozenset(self._keeping)
+
     def set_probes(self, changed: Mapping[tuple[str, ServiceKey, str], bool | None]) -> None:
         """Probe results that changed (None: no result any more)."""
         by_pair: dict[tuple[str, ServiceKey], dict[str, bool | None]] = {}

@@ -89,6 +89,7 @@ OPS = st.one_of(
     st.tuples(st.just("store"), st.dictionaries(STORE_KEYS, STORE_VALUES, max_size=3),
               st.lists(STORE_KEYS, max_size=2)),
     st.tuples(st.just("echo"), st.booleans()),
+    st.tuples(st.just("remove"), st.sampled_from(CLUSTERS)),
     st.tuples(st.just("step"), st.sampled_from([None, 1, 2])),
     st.tuples(st.just("mark_all")),
     st.tuples(st.just("load"), st.dictionaries(STORE_KEYS, STORE_VALUES, max_size=3),
@@ -132,6 +133,14 @@ class Model:
     def op_health(self, cluster, health):
         self.health[cluster] = health
         self.state.set_health(cluster, health)
+
+    def op_remove(self, cluster):
+        """The member left the federation: as if it had never been one."""
+        self.views.pop(cluster, None)
+        self.health.pop(cluster, None)
+        for key in [k for k in self.probes if k[0] == cluster]:
+            del self.probes[key]
+        self.state.remove_cluster(cluster)
 
     def op_probes(self, changed):
         for key, result in changed.items():
@@ -227,6 +236,18 @@ def test_stepped_until_clean_equals_the_full_render_and_plan(mode, store, start,
     model.op_drain()
     model.state.mark_all()
     model.op_drain()  # a full pass over a clean state changes nothing it reports
+
+
+def test_a_removed_member_has_its_keys_deleted_and_the_others_stay():
+    state, views, keys, first = fleet()
+    state.remove_cluster("c2")
+    step = state.step()
+    gone = [k for k in first.changes.puts if "/c2/" in k or k.endswith("/c2")]
+    assert gone and sorted(step.changes.deletes) == sorted(gone)
+    assert not step.changes.puts
+    assert not any(k in state.entries for k in gone)
+    assert all(k in state.entries for k in first.changes.puts if k not in gone)
+    assert state.services == sum(len(v.services) for c, v in views.items() if c != "c2")
 
 
 # -- cost: a step recomputes what the change touches, counted by the Step -------------------
