@@ -1,5 +1,7 @@
-"""One member's workload objects for the replica loop: a list/watch cache of the Deployments
-and ReplicaSets labelled `fed-dns.io/managed-by: <owner>`, and the writes to them.
+"""One member's objects for the replica loop: a list/watch cache of the Deployments and
+ReplicaSets, and of the ConfigMaps, Secrets and Services that follow them (`dependents`),
+labelled `fed-dns.io/managed-by: <owner>`, and the writes to them. Only `Observed` is kept
+(names, labels, hashes, counts): never a Secret's data.
 
 It speaks HTTP with aiohttp, with the endpoint and credentials of the member's kubeconfig
 (`federation.kubeapi`, as the health probes do): no thread per request, and a hung member
@@ -28,7 +30,12 @@ from fed_dns.federation.propagation import CREATE, DELETE, MANAGED_BY, Action, O
 log = logging.getLogger("fed_dns.replicas")
 
 NOT_SERVED_RECHECK = 30.0  # seconds between lists of a kind the member does not serve
-PLURALS = {"Deployment": "deployments", "ReplicaSet": "replicasets"}
+# kind -> (API prefix, plural)
+RESOURCES = {"Deployment": ("/apis/apps/v1", "deployments"),
+             "ReplicaSet": ("/apis/apps/v1", "replicasets"),
+             "ConfigMap": ("/api/v1", "configmaps"), "Secret": ("/api/v1", "secrets"),
+             "Service": ("/api/v1", "services")}
+PLURALS = {kind: plural for kind, (_, plural) in RESOURCES.items()}
 Key = tuple[str, str, str]  # (kind, namespace, name)
 OnChange = Callable[[str, str, str, str], None]
 
@@ -198,7 +205,7 @@ class MemberObjects:
 
     async def _list(self, kind: str) -> str:
         code, body = await self._request(
-            "GET", f"/apis/apps/v1/{PLURALS[kind]}?{self._selector()}")
+            "GET", f"{RESOURCES[kind][0]}/{PLURALS[kind]}?{self._selector()}")
         if code == 404:  # the member does not serve the kind: none of ours there
             body = {"items": [], "metadata": {}}
         elif code != 200:
@@ -220,7 +227,7 @@ class MemberObjects:
     async def _watch(self, kind: str, rv: str) -> str:
         session, headers = await self._ready()
         ep = self._endpoint
-        path = (f"/apis/apps/v1/{PLURALS[kind]}?{self._selector()}&watch=1&"
+        path = (f"{RESOURCES[kind][0]}/{PLURALS[kind]}?{self._selector()}&watch=1&"
                 f"allowWatchBookmarks=true&timeoutSeconds={int(self._watch_timeout)}"
                 f"&resourceVersion={quote(rv)}")
         try:
@@ -317,7 +324,8 @@ class _Relist(Exception):
 
 
 def _path(kind: str, namespace: str, name: str) -> str:
-    return f"/apis/apps/v1/namespaces/{quote(namespace)}/{PLURALS[kind]}/{quote(name)}"
+    prefix, plural = RESOURCES[kind]
+    return f"{prefix}/namespaces/{quote(namespace)}/{plural}/{quote(name)}"
 
 
 def _namespace_missing(body: dict) -> bool:
@@ -325,7 +333,8 @@ def _namespace_missing(body: dict) -> bool:
 
 
 def _failed(cluster: str, action: Action, code: int, body: dict) -> WriteError:
-    message = str(body.get("message") or "")[:200]
+    # a member's message may quote what it refused: never a Secret's
+    message = "" if action.kind == "Secret" else str(body.get("message") or "")[:200]
     return WriteError(f"{cluster}: {action.verb} {action.kind} {action.namespace}/"
                       f"{action.name}: HTTP {code}" + (f": {message}" if message else ""),
                       code=code, reason=str(body.get("reason") or ""))

@@ -15,6 +15,16 @@ each dirty workload from the current inputs and writes the difference. Per workl
    writable members only; `may_write()` is asked again right before each write (leader only);
 5. the federated object's status: the members' sums, observedGeneration, placement.
 
+Dependents (issue 12, `federation.dependents`): the ConfigMaps and Secrets a workload's pod
+template names and the Services that select its pods follow it. Per workload the loop keeps
+what it uses in each member where it has replicas (`_uses`) and who uses what (`_users`, so a
+changed ConfigMap/Secret/Service in the federation API or a member marks only its users).
+A sync writes the dependents of the members it is about to create or scale up *before* the
+workload's own object (they exist before its pods), and once its writes are done, removes
+them (ours only, `propagation.plan`) from members where no workload using them runs any
+more. An object of the same name not labelled ours is never touched: a Conflict condition in
+the status of the workloads using it.
+
 `placements()` is plain data for `fed-dns status`; `stats` and `cluster_replicas()` are the
 counters the daemon publishes.
 """
@@ -33,7 +43,8 @@ from fed_dns.apiserver import fedkinds
 from fed_dns.apiserver.status import ApiError
 from fed_dns.app.api_objects import ApiObjects, WorkloadKey
 from fed_dns.app.member_objects import MemberObjects, WriteError
-from fed_dns.federation import propagation, scheduling, workloads
+from fed_dns.federation import dependents, propagation, scheduling, workloads
+from fed_dns.federation.dependents import DependentKey
 from fed_dns.federation.propagation import Observed
 from fed_dns.model import Health
 
@@ -87,7 +98,8 @@ class ReplicaLoop:
         self._request_timeout = request_timeout
         self._group: asyncio.TaskGroup | None = None
         self._member_tasks: dict[str, asyncio.Task] = {}
-        self.api = ApiObjects(storage=storage, on_change=self.mark)
+        self.api = ApiObjects(storage=storage, on_change=self.mark,
+                              dependent_users=self._dependent_users)
         self.api.on_synced = self.mark_all
         self.labels = {m.name: dict(m.labels) for m in members}
         self.members: dict[str, MemberObjects] = {}
@@ -110,6 +122,13 @@ class ReplicaLoop:
         self._caps: dict[tuple[WorkloadKey, str], int] = {}
         self._placements: dict[WorkloadKey, dict] = {}
         self._timers: dict[WorkloadKey, asyncio.TimerHandle] = {}
+        # dependents: workload -> cluster -> what it uses there (clusters with replicas only)
+        self._uses: dict[WorkloadKey, dict[str, frozenset[dependents.Ref]]] = {}
+        self._refs: dict[WorkloadKey, frozenset[DependentKey]] = {}  # wherever it runs
+        self._users: dict[DependentKey, set[WorkloadKey]] = {}
+        self._pod_labels: dict[WorkloadKey, Mapping[str, str]] = {}
+        self._dep_conflicts: dict[DependentKey, tuple[str, ...]] = {}
+        self._dirty_deps: set[DependentKey] = set()
 
     # -- events ------------------------------------------------------------------------------
 
@@ -149,6 +168,14 @@ class ReplicaLoop:
 
     def _on_member_change(self, cluster: str, kind: str, namespace: str, name: str) -> None:
         if cluster not in self.members:
+            return
+        if kind in dependents.KINDS:
+            users = self._users.get((kind, namespace, name))
+            if users:
+                self.mark(users)
+            else:  # ours, used by no workload (left over): looked at after the workloads
+                self._dirty_deps.add((kind, namespace, name))
+                self._wake.set()
             return
         keys = [(kind, namespace, name)]
         if kind == "Deployment":
@@ -194,6 +221,143 @@ class ReplicaLoop:
         for plan in self._plans.values():
             plan.pop(name, None)
         self.mark(touched)
+
+    # -- dependents (ConfigMaps, Secrets, Services that follow their workloads) ----------------
+
+    def _dependent_users(self, kind: str, namespace: str, name: str) -> set[WorkloadKey]:
+        """The workloads a changed dependent touches: those that referenced or selected it
+        when planned, and for a Service those of its namespace it selects now."""
+        users = set(self._users.get((kind, namespace, name), ()))
+        if kind == dependents.SERVICE:
+            service = self.api.get(kind, namespace, name)
+            if service is not None:
+                users.update(w for w, labels in self._pod_labels.items()
+                             if w[1] == namespace and dependents.selects(service, labels))
+        return users
+
+    def _index_uses(self, key: WorkloadKey, refs: Iterable[DependentKey]) -> set[DependentKey]:
+        """Record what `key` uses; the dependents it used or uses now (to plan them)."""
+        refs = frozenset(refs)
+        old = self._refs.get(key, frozenset())
+        for dep in old - refs:
+            users = self._users.get(dep)
+            if users is not None:
+                users.discard(key)
+                if not users:
+                    del self._users[dep]
+        for dep in refs - old:
+            self._users.setdefault(dep, set()).add(key)
+        if refs:
+            self._refs[key] = refs
+        else:
+            self._refs.pop(key, None)
+        return set(old | refs)
+
+    def _set_uses(self, key: WorkloadKey, namespace: str, uses: dict[str, frozenset],
+                  base: frozenset) -> set[DependentKey]:
+        if uses:
+            self._uses[key] = uses
+        else:
+            self._uses.pop(key, None)
+        refs = set(base).union(*uses.values())
+        return self._index_uses(key, {(kind, namespace, name) for kind, name in refs})
+
+    async def _lead(self, key: WorkloadKey, *, namespace: str,
+                    running: Mapping[str, frozenset], base: frozenset) -> None:
+        """Before the workload's writes: its dependents where it will run (and still runs)."""
+        before = self._uses.get(key, {})
+        both = {c: before.get(c, frozenset()) | running.get(c, frozenset())
+                for c in set(before) | set(running)}
+        await self._sync_dependents(self._set_uses(key, namespace, both, base), key=key)
+
+    async def _follow(self, key: WorkloadKey, *, namespace: str,
+                      running: Mapping[str, frozenset], base: frozenset) -> None:
+        """After the workload's writes: its dependents stay only where it has replicas (an
+        unreachable member's copy of ours counts: it is left as it is)."""
+        before = self._uses.get(key, {})
+        after = dict(running)
+        for cluster, o in self._observed(key).items():
+            if o.managed_by == self.owner and o.replicas > 0 and cluster not in after:
+                after[cluster] = before.get(cluster, base)
+        if after == before:
+            return
+        await self._sync_dependents(self._set_uses(key, namespace, after, base), key=key)
+
+    def _observed_dependent(self, dep: DependentKey) -> dict[str, Observed]:
+        out = {}
+        for cluster, objects in self.members.items():
+            o = objects.get(*dep) or self._foreign.get((dep, cluster))
+            if o is not None:
+                out[cluster] = o
+        return out
+
+    async def _sync_dependents(self, deps: Iterable[DependentKey], *,
+                               key: WorkloadKey | None) -> None:
+        """Make the writable members hold each dependent where a workload using it runs
+        (and nowhere else, ours only). `key`: the workload planned again on a conflict."""
+        deps = sorted(set(deps))
+        if not deps:
+            return
+        users = {w for dep in deps for w in self._users.get(dep, ())}
+        sources = {dep: o for dep in deps if (o := self.api.get(*dep)) is not None}
+        wanted = dependents.desired(uses={w: self._uses.get(w, {}) for w in users},
+                                    namespaces={w: w[1] for w in users}, sources=sources,
+                                    owner_id=self.owner_id, wanted=deps)
+        writable = [c for c in self.members if self._writable(c)]
+        writes = []
+        for dep in deps:
+            result = propagation.plan(desired=wanted[dep], observed=self._observed_dependent(dep),
+                                      writable=writable, owner=self.owner, kind=dep[0],
+                                      namespace=dep[1], name=dep[2])
+            if result.conflicts:
+                self._dep_conflicts[dep] = result.conflicts
+            else:
+                self._dep_conflicts.pop(dep, None)
+            if result.actions:
+                if key is None:
+                    def again(delay: float, dep: DependentKey = dep) -> None:
+                        self._retry_dependent(dep, delay)
+                    writes.append(self._apply(dep, result, dependent=dep, again=again))
+                else:
+                    writes.append(self._apply(key, result, dependent=dep))
+        done = await asyncio.gather(*writes, return_exceptions=True)
+        errors = [d for d in done if isinstance(d, BaseException)]
+        if errors:
+            raise errors[0]
+
+    def _dependent_conflicts(self, key: WorkloadKey) -> list[dependents.DependentConflict]:
+        """The dependents of `key` held unmanaged in a member where it runs."""
+        uses = self._uses.get(key, {})
+        return sorted(
+            dependents.DependentConflict(cluster=c, kind=dep[0], namespace=dep[1], name=dep[2])
+            for dep in self._refs.get(key, ()) for c in self._dep_conflicts.get(dep, ())
+            if (dep[0], dep[2]) in uses.get(c, ()))
+
+    def _retry_dependent(self, dep: DependentKey, delay: float) -> None:
+        def fire() -> None:
+            self._dirty_deps.add(dep)
+            self._wake.set()
+
+        asyncio.get_running_loop().call_later(delay, fire)
+
+    def _mark_leftover_dependents(self) -> None:
+        """Dependents of ours in members that no workload uses (left by a workload deleted
+        while this process was away) are planned again: removed."""
+        for objects in self.members.values():
+            for kind, namespace, name in list(objects.objects):
+                if kind in dependents.KINDS and (kind, namespace, name) not in self._users:
+                    self._dirty_deps.add((kind, namespace, name))
+        if self._dirty_deps:
+            self._wake.set()
+
+    async def _sync_leftovers(self, deps: Sequence[DependentKey]) -> None:
+        try:
+            await self._sync_dependents(deps, key=None)
+        except (WriteError, ApiError) as exc:
+            self.stats.last_error = str(exc)
+            log.warning("replicas: dependents: %s", exc)
+            for dep in deps:
+                self._retry_dependent(dep, 1.0)
 
     # -- placements and counters -----------------------------------------------------------
 
@@ -243,6 +407,7 @@ class ReplicaLoop:
             await asyncio.sleep(self._resync_period)
             self._foreign.clear()
             self.mark_all()
+            self._mark_leftover_dependents()
 
     async def _loop(self) -> None:
         limit = asyncio.Semaphore(CONCURRENCY)
@@ -266,6 +431,9 @@ class ReplicaLoop:
             async with asyncio.TaskGroup() as group:
                 for key in keys:
                     group.create_task(one(key))
+            if self._dirty_deps:  # after the workloads: their uses are known
+                deps, self._dirty_deps = sorted(self._dirty_deps), set()
+                await self._sync_leftovers(deps)
             took = time.perf_counter() - started
             self.stats.runs += 1
             self.stats.last_run_seconds = took
@@ -371,6 +539,8 @@ class ReplicaLoop:
                                       namespace=namespace, name=name)
             await self._apply(key, result)
             self._index(key, placed=(), observed=ours)
+            self._pod_labels.pop(key, None)
+            await self._follow(key, namespace=namespace, running={}, base=frozenset())
             return
         try:
             workload = self._workload(key, obj)
@@ -406,7 +576,15 @@ class ReplicaLoop:
         result = propagation.plan(desired=desired, observed=observed, writable=writable,
                                   owner=self.owner, kind=workload.kind, namespace=namespace,
                                   name=name)
+        services = self.api.in_namespace(dependents.SERVICE, namespace)
+        running = {c: dependents.uses(o, services) for c, o in desired.items()
+                   if c not in result.conflicts and _spec_replicas(o) > 0}
+        base = dependents.uses(workload.template, services)
+        self._pod_labels[key] = dependents.pod_labels(workload.template)
+        # dependents first where it will run: they exist before its pods
+        await self._lead(key, namespace=namespace, running=running, base=base)
         wrote = await self._apply(key, result)
+        await self._follow(key, namespace=namespace, running=running, base=base)
         observed = self._observed(key)
         reasons = {c: propagation.AT_CAPACITY for c in self.members if (key, c) in self._caps}
         summary = propagation.summarize(
@@ -420,9 +598,12 @@ class ReplicaLoop:
             "replicas": workload.replicas, "rebalance": workload.rebalance,
             "ready": summary.ready, "clusters": [p.as_dict() for p in summary.placement],
             "conflicts": list(summary.conflicts), "error": ""}
+        dep_conflicts = self._dependent_conflicts(key)
+        self._placements[key]["dependent_conflicts"] = [str(c) for c in dep_conflicts]
         self._index(key, placed=placed, observed=observed)
-        await self._write_status(key, obj, propagation.status_of(
-            kind="Deployment" if kind == "FederatedDeployment" else kind, summary=summary))
+        await self._write_status(key, obj, dependents.with_conflicts(propagation.status_of(
+            kind="Deployment" if kind == "FederatedDeployment" else kind, summary=summary),
+            dep_conflicts))
         if wrote:
             self.mark([key])  # once more: status and observedGeneration follow the writes
 
@@ -444,10 +625,21 @@ class ReplicaLoop:
             else:
                 keys.discard(key)
 
-    async def _apply(self, key: WorkloadKey, result: propagation.Plan) -> bool:
-        """The plan's writes, concurrently across members; whether any was made."""
+    async def _apply(self, key: WorkloadKey, result: propagation.Plan, *,
+                     dependent: DependentKey | None = None,
+                     again: Callable[[float], None] | None = None) -> bool:
+        """The plan's writes, concurrently across members; whether any was made. For a
+        dependent's plan, `dependent` names it (its foreign objects are kept under it) and
+        `again(delay)` plans it again (default: the workload `key` again)."""
         if not result.actions:
             return False
+        foreign_key = dependent or key
+        if again is None:
+            def again(delay: float) -> None:
+                if delay:
+                    self._retry(key, delay)
+                else:
+                    self.mark([key])
 
         async def write(action: propagation.Action) -> bool:
             objects = self.members.get(action.cluster)
@@ -461,19 +653,23 @@ class ReplicaLoop:
                     found = await objects.read(
                         kind=action.kind, namespace=action.namespace, name=action.name)
                     if found is not None and found.managed_by != self.owner:
-                        self._foreign[(key, action.cluster)] = found
-                        log.warning("replicas %s %s/%s: %s holds a %s of that name not "
+                        self._foreign[(foreign_key, action.cluster)] = found
+                        log.warning("replicas %s %s/%s: %s holds a %s %s of that name not "
                                     "managed by fed-dns: left alone (Conflict)", *key,
-                                    action.cluster, action.kind)
-                    self.mark([key])
+                                    action.cluster, action.kind, action.name)
+                    again(0)
                     return False
                 if exc.code == 409:  # our view was behind: the watch brings the new one
-                    self._retry(key, 0.05)
+                    again(0.05)
                     return False
                 raise
             self.stats.writes += 1
-            log.info("replicas %s %s/%s: %s %s on %s (replicas %d)", *key, action.verb,
-                     action.kind, action.cluster, action.replicas)
+            if dependent is None:
+                log.info("replicas %s %s/%s: %s %s on %s (replicas %d)", *key, action.verb,
+                         action.kind, action.cluster, action.replicas)
+            else:
+                log.info("replicas %s %s/%s: %s %s %s/%s on %s", *key, action.verb, action.kind,
+                         action.namespace, action.name, action.cluster)
             return True
 
         done = await asyncio.gather(*(write(a) for a in result.actions), return_exceptions=True)
@@ -497,6 +693,11 @@ class ReplicaLoop:
             raise
         self.stats.status_writes += 1
         self.api.updated(key[0], stored.obj)
+
+
+def _spec_replicas(obj: Mapping) -> int:
+    replicas = (obj.get("spec") or {}).get("replicas")
+    return replicas if isinstance(replicas, int) and not isinstance(replicas, bool) else 0
 
 
 def _moved(previous: Mapping[str, int], target: Mapping[str, int]) -> bool:
