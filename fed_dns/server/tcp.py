@@ -14,8 +14,11 @@ three bounds a hostile client cannot stretch:
   longest without a complete query (the oldest idle one; `tcp_evicted`) instead of being
   refused, so a full set of idle or trickling clients cannot lock new clients out.
 
-Unanswered input is bounded too: at most one unfinished message (2 + 65,535 bytes) waits
-in a connection's buffer, and a connection stops answering the moment it is closed.
+Unanswered input is bounded too: at most one unfinished message (2 + 65,535 bytes) and one
+read's worth of complete ones wait in a connection's buffer; a connection answers at most
+`PER_TURN` queries per callback (reading paused until the rest are answered), so one client
+pipelining thousands of queries delays the others by a turn, not by all its answers; and it
+stops answering the moment it is closed.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from fed_dns.server.stats import Stats
 from fed_dns.server.topology import client_region
 from fed_dns.server.udp import answer
 
-MAX_BUFFERED = 2 * 65537  # unanswered bytes kept per connection (more: the client is broken)
+MAX_BUFFERED = 2 * 65537  # bytes of unfinished query kept per connection (a safety net)
 MAX_UNSENT = 128 * 1024  # unsent answer bytes per connection before it is closed
+PER_TURN = 64  # queries answered per callback; more pipelined ones wait for the next turn
 
 
 class TcpState:
@@ -84,6 +88,7 @@ class TcpProtocol(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.deadline = 0.0  # loop time by which the next query must be complete
         self.peer = ""  # the client's address, for its region (topology)
+        self.waiting = False  # reading paused: complete queries wait for the next turn
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         st = self.state
@@ -136,26 +141,52 @@ class TcpProtocol(asyncio.Protocol):
         if self.transport is None:
             return
         self.buf += data
+        self._turn()
+
+    def _turn(self) -> None:
+        """Answer up to PER_TURN queries; with more waiting, stop reading and come back
+        after the other callbacks (one client's 256 kB of pipelined queries must not hold
+        the loop for everyone else)."""
+        if self.transport is None:
+            return
         try:
-            self._drain()
+            more = self._drain()
         except Exception:  # noqa: BLE001 - never let one connection stop the server
             self.state.stats.errors += 1
             self.abort()
+            return
+        transport = self.transport
+        if transport is None:
+            return
+        if more:
+            if not self.waiting:
+                self.waiting = True
+                transport.pause_reading()
+            asyncio.get_running_loop().call_soon(self._turn)
+        elif self.waiting:
+            self.waiting = False
+            transport.resume_reading()
 
-    def _drain(self) -> None:
+    def _drain(self) -> bool:
+        """Answer the complete queries in the buffer, PER_TURN at most; True when a complete
+        one is left."""
         st = self.state
         buf = self.buf
         topology = st.table.topology
         region = client_region(topology, self.peer) if topology.active and self.peer else 0
         at = 0
-        answered = False
+        answered = 0
+        more = False
         while len(buf) - at >= 2 and self.transport is not None:
             (n,) = struct.unpack_from("!H", buf, at)
             if len(buf) - at < 2 + n:
                 break
+            if answered == PER_TURN:
+                more = True
+                break
             query = bytes(buf[at + 2:at + 2 + n])
             at += 2 + n
-            answered = True
+            answered += 1
             start = time.perf_counter_ns()
             response = answer(table=st.table, stats=st.stats, protocol="tcp", query=query,
                               max_udp=st.max_udp, identity=st.identity, region=region)
@@ -163,13 +194,15 @@ class TcpProtocol(asyncio.Protocol):
                 self.transport.write(struct.pack("!H", len(response)) + response)
             st.stats.latency["tcp"].observe_us((time.perf_counter_ns() - start) / 1000)
         if self.transport is None:
-            return
+            return False
         del buf[:at]
         if answered:
             self.deadline = asyncio.get_running_loop().time() + st.idle_timeout
             st.active(self)
-        if len(buf) > MAX_BUFFERED:
+        if not more and len(buf) > MAX_BUFFERED:  # never: the rest is one unfinished query
             self.abort()
+            return False
+        return more
 
     def pause_writing(self) -> None:
         """More than `max_unsent` answer bytes wait for a client that does not read them."""

@@ -180,3 +180,22 @@ def test_a_cap_full_of_silent_and_trickling_clients_does_not_lock_out_new_ones(s
     finally:
         for s in squatters + newcomers:
             s.close()
+
+
+def test_a_long_pipeline_is_answered_completely_and_in_order(serve_records):
+    """Thousands of queries in one write are answered a turn (PER_TURN) at a time, reading
+    paused meanwhile and resumed after: every answer, in order, and the connection lives."""
+    srv = serve_records(RECORDS)
+    names = [f"c{1 + i % 2}.svc.ns.{Z}" for i in range(5000)]
+    queries = [dns.message.make_query(n, "A") for n in names]
+    got: list[dns.message.Message] = []
+    with tcp_connect(srv.port) as s:
+        reader = threading.Thread(target=lambda: got.extend(read_msg(s) for _ in queries),
+                                  daemon=True)
+        reader.start()
+        s.sendall(b"".join(tcp_frame(q) for q in queries))
+        reader.join(timeout=30)
+        assert [m.id for m in got] == [q.id for q in queries]
+        assert [addresses(m) for m in got[:2]] == [["10.0.0.1"], ["10.0.0.2"]]
+        assert _ask(s, f"c1.svc.ns.{Z}") == ["10.0.0.1"]
+    assert srv.stats.tcp_unread_closed == 0
