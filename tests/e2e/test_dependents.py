@@ -231,3 +231,27 @@ async def test_unlabelled_dependent_is_never_touched_and_shows_as_conflict(fed):
                 what="our Secret gone from c2")
     assert fed.member_object("c2", "ConfigMap", "web-conf") == before
     await until(lambda: not conflict(), what="no Conflict once web left c2")
+
+
+async def test_leftovers_of_ours_are_removed_and_deleted_sources_withdrawn(fed):
+    await fed.start(clusters=("c1",), pods=True, ready_delay=0.05)
+    await fed.create(config_map({"k": "v"}))
+    await fed.create(SECRET)
+    await fed.create(web(clusters=("c1",)))
+    await until(lambda: fed.member_object("c1", "Secret", "web-token") is not None,
+                what="Secret in c1")
+    # a ConfigMap of ours that no workload uses (left by one deleted while we were away)
+    fed.members["c1"].apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+        "name": "left-over", "namespace": "default",
+        "labels": {MANAGED_BY: fed.loop.owner}}, "data": {}})
+    # and one of someone else's that no workload uses: never touched
+    fed.members["c1"].apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+        "name": "not-ours", "namespace": "default"}, "data": {}})
+    await until(lambda: fed.member_object("c1", "ConfigMap", "left-over") is None,
+                what="leftover removed")
+    # the Secret deleted in the federation API: withdrawn from the members
+    await fed.api.storage.delete(fedkinds.SECRET, namespace="default", name="web-token")
+    await until(lambda: fed.member_object("c1", "Secret", "web-token") is None,
+                what="deleted Secret withdrawn")
+    assert fed.member_object("c1", "ConfigMap", "web-conf") is not None
+    assert fed.member_object("c1", "ConfigMap", "not-ours") is not None
