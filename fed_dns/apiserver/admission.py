@@ -1,16 +1,21 @@
 """Admission for the federation API: what kube-apiserver (and kubefed's and Karmada's
 webhooks) refuse, refused whole with 422 and a cause per field; nothing of it is stored.
 
-`admit_for(clusters=...)` gives the `context.Admit` the handlers call; `clusters` returns
-the member names (weights and placements may name only those, or "*").
+`admit_for(clusters=..., reserved=...)` gives the `context.Admit` the handlers call;
+`clusters` returns the member names (weights and placements may name only those, or "*"),
+`reserved` the names of the members declared in the config file (no Cluster object may
+take one).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Callable, Collection
 
 from fed_dns.apiserver import fedkinds as k
+from fed_dns.apiserver.clusters import CLUSTER_KINDS
 from fed_dns.apiserver.context import Admit
 from fed_dns.apiserver.invalid import FieldErrors, dns_label, dns_subdomain, non_negative_int
 from fed_dns.apiserver.kinds import Kind
@@ -68,7 +73,7 @@ def _metadata(errors: FieldErrors, kind: Kind, obj: dict) -> str:
     name = meta.get("name") or ""
     if not name:
         errors.required("metadata.name", "name or generateName is required")
-    elif kind is k.NAMESPACE:
+    elif kind is k.NAMESPACE or kind in CLUSTER_KINDS:  # a member name is a DNS label
         dns_label(errors, "metadata.name", name)
     else:
         dns_subdomain(errors, "metadata.name", name)
@@ -198,6 +203,69 @@ def _override_policy(errors: FieldErrors, obj: dict, known: Collection[str]) -> 
                 errors.unsupported(f"{at}.operator", p.get("operator"), PATCH_OPS)
 
 
+def _url(errors: FieldErrors, path: str, value: object, *, schemes=("https", "http"),
+         bare: bool = False) -> None:
+    if not isinstance(value, str) or not value:
+        errors.required(path)
+        return
+    scheme, sep, rest = value.partition("://")
+    if not sep and bare and value and "/" not in value:
+        return  # Federation v1 took host:port
+    if not sep or scheme not in schemes or not rest.split("/", 1)[0]:
+        errors.invalid(path, value, "must be a URL such as https://10.0.0.1:6443")
+
+
+def _secret_ref(errors: FieldErrors, spec: dict, *, with_namespace: bool) -> None:
+    ref = _dict(errors, "spec.secretRef", spec.get("secretRef"))
+    if not ref.get("name"):
+        errors.required("spec.secretRef.name", "the Secret that holds the credentials")
+    elif isinstance(ref["name"], str):
+        dns_subdomain(errors, "spec.secretRef.name", ref["name"])
+    if with_namespace:
+        if not ref.get("namespace"):
+            errors.required("spec.secretRef.namespace")
+        elif isinstance(ref["namespace"], str):
+            dns_label(errors, "spec.secretRef.namespace", ref["namespace"])
+
+
+def _federation_cluster(errors: FieldErrors, obj: dict, known: Collection[str]) -> None:
+    spec = _dict(errors, "spec", obj.get("spec"))
+    rows = _list(errors, "spec.serverAddressByClientCIDRs", spec.get("serverAddressByClientCIDRs"))
+    if not rows:
+        errors.required("spec.serverAddressByClientCIDRs", "the member's API server address")
+    for i, row in enumerate(rows):
+        row = _dict(errors, f"spec.serverAddressByClientCIDRs[{i}]", row)
+        _url(errors, f"spec.serverAddressByClientCIDRs[{i}].serverAddress",
+             row.get("serverAddress"), bare=True)
+    _secret_ref(errors, spec, with_namespace=False)
+
+
+def _kubefed_cluster(errors: FieldErrors, obj: dict, known: Collection[str]) -> None:
+    spec = _dict(errors, "spec", obj.get("spec"))
+    _url(errors, "spec.apiEndpoint", spec.get("apiEndpoint"))
+    ca = spec.get("caBundle")
+    if ca is not None:
+        try:
+            base64.b64decode(ca, validate=True)
+        except (binascii.Error, ValueError, TypeError):
+            errors.invalid("spec.caBundle", "<bytes>", "must be base64")
+    _secret_ref(errors, spec, with_namespace=False)
+
+
+def _karmada_cluster(errors: FieldErrors, obj: dict, known: Collection[str]) -> None:
+    spec = _dict(errors, "spec", obj.get("spec"))
+    mode = spec.get("syncMode", "Push")
+    if mode not in ("Push", "Pull"):
+        errors.unsupported("spec.syncMode", mode, ("Push", "Pull"))
+    elif mode == "Pull":
+        errors.unsupported("spec.syncMode", mode, ("Push",))  # no agent: fed-dns pushes
+    _url(errors, "spec.apiEndpoint", spec.get("apiEndpoint"))
+    skip = spec.get("insecureSkipTLSVerification")
+    if skip is not None and not isinstance(skip, bool):
+        errors.invalid("spec.insecureSkipTLSVerification", skip, "must be true or false")
+    _secret_ref(errors, spec, with_namespace=True)
+
+
 _CHECKS: dict[str, Callable[[FieldErrors, dict, Collection[str]], None]] = {
     k.DEPLOYMENT.key: _workload,
     k.REPLICA_SET.key: _workload,
@@ -205,20 +273,28 @@ _CHECKS: dict[str, Callable[[FieldErrors, dict, Collection[str]], None]] = {
     k.REPLICA_SCHEDULING_PREFERENCE.key: _rsp,
     k.PROPAGATION_POLICY.key: _propagation_policy,
     k.OVERRIDE_POLICY.key: _override_policy,
+    k.CLUSTER.key: _federation_cluster,
+    k.KUBEFED_CLUSTER.key: _kubefed_cluster,
+    k.KARMADA_CLUSTER.key: _karmada_cluster,
 }
 
 
-def validate(kind: Kind, obj: dict, *, clusters: Collection[str]) -> None:
+def validate(kind: Kind, obj: dict, *, clusters: Collection[str],
+             reserved: Collection[str] = ()) -> None:
     """Raise ApiError 422 (a cause per bad field) for an object the federation API refuses."""
     errors = FieldErrors()
     name = _metadata(errors, kind, obj)
+    if kind in CLUSTER_KINDS and name in reserved:
+        errors.invalid("metadata.name", name, "a member of that name is declared in the "
+                       "fed-dns config file")
     check = _CHECKS.get(kind.key)
     if check is not None:
         check(errors, obj, clusters)
     errors.raise_for(kind, name)
 
 
-def admit_for(*, clusters: Callable[[], Collection[str]]) -> Admit:
+def admit_for(*, clusters: Callable[[], Collection[str]],
+              reserved: Callable[[], Collection[str]] = tuple) -> Admit:
     async def admit(kind: Kind, obj: dict, old: dict | None) -> None:
-        validate(kind, obj, clusters=frozenset(clusters()))
+        validate(kind, obj, clusters=frozenset(clusters()), reserved=frozenset(reserved()))
     return admit

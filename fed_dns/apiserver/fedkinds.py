@@ -1,13 +1,14 @@
 """The kinds of the federation API: built-in workloads (apps/v1, also extensions/v1beta1),
 kubefed's FederatedDeployment and ReplicaSchedulingPreference, Karmada's PropagationPolicy
-and OverridePolicy, and the read-only Cluster."""
+and OverridePolicy, and the Cluster kinds of the three formats (Federation v1's, kubefed's
+KubeFedCluster, Karmada's)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
 from fed_dns.apiserver import builtin
-from fed_dns.apiserver.clusters import CLUSTER
+from fed_dns.apiserver.clusters import CLUSTER, KARMADA_CLUSTER, KUBEFED_CLUSTER
 from fed_dns.apiserver.kinds import Kind, Registry
 
 EXTENSIONS = "extensions/v1beta1"  # the apiVersion of Federation v1 era manifests
@@ -55,5 +56,6 @@ OVERRIDE_POLICY = Kind(
 
 KINDS: tuple[Kind, ...] = (NAMESPACE, SECRET, CONFIG_MAP, DEPLOYMENT, REPLICA_SET,
                            FEDERATED_DEPLOYMENT, REPLICA_SCHEDULING_PREFERENCE,
-                           PROPAGATION_POLICY, OVERRIDE_POLICY, CLUSTER)
+                           PROPAGATION_POLICY, OVERRIDE_POLICY, CLUSTER, KUBEFED_CLUSTER,
+                           KARMADA_CLUSTER)
 REGISTRY = Registry(KINDS)

@@ -69,11 +69,14 @@ class ApiServer:
         else:
             objects = MemoryStorage(MemoryStore(fedkinds.KINDS))
         self.objects = objects
-        self.storage = RoutedStorage(objects, by_kind={CLUSTER.key: ClusterStorage(self._members)})
+        self.storage = RoutedStorage(objects, by_kind={
+            CLUSTER.key: ClusterStorage(self._members, objects)})
         await self._default_namespaces()
         served = Served(storage=self.storage, registry=fedkinds.REGISTRY, tokens=creds.tokens,
                         bookmark_interval=self._bookmark_interval,
-                        admit=admit_for(clusters=lambda: [m.name for m in self._members()]))
+                        admit=admit_for(clusters=lambda: [m.name for m in self._members()],
+                                        reserved=lambda: [m.name for m in self._members()
+                                                          if not m.joined]))
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(creds.cert_file, creds.key_file)
         self._runner = web.AppRunner(handlers.build_app(served), handle_signals=False,
