@@ -42,6 +42,7 @@ class Member:
     transitions: int = 0
     since: str = ""  # RFC 3339: when `health` last changed
     created: str = ""  # RFC 3339: when the daemon started watching it
+    joined: bool = False  # from a Cluster object of the federation API (else from config)
 
 
 class Daemon:
@@ -65,6 +66,9 @@ class Daemon:
         self.http = None
         self.api = None  # app.api.ApiServer: the federation API (kubectl), when api.enabled
         self.replicas = None  # app.replicas.ReplicaLoop: federated replicas, with the API
+        self.joins = None  # app.joins.JoinLoop: Cluster objects of the API -> members
+        self._group: asyncio.TaskGroup | None = None  # the TaskGroup of serve(), once started
+        self._tasks: dict[str, asyncio.Task] = {}
         self.etcd: EtcdParts | None = None
         self.backend_prober = None
         self.table = None  # server.table.ZoneTable: what DNS answers from once settled
@@ -125,7 +129,9 @@ class Daemon:
     # -- events ------------------------------------------------------------------------------
 
     def on_view(self, view: ClusterView, changed: frozenset[ServiceKey]) -> None:
-        member = self.members[view.cluster]
+        member = self.members.get(view.cluster)
+        if member is None:  # it left (a joined member)
+            return
         member.view = view
         self.state.set_view(view, changed=changed)
         if self.backend_prober is not None:
@@ -166,7 +172,9 @@ class Daemon:
             member.prober.poke()
 
     def on_health(self, cluster: str, health: Health) -> None:
-        member = self.members[cluster]
+        member = self.members.get(cluster)
+        if member is None:  # it left (a joined member)
+            return
         if self.replicas is not None:
             self.replicas.on_health(cluster, health)
         if member.health != health:  # the prober logs the change, with the probe's error
@@ -184,7 +192,7 @@ class Daemon:
         then the server answers SERVFAIL in the zone, never an NXDOMAIN a resolver would cache."""
         if self.etcd is not None and getattr(self.etcd.mirror, "loaded", False):
             return True
-        return all(m.health is not Health.UNKNOWN for m in self.members.values())
+        return all(m.health is not Health.UNKNOWN for m in self.members.values() if not m.joined)
 
     def ready(self) -> bool:
         """Whether this replica answers DNS correctly: listening, its table live, and the
@@ -199,7 +207,8 @@ class Daemon:
             return False
         if self.etcd is not None and self.etcd.mirror.loaded:
             return True
-        return not self.unsynced() or time.monotonic() - self.started >= self.config.watch.sync_grace
+        waiting = [n for n in self.unsynced() if not self.members[n].joined]  # a join never
+        return not waiting or time.monotonic() - self.started >= self.config.watch.sync_grace
 
     def cluster_states(self) -> list:
         """The members as the federation API's Cluster kind shows them."""
@@ -211,9 +220,15 @@ class Daemon:
             states.append(ClusterState(name=name, server=host, region=m.spec.region or "",
                                        zone=m.spec.zone_label or "", health=str(m.health),
                                        synced=bool(m.view.synced), since=m.since or m.created,
-                                       message=m.last_error if m.health is not Health.READY else "",
-                                       created=m.created))
+                                       message=self._why(m) if m.health is not Health.READY or not m.view.synced else "",
+                                       created=m.created, joined=m.joined))
         return states
+
+    @staticmethod
+    def _why(member: Member) -> str:
+        """Why a member is not ready: its last watch error, else its last probe's."""
+        probe = getattr(member.prober, "last_error", None)
+        return member.last_error or probe or ""
 
     def unsynced(self) -> list[str]:
         """Members neither synced nor declared unreachable."""
@@ -252,6 +267,7 @@ class Daemon:
         self.backend_prober = components.backend_prober(config=self.config,
                                                         on_change=self.on_probes)
         tasks["backend-prober"] = group.create_task(self.backend_prober.run(), name="backend-prober")
+        self._group, self._tasks = group, tasks
         for name, member in self.members.items():
             try:
                 member.api_client = components.kube_client(member.spec)
@@ -261,23 +277,86 @@ class Daemon:
                 self.state.set_health(name, Health.UNREACHABLE)
                 log.error("cluster %s: %s", name, exc)
                 continue
-            member.watcher = components.watcher(config=self.config, spec=member.spec,
-                                                api_client=member.api_client,
-                                                on_change=self.on_view, on_error=self.on_watch_error)
-            member.prober = components.prober(config=self.config, name=name,
-                                              api_client=member.api_client, on_change=self.on_health)
-            tasks[f"watch-{name}"] = group.create_task(member.watcher.run(), name=f"watch-{name}")
-            tasks[f"probe-{name}"] = group.create_task(member.prober.run(), name=f"probe-{name}")
+            self._run_member(member)
         if self.api is not None:
             self.replicas = components.replica_loop(config=self.config, api=self.api,
                                                     members=self.members,
                                                     may_write=self._may_write_members)
             tasks["replicas"] = group.create_task(self.replicas.run(), name="replicas")
+            from fed_dns.app.joins import JoinLoop
+
+            self.joins = JoinLoop(storage=self.api.storage, add=self.add_member,
+                                  remove=self.remove_member, states=self.cluster_states,
+                                  may_write=self._may_write_members)
+            tasks["joins"] = group.create_task(self.joins.run(), name="joins")
         tasks["reconcile"] = group.create_task(self.reconciler.run(), name="reconcile")
         self.reconciler.mark_dirty()
         log.info("fed-dns running: zone %s, %d members, dns %s, http %s, etcd %s",
                  self.settings.zone, len(self.members), self.config.dns.listen,
                  self.config.http.listen, ",".join(self.config.etcd.endpoints) or "off")
+
+    def _run_member(self, member: Member) -> None:
+        """Start a member's watcher and prober (its api_client is set)."""
+        from fed_dns.app import components
+
+        name = member.spec.name
+        member.watcher = components.watcher(config=self.config, spec=member.spec,
+                                            api_client=member.api_client,
+                                            on_change=self.on_view, on_error=self.on_watch_error)
+        member.prober = components.prober(config=self.config, name=name,
+                                          api_client=member.api_client, on_change=self.on_health)
+        self._tasks[f"watch-{name}"] = self._group.create_task(member.watcher.run(),
+                                                               name=f"watch-{name}")
+        self._tasks[f"probe-{name}"] = self._group.create_task(member.prober.run(),
+                                                               name=f"probe-{name}")
+
+    # -- members joining and leaving at runtime (Cluster objects of the API: app.joins) ---
+
+    def add_member(self, spec: ClusterSpec, *, api_client) -> None:
+        """A member joins while the daemon runs: its watches and probes start now; its
+        records are published once it is ready and synced; the replica loop may place
+        workloads there. The daemon owns `api_client` from now on (closed when it leaves).
+        ValueError for a name already a member."""
+        if self._group is None:
+            raise RuntimeError("the daemon is not running")
+        if spec.name in self.members:
+            raise ValueError(f"cluster {spec.name!r} is already a member")
+        member = Member(spec=spec, view=ClusterView(cluster=spec.name), created=rfc3339(),
+                        api_client=api_client, joined=True)
+        self.members[spec.name] = member
+        self.state.set_health(spec.name, member.health)
+        self._run_member(member)
+        if self.replicas is not None:
+            from fed_dns.app.replicas import ReplicaMember
+
+            self.replicas.add_member(ReplicaMember(name=spec.name, api_client=api_client,
+                                                   labels=spec.label_map()))
+        log.info("cluster %s joined (%s)", spec.name,
+                 getattr(getattr(api_client, "configuration", None), "host", "") or "-")
+
+    async def remove_member(self, name: str) -> None:
+        """A joined member leaves: its watches and probes stop, its records are withdrawn
+        (the keys naming it deleted from etcd), its backends are no longer probed and the
+        replica loop plans its workloads without it. Config members never leave."""
+        member = self.members.get(name)
+        if member is None or not member.joined:
+            return
+        for task in (self._tasks.pop(f"watch-{name}", None), self._tasks.pop(f"probe-{name}", None)):
+            if task is not None:
+                await cancel(task)
+        del self.members[name]
+        if self.replicas is not None:
+            self.replicas.remove_member(name)
+        if self.backend_prober is not None:
+            for key in member.view.services:
+                self.backend_prober.update_targets(cluster=name, service=key, targets={})
+        self.state.remove_cluster(name)
+        self.reconciler.mark_dirty()
+        client, member.api_client = member.api_client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
+        log.info("cluster %s left", name)
 
     async def _shutdown(self, tasks: dict[str, asyncio.Task]) -> None:
         log.info("shutting down")
@@ -286,6 +365,9 @@ class Daemon:
         if reconcile is not None:
             await self.reconciler.stop(grace=SHUTDOWN_GRACE)
             await cancel(reconcile)
+        joins = tasks.pop("joins", None)
+        if joins is not None:  # no member joins or leaves while the others stop
+            await cancel(joins)
         for name in [n for n in tasks if n.startswith(("watch-", "probe-", "backend-"))]:
             await cancel(tasks.pop(name))
         if self.etcd is not None and self.etcd.leader is not None:
