@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from fed_dns.apiserver import fedkinds
+from fed_dns.apiserver.clusters import ClusterState
 from fed_dns.apiserver.status import ApiError
 from fed_dns.app import apicreds
 from fed_dns.app.api import ApiServer
@@ -54,7 +55,7 @@ class Federation:
         if etcd_url:
             data["etcd"] = {"endpoints": [etcd_url]}
         self.config = parse(data)
-        self.api = ApiServer(config=self.config, bookmark_interval=0.3)
+        self.api = ApiServer(config=self.config, bookmark_interval=0.3, members=self._states)
         await self.api.start()
         self.loop = ReplicaLoop(
             storage=self.api.storage, owner_id=owner, may_write=lambda: self.leader,
@@ -67,6 +68,13 @@ class Federation:
                                    timeout=0.3, thresholds=THRESHOLDS, on_change=self._health)
             self._tasks.append(asyncio.create_task(prober.run(), name=f"probe-{name}"))
         return self
+
+    def _states(self) -> list[ClusterState]:
+        """The members as the federation API's Cluster kind (and its admission) sees them."""
+        health = {c: h for _, c, h in self.health_changes}
+        return [ClusterState(name=name, server=member.url,
+                             health=str(health.get(name, Health.UNKNOWN)))
+                for name, member in self.members.items()]
 
     def _health(self, cluster: str, health: Health) -> None:
         self.health_changes.append((time.monotonic(), cluster, health))
@@ -137,3 +145,15 @@ def declared(fed: Federation, cluster: str, health: Health, *, after: float) -> 
     """When `cluster` was declared `health` after `after` (monotonic), else None."""
     return next((t for t, c, h in fed.health_changes if c == cluster and h is health and
                  t >= after), None)
+
+
+async def eventually(fetch, *, timeout: float = 10.0, what: str = "condition"):
+    """Await `fetch()` until it returns something truthy; that value, or AssertionError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await fetch()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.01)
