@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import time
 from dataclasses import dataclass
 
 from fed_dns.server import resolve as rs
@@ -20,6 +21,8 @@ from fed_dns.server.topology import client_region, ecs_address
 from fed_dns.server.wire import Malformed, Query, ecs_option, error_header, opt_rr, parse
 
 log = logging.getLogger(__name__)
+LOG_EVERY = 1.0  # seconds between two internal-error tracebacks: a flood of packets that hit
+_logged = [0.0, 0]  # a bug writes one a second, not one per packet; [last time, not logged]
 
 MIN_UDP = 512
 MAX_UDP = 1232
@@ -135,7 +138,13 @@ def respond(table: ZoneTable, data: bytes, *, tcp: bool = False, max_udp: int = 
         return _answer(table, q, data, limit=limit, max_udp=max_udp, identity=identity,
                        region=region, tcp=tcp)
     except Exception:  # noqa: BLE001 - a bug must cost one answer, never the server
-        log.exception("internal error answering a query")
+        now = time.monotonic()
+        if now - _logged[0] >= LOG_EVERY:
+            log.exception("internal error answering a query (%d more since the last one logged)",
+                          _logged[1])
+            _logged[:] = [now, 0]
+        else:
+            _logged[1] += 1
         if len(data) >= 12 and not data[2] & 0x80:
             return Outcome(error_header(data, rs.SERVFAIL), rcode=rs.SERVFAIL)
         return Outcome(None, rcode=rs.SERVFAIL)

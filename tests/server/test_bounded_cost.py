@@ -13,6 +13,7 @@ import dns.rdatatype
 import pytest
 
 from fed_dns.server import table as table_mod
+from fed_dns.server import respond as respond_mod
 from fed_dns.server.respond import respond
 from tests.server.conftest import entries
 from tests.server.helpers import addresses, ask
@@ -63,3 +64,22 @@ def test_every_request_is_in_the_latency_histogram(serve_records, batch):
              what="every datagram timed")
     assert _histogram_count(srv.stats, "tcp") == _requests(srv.stats, "tcp") == 7
     assert srv.stats.latency["udp"].sum_us > 0
+
+
+class _BrokenTable:
+    """A table with a bug (the real one has none to trigger): every question raises."""
+
+    topology = table_mod.OFF_TOPOLOGY
+
+    def in_zone(self, qname):
+        raise RuntimeError("a bug")
+
+
+def test_an_internal_error_costs_one_servfail_and_at_most_one_traceback_a_second(caplog,
+                                                                                  monkeypatch):
+    monkeypatch.setattr(respond_mod, "_logged", [0.0, 0])  # no earlier test's traceback counts
+    query = dns.message.make_query(f"c1.svc.ns.{Z}", "A").to_wire()
+    with caplog.at_level("ERROR", logger="fed_dns.server.respond"):
+        outcomes = [respond(_BrokenTable(), query) for _ in range(1000)]
+    assert {dns.message.from_wire(o.response).rcode() for o in outcomes} == {dns.rcode.SERVFAIL}
+    assert 1 <= len(caplog.records) <= 2  # was 1,000 tracebacks
