@@ -25,7 +25,7 @@ def rs(*, replicas=1, prefs: object = None, name="web", labels=None) -> dict:
 
 def causes(kind, obj) -> list[str]:
     try:
-        validate(kind, obj, clusters=CLUSTERS)
+        validate(kind, obj, clusters=CLUSTERS, reserved=CLUSTERS)
     except ApiError as exc:
         assert exc.code == 422
         return [c["field"] for c in exc.status["details"]["causes"]]
@@ -66,6 +66,38 @@ CASES = [
         "overrides": [{"clusterName": "c1", "clusterOverrides": [{"path": "/x", "op": "merge"}]}]}},
         ["spec.placement.clusters[0].name", "spec.overrides[0].clusterOverrides[0].op"],
         id="kubefed-placement-and-op"),
+]
+
+
+V1_SPEC = {"serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0",
+                                           "serverAddress": "https://10.0.0.4:6443"}],
+           "secretRef": {"name": "c4"}}
+KUBEFED_SPEC = {"apiEndpoint": "https://10.0.0.4:6443", "caBundle": "TFMwdA==",
+                "secretRef": {"name": "c4-secret"}}
+KARMADA_SPEC = {"apiEndpoint": "https://10.0.0.4:6443", "syncMode": "Push",
+                "secretRef": {"namespace": "karmada-cluster", "name": "c4"}}
+CASES += [
+    pytest.param(k.CLUSTER, {"metadata": {"name": "c4"}, "spec": V1_SPEC}, [], id="v1-cluster"),
+    pytest.param(k.CLUSTER, {"metadata": {"name": "c4"}, "spec": dict(
+        V1_SPEC, serverAddressByClientCIDRs=[{"serverAddress": "10.0.0.4:6443"}])}, [],
+        id="v1-host-port"),
+    pytest.param(k.CLUSTER, {"metadata": {"name": "c4"}, "spec": {}},
+                 ["spec.serverAddressByClientCIDRs", "spec.secretRef.name"], id="v1-empty"),
+    pytest.param(k.KUBEFED_CLUSTER, {"metadata": {"name": "c4", "namespace": "kube-federation-system"},
+                                     "spec": KUBEFED_SPEC}, [], id="kubefed-cluster"),
+    pytest.param(k.KUBEFED_CLUSTER, {"metadata": {"name": "c4"}, "spec": dict(
+        KUBEFED_SPEC, apiEndpoint="ftp://x", caBundle="not base64!")},
+        ["spec.apiEndpoint", "spec.caBundle"], id="kubefed-bad-endpoint-and-ca"),
+    pytest.param(k.KARMADA_CLUSTER, {"metadata": {"name": "c4"}, "spec": KARMADA_SPEC}, [],
+                 id="karmada-cluster"),
+    pytest.param(k.KARMADA_CLUSTER, {"metadata": {"name": "c4"}, "spec": dict(
+        KARMADA_SPEC, syncMode="Pull", insecureSkipTLSVerification="yes", secretRef={"name": "s"})},
+        ["spec.syncMode", "spec.insecureSkipTLSVerification", "spec.secretRef.namespace"],
+        id="karmada-pull-and-bad-fields"),
+    pytest.param(k.KARMADA_CLUSTER, {"metadata": {"name": "c4.eu"}, "spec": KARMADA_SPEC},
+                 ["metadata.name"], id="member-name-is-a-label"),
+    pytest.param(k.KUBEFED_CLUSTER, {"metadata": {"name": "c1"}, "spec": KUBEFED_SPEC},
+                 ["metadata.name"], id="config-member-name-taken"),
 ]
 
 
