@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fed_dns.apiserver.builtin import DEPLOYMENT, NAMESPACE, REPLICA_SET
+from fed_dns.apiserver.builtin import CONFIG_MAP, DEPLOYMENT, NAMESPACE, REPLICA_SET, SECRET
 from fed_dns.apiserver.kinds import Kind, Registry
 
 
@@ -62,7 +62,8 @@ POD = Kind(kind="Pod", plural="pods", group="", version="v1", namespaced=True,
            columns=(("Ready", "string"), ("Status", "string"), ("Restarts", "integer")),
            cells=_pod)
 
-KINDS: tuple[Kind, ...] = (NAMESPACE, SERVICE, ENDPOINT_SLICE, DEPLOYMENT, REPLICA_SET, POD)
+KINDS: tuple[Kind, ...] = (NAMESPACE, SERVICE, ENDPOINT_SLICE, DEPLOYMENT, REPLICA_SET, POD,
+                           CONFIG_MAP, SECRET)
 REGISTRY = Registry(KINDS)
 
 __all__ = ["DEPLOYMENT", "ENDPOINT_SLICE", "KINDS", "NAMESPACE", "POD", "REGISTRY", "REPLICA_SET",

@@ -167,3 +167,23 @@ async def test_invalid_name_is_422(sim, core):
         await asyncio.to_thread(core.create_namespaced_service, "default",
                                 objects.service(name="Bad_Name", namespace="default"))
     assert exc.value.status == 422 and '"Invalid"' in exc.value.body
+
+
+async def test_configmaps_and_secrets_round_trip(sim, core):
+    """Members hold the ConfigMaps and Secrets that follow a federated workload."""
+    from kubernetes import client as k8s
+
+    sim.apply(objects.namespace(name="ns"))
+    cm = k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name="conf", namespace="ns"), data={"a": "1"})
+    await asyncio.to_thread(core.create_namespaced_config_map, "ns", cm)
+    secret = k8s.V1Secret(metadata=k8s.V1ObjectMeta(name="pw", namespace="ns"),
+                          data={"password": "aHVudGVyMg=="}, type="Opaque")
+    await asyncio.to_thread(core.create_namespaced_secret, "ns", secret)
+    got = await asyncio.to_thread(core.read_namespaced_config_map, "conf", "ns")
+    assert got.data == {"a": "1"}
+    got = await asyncio.to_thread(core.read_namespaced_secret, "pw", "ns")
+    assert got.data == {"password": "aHVudGVyMg=="} and got.type == "Opaque"
+    await asyncio.to_thread(core.delete_namespaced_secret, "pw", "ns")
+    with pytest.raises(ApiException) as gone:
+        await asyncio.to_thread(core.read_namespaced_secret, "pw", "ns")
+    assert gone.value.status == 404
