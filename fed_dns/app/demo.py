@@ -4,12 +4,20 @@ Each simulated cluster cN gets namespace `ns` with an exported Service `mysql` (
 `mysql`, 3306) and two ready endpoints 10.N.0.1 and 10.N.0.2 (DNS data only: nothing ever
 connects to them), published in `endpoints` mode. The daemon watches them all and answers
 DNS for fed.example.com.
+
+The members run pods (SimCluster(pods=True)): once the daemon is ready, the demo creates a
+federated Deployment `tomcat` (Federation v1: 4 replicas, weight 1 on every cluster,
+rebalance) in the federation API, and each member has an exported Service `tomcat`
+selecting its pods, so tomcat.default.fed.example.com answers the addresses of the ready
+pods (10.N.1.x) wherever the replica loop placed them. With `--kill`, the guide prints the
+replicas moving off the killed cluster and the answers following them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import socket
@@ -20,10 +28,13 @@ from pathlib import Path
 
 from fed_dns.app import logs
 from fed_dns.app.run import asyncio_run
+from fed_dns.federation.workloads import PREFERENCES
 
 log = logging.getLogger("fed_dns.demo")
 ZONE = "fed.example.com."
 NAME = "mysql.ns." + ZONE
+TOMCAT = "tomcat.default." + ZONE
+TOMCAT_REPLICAS = 4
 
 
 def demo_config(*, kubeconfigs: dict[str, Path], listen: str, http: str, etcd: str | None,
@@ -58,6 +69,50 @@ def ask(*, server: tuple[str, int], name: str, timeout: float = 0.5) -> list[str
     return sorted(f"{QTYPE[rr.rtype]} {rr.rdata}" for rr in reply.rr)
 
 
+def tomcat_workload(*, clusters: list[str], replicas: int = TOMCAT_REPLICAS) -> dict:
+    """The federated Deployment `tomcat` (Federation v1 preferences: weight 1 everywhere)."""
+    prefs = {"rebalance": True, "clusters": {name: {"weight": 1} for name in clusters}}
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "tomcat", "namespace": "default", "labels": {"app": "tomcat"},
+                         "annotations": {PREFERENCES: json.dumps(prefs)}},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "tomcat"}},
+                     "template": {"metadata": {"labels": {"app": "tomcat"}},
+                                  "spec": {"containers": [{
+                                      "name": "tomcat", "image": "tomcat:9",
+                                      "ports": [{"name": "http", "containerPort": 8080}]}]}}}}
+
+
+def seed_tomcat_service(sim, *, index: int) -> None:
+    """The member's exported Service `tomcat` selecting the federated pods (app=tomcat)."""
+    from fed_dns.sim import objects, scenario
+
+    sim.apply(objects.service(name="tomcat", namespace="default", ports=[("http", 8080)],
+                              cluster_ip=f"10.{100 + index % 100}.0.11",
+                              selector={"app": "tomcat"}, annotations=scenario.EXPORT))
+
+
+async def apply_tomcat(daemon, *, clusters: list[str]) -> None:
+    """Create the federated `tomcat` through the daemon's federation API storage."""
+    from fed_dns.apiserver import fedkinds
+
+    await daemon.api.storage.create(fedkinds.DEPLOYMENT, tomcat_workload(clusters=clusters))
+
+
+def tomcat_replicas(daemon) -> dict[str, int]:
+    """cluster -> replicas the replica loop placed there for `tomcat` (empty: no plan yet)."""
+    if daemon.replicas is None:
+        return {}
+    for p in daemon.replicas.placements():
+        if (p.get("kind"), p.get("namespace"), p.get("name")) == ("Deployment", "default",
+                                                                  "tomcat"):
+            return {row["cluster"]: row["desired"] for row in p.get("clusters", ())}
+    return {}
+
+
+def spread(replicas: dict[str, int]) -> str:
+    return " ".join(f"{c}={n}" for c, n in sorted(replicas.items())) or "none placed"
+
+
 async def main_async(args) -> int:
     from fed_dns.app.daemon import Daemon
     from fed_dns.sim import scenario
@@ -76,9 +131,11 @@ async def main_async(args) -> int:
         try:
             kubeconfigs = {}
             for i, name in enumerate(names_, start=1):
-                sim = SimCluster(name=name, use_tls=True)  # kubectl sends tokens over HTTPS only
+                # kubectl sends tokens over HTTPS only; the members run the federated pods
+                sim = SimCluster(name=name, use_tls=True, pods=True)
                 await sim.start(host="127.0.0.1", port=0)
                 scenario.seed_mysql(sim, index=i)
+                seed_tomcat_service(sim, index=i)
                 path = Path(tmp) / f"{name}.kubeconfig"
                 sim.write_kubeconfig(path)
                 sims[name], kubeconfigs[name] = sim, path
@@ -134,15 +191,23 @@ async def _guide(*, daemon, sims, args, server, stop, runner, workdir: Path) -> 
             return
         await asyncio.sleep(0.05)
     await asyncio.sleep(0)
+    if daemon.api is not None:
+        await apply_tomcat(daemon, clusters=list(sims))
     while not (await asyncio.to_thread(ask, server=server, name=NAME)) and time.monotonic() - started < 15:
         await asyncio.sleep(0.1)
+    if daemon.api is not None:  # until every tomcat pod is ready and answered
+        while len(await asyncio.to_thread(ask, server=server, name=TOMCAT)) < TOMCAT_REPLICAS \
+                and time.monotonic() - started < 20:
+            await asyncio.sleep(0.1)
     fed_kc = write_federation_kubeconfig(daemon=daemon, workdir=workdir)
     kubectl = ""
     if fed_kc is not None:
         first = next(iter(sims))
+        member_kc = workdir / (first + '.kubeconfig')
         kubectl = f"""  kubectl --kubeconfig {fed_kc} get clusters
-  kubectl --kubeconfig {fed_kc} apply -f tomcat.yaml     (a federated ReplicaSet, federation.md)
-  kubectl --kubeconfig {workdir / (first + '.kubeconfig')} get services,endpointslices -n ns
+  kubectl --kubeconfig {fed_kc} get deployment tomcat     (federated: {TOMCAT_REPLICAS} replicas, rebalance)
+  kubectl --kubeconfig {member_kc} get services,endpointslices -n ns
+  kubectl --kubeconfig {member_kc} get deployments,pods -l app=tomcat
 """
     print(f"""
 fed-dns demo: {len(sims)} simulated clusters ({', '.join(sims)}), zone {ZONE}
@@ -152,31 +217,48 @@ Try:
   dig @{host} -p {port} {NAME}
   dig @{host} -p {port} c1.{NAME}
   dig @{host} -p {port} _mysql._tcp.{NAME} SRV
+  dig @{host} -p {port} {TOMCAT}
   curl -s http://{args.http}/status
 {kubectl}Ready after {time.monotonic() - started:.1f}s. Ctrl-C stops the demo.
 """, flush=True)
     killed_at = None
     last = None
+    last_replicas: dict[str, int] | None = None
+    last_tomcat = None
     deadline = started + args.duration if args.duration else None
     while not stop.is_set():
         now = time.monotonic()
         if deadline and now >= deadline:
             return
-        if args.kill and killed_at is None and now - started >= args.after:
-            sims[args.kill].kill(mode="stop")
-            killed_at = now
-            print(f"[{now - started:5.1f}s] killed cluster {args.kill} (its API server stopped answering)",
-                  flush=True)
+        extra = f" ({now - killed_at:.1f}s after the kill)" if killed_at else ""
         try:
             answer = await asyncio.to_thread(ask, server=server, name=NAME)
             local = await asyncio.to_thread(ask, server=server, name=f"{args.kill or 'c1'}.{NAME}")
+            tomcat = await asyncio.to_thread(ask, server=server, name=TOMCAT) \
+                if daemon.api is not None else None
         except OSError as exc:
-            answer, local = [f"error: {exc}"], []
+            answer, local, tomcat = [f"error: {exc}"], [], last_tomcat
         if (answer, local) != last:
-            extra = f" ({now - killed_at:.1f}s after the kill)" if killed_at else ""
             print(f"[{now - started:5.1f}s] {NAME} -> {', '.join(answer) or 'no answer'}{extra}", flush=True)
             print(f"        {args.kill or 'c1'}.{NAME} -> {', '.join(local) or 'no answer'}", flush=True)
             last = (answer, local)
+        replicas = tomcat_replicas(daemon)
+        if replicas and replicas != last_replicas:
+            moved = f"{spread(last_replicas)} -> " if last_replicas else ""
+            print(f"[{now - started:5.1f}s] tomcat replicas: {moved}{spread(replicas)}{extra}",
+                  flush=True)
+            last_replicas = replicas
+        if tomcat is not None and tomcat != last_tomcat:
+            print(f"[{now - started:5.1f}s] {TOMCAT} -> {', '.join(tomcat) or 'no answer'}{extra}",
+                  flush=True)
+            last_tomcat = tomcat
+        if args.kill and killed_at is None and now - started >= args.after:
+            # after the answers above: the guide shows how things stood before the kill
+            sims[args.kill].kill(mode="stop")
+            killed_at = now = time.monotonic()
+            print(f"[{now - started:5.1f}s] killed cluster {args.kill} (its API server stopped answering)",
+                  flush=True)
+            continue
         try:
             await asyncio.wait_for(stop.wait(), timeout=0.25)
         except TimeoutError:

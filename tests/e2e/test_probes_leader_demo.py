@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -110,9 +112,66 @@ def test_demo_prints_a_guide_and_shows_the_failover():
     assert f"dig @127.0.0.1 -p {dns_port} mysql.ns.fed.example.com." in out
     assert "killed cluster c2" in out
     after = out.split("killed cluster c2", 1)[1]
-    final = [line for line in after.splitlines() if line.lstrip().startswith("[")][-1]
+    final = [line for line in after.splitlines() if "] mysql.ns.fed.example.com. ->" in line][-1]
     assert "10.1.0.1" in final and "10.3.0.1" in final and "10.2.0." not in final
     assert "CNAME mysql.ns.fed.example.com." in after
+
+
+def _spread(line: str) -> dict[str, int]:
+    """"c1=2 c2=0 c3=2" at the end of a line (before any "(... after the kill)")."""
+    words = line.split(" (", 1)[0].split()
+    return {k: int(v) for k, v in (w.split("=") for w in words if "=" in w)}
+
+
+def _tomcat_answer(line: str) -> list[str]:
+    return re.findall(r"A (\d+\.\d+\.\d+\.\d+)", line.split(" -> ", 1)[1])
+
+
+def test_demo_moves_the_tomcat_replicas_and_answers_off_a_killed_cluster():
+    """The federated `tomcat` (4 replicas over c1-c3, rebalance) runs as pods in the members;
+    c2 killed: its replicas move to c1 and c3, and tomcat's DNS answer loses c2's pods."""
+    dns_port, http_port = free_port(), free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fed_dns.cli", "demo", "--listen", f"127.0.0.1:{dns_port}",
+         "--http", f"127.0.0.1:{http_port}", "--api", "127.0.0.1:0",
+         "--kill", "c2", "--after", "2", "--duration", "80"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    tomcat = "] tomcat.default.fed.example.com. ->"
+    lines: list[str] = []
+
+    def moved_and_answered() -> bool:
+        text = "".join(lines)
+        if "killed cluster c2" not in text:
+            return False
+        answers = [ln for ln in text.split("killed cluster c2", 1)[1].splitlines() if tomcat in ln]
+        return bool(answers) and len(_tomcat_answer(answers[-1])) == 4 and \
+            not any(a.startswith("10.2.") for a in _tomcat_answer(answers[-1]))
+
+    watchdog = threading.Timer(90, proc.kill)
+    watchdog.start()
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if moved_and_answered():
+                break
+    finally:
+        watchdog.cancel()
+        proc.terminate()
+        rest, _ = proc.communicate(timeout=30)
+    out = "".join(lines) + (rest or "")
+    assert moved_and_answered(), out
+    assert f"dig @127.0.0.1 -p {dns_port} tomcat.default.fed.example.com." in out
+    before, after = out.split("killed cluster c2", 1)
+    placed = _spread([ln for ln in before.splitlines() if "tomcat replicas:" in ln][-1])
+    assert set(placed) == {"c1", "c2", "c3"} and sum(placed.values()) == 4 and placed["c2"] >= 1
+    first = _tomcat_answer([ln for ln in before.splitlines() if tomcat in ln][-1])
+    assert len(first) == 4 and any(a.startswith("10.2.1.") for a in first)
+    move = [ln for ln in after.splitlines() if "tomcat replicas:" in ln and " -> " in ln][0]
+    old, new = (_spread(side) for side in move.split("tomcat replicas:", 1)[1].split(" -> "))
+    assert old == placed
+    assert new.get("c2", 0) == 0 and new["c1"] + new["c3"] == 4
+    final = _tomcat_answer([ln for ln in after.splitlines() if tomcat in ln][-1])
+    assert sorted(a.rsplit(".", 2)[0] for a in final) == ["10.1"] * new["c1"] + ["10.3"] * new["c3"]
 
 
 def test_demo_serves_the_federation_api_to_kubectl_from_its_workdir(tmp_path):
