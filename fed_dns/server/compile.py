@@ -83,8 +83,8 @@ def pack_sections(*, qname: str, qtype: int, answer: tuple, authority: tuple,
         msg.add_auth(to_rr(rr))
     for rr in additional:
         msg.add_ar(to_rr(rr))
-    packed = msg.pack()
-    return packed[12 + len(wire_name(qname)) + 4:]
+    packed = msg.pack()  # dnslib packs into a bytearray: tails are kept as (hashable) bytes
+    return bytes(packed[12 + len(wire_name(qname)) + 4:])
 
 
 @dataclass(slots=True)

@@ -118,6 +118,23 @@ def test_a_name_too_big_for_udp_keeps_tc_and_whole_rrsets(serve_records):
     assert addresses(ask(srv.port, f"one.ns.{Z}")) == ["10.200.0.1"]
 
 
+SRV_RECORDS = {f"x{i}.c{c}._mysql._tcp.mysql.ns": {"host": f"10.{c}.0.{i}", "port": 3306}
+               for c in (1, 2, 3) for i in (1, 2)}
+
+
+@pytest.mark.parametrize("tcp", [False, True], ids=["udp-512", "tcp"])
+def test_an_srv_answer_with_glue_past_512_bytes(serve_records, tcp):
+    """Six SRV targets with their glue (dnslib-packed, not the address-only packer): over
+    plain UDP the whole SRV RRset still fits and the glue is cut; over TCP all of it."""
+    srv = serve_records(SRV_RECORDS)
+    r = ask(srv.port, f"_mysql._tcp.mysql.ns.{Z}", rdtype="SRV", tcp=tcp)
+    assert r.rcode() == dns.rcode.NOERROR
+    assert [len(rrset) for rrset in r.answer] == [6]
+    assert all(rr.port == 3306 for rr in r.answer[0])
+    glue = sum(len(rrset) for rrset in r.additional)
+    assert glue == 6 if tcp else glue < 6
+
+
 def _per_query_seconds(table, query: bytes, *, tcp: bool, n: int = 60) -> float:
     for _ in range(16):  # warm: every rotation's record ends read once
         respond(table, query, tcp=tcp)
