@@ -8,8 +8,9 @@ answer) and `big` (10,000 addresses), idle timeout 3 s, 100 connections at most;
 runs another checkout's server (e.g. the commit before, for a before/after). Then:
 
 - `non_readers`: `--clients` connections pipelining queries for `wide` and never reading,
-  for `--seconds`: the server's RSS every second, when each client was closed, and a reading
-  client's TCP answer time (every 0.5 s) and failures meanwhile;
+  each reconnecting as soon as the server closes it, for `--seconds`: the server's RSS every
+  second, how many connections it closed, and a reading client's TCP answer time (every
+  0.5 s) and failures meanwhile;
 - `trickle`: one byte every 2 s: how long the connection stays open;
 - `cap`: 100 silent connections fill the cap, then 20 newcomers each ask once: answered?;
 - `big_name`: `big` over TCP (records, TC, bytes) and UDP; the server's CPU per query.
@@ -99,29 +100,34 @@ def tcp_ask(port: int, name: str, *, timeout: float = 2.0) -> dns.message.Messag
 
 
 def non_readers(port: int, pid: int, *, clients: int, seconds: float) -> dict:
+    """`clients` threads, each connecting, pipelining queries and reading nothing; when the
+    server closes it, it connects again at once (a sustained attack, not one wave)."""
     blob = frame(f"wide.ns.{ZONE}") * 2000
     stop = threading.Event()
     closed_at: list[float] = []
+    refused = [0]
     start = time.monotonic()
 
-    def flood(s: socket.socket) -> None:
-        s.settimeout(0.5)
+    def flood() -> None:
         while not stop.is_set():
             try:
-                s.sendall(blob)
-            except TimeoutError:
-                continue
+                s = connect(port, rcvbuf=4096)
             except OSError:
-                closed_at.append(round(time.monotonic() - start, 2))
-                return
+                refused[0] += 1
+                time.sleep(0.1)
+                continue
+            with s:
+                s.settimeout(0.5)
+                while not stop.is_set():
+                    try:
+                        s.sendall(blob)
+                    except TimeoutError:
+                        continue
+                    except OSError:
+                        closed_at.append(time.monotonic() - start)
+                        break
 
-    socks, refused = [], 0
-    for _ in range(clients):
-        try:
-            socks.append(connect(port, rcvbuf=4096))
-        except OSError:
-            refused += 1
-    threads = [threading.Thread(target=flood, args=(s,), daemon=True) for s in socks]
+    threads = [threading.Thread(target=flood, daemon=True) for _ in range(clients)]
     for t in threads:
         t.start()
     rss, probe_ms, probe_failures = [], [], 0
@@ -140,14 +146,14 @@ def non_readers(port: int, pid: int, *, clients: int, seconds: float) -> dict:
     stop.set()
     for t in threads:
         t.join(timeout=5)
-    for s in socks:
-        s.close()
     probe_ms.sort()
-    return {"clients": clients, "refused_at_connect": refused, "closed_by_server": len(closed_at),
-            "last_closed_after_s": max(closed_at) if closed_at else None,
+    return {"clients": clients, "refused_at_connect": refused[0],
+            "closed_by_server": len(closed_at),
+            "closed_in_first_second": sum(1 for t in closed_at if t < 1.0),
             "rss_mb_per_second": rss, "rss_mb_max": max(rss) if rss else None,
             "probe_answers": len(probe_ms), "probe_failures": probe_failures,
             "probe_p50_ms": round(probe_ms[len(probe_ms) // 2], 2) if probe_ms else None,
+            "probe_p90_ms": round(probe_ms[int(len(probe_ms) * 0.9)], 2) if probe_ms else None,
             "probe_max_ms": round(probe_ms[-1], 2) if probe_ms else None}
 
 
