@@ -1,17 +1,25 @@
 """Federated replicas moving when a member dies and returns (run by hand; prints JSON).
 
-    .venv/bin/python bench/reschedule.py [--runs 10] [--workloads 200] [--clusters 5]
+    .venv/bin/python bench/reschedule.py [--runs 10] [--default-runs 5] [--workloads 200]
+        [--clusters 5]
 
 In one process, on loopback: simulated members (SimCluster), the federation API (memory
 store), a real health prober per member (period 0.1 s, 2 failures declare it unreachable,
 1 success ready) and the ReplicaLoop (tests/e2e/replicas_harness.py).
 
-- `failover`: `--runs` times: the seed workload (4 replicas, weights 1:1, rebalance) on
-  c1 + c2; c2 killed: seconds from the kill and from the declaration to c1's spec.replicas
-  being 4 (min/median/max); revived: seconds to 2 + 2 again (`failback`).
+- `failover`: `--runs` times: the seed scenario (federation.md's ReplicaSet: 4 replicas,
+  weights 1:1, rebalance) on c1 + c2, members that run pods; c2's API server stopped:
+  seconds from the kill and from the declaration to c1's spec.replicas being 4
+  (min/median/max); revived: seconds to 2 + 2 again (`revive_to_spread`), c1 scaled down
+  only as c2's pods are ready (they kept running: a control-plane partition).
+- `failover_default_health`: the same with the default health settings (period 1 s,
+  timeout 1 s, 3 failures declare it unreachable, 2 successes ready): the time from the
+  kill a user sees (`--default-runs` runs).
 - `round`: `--workloads` plain Deployments (one replica per member) over `--clusters`
-  members; one member killed: seconds from the declaration until every workload's
-  survivors carry its replica, and the loop's own time for that run.
+  members (controller-free: spec.replicas is what is measured; pods would only add the
+  simulated kubelets' work to this one process); one member killed: seconds from the
+  declaration until every workload's survivors carry its replica, and the loop's own time
+  for that run.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from fed_dns.model import Health  # noqa: E402
 from tests.e2e.replicas_harness import Federation, declared  # noqa: E402
-from tests.e2e.test_replicas import tomcat  # noqa: E402
+from tests.e2e.test_replicas import member_ready, seed_replica_set, tomcat  # noqa: E402
 
 POLL = 0.002
 
@@ -50,26 +58,36 @@ def spread(values: list[float]) -> dict:
             "max": round(max(values), 3), "runs": len(values)}
 
 
-async def failover(runs: int) -> dict:
+async def failover(runs: int, *, default_health: bool = False) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         fed = Federation(Path(tmp))
-        await fed.start()
+        await fed.start(pods=True, default_health=default_health)
         try:
-            await fed.create(tomcat())
-            at = lambda want: lambda: fed.spec_replicas("Deployment", "tomcat") == want  # noqa: E731
-            await wait(at({"c1": 2, "c2": 2}), timeout=10)
+            obj = seed_replica_set()
+            obj["metadata"]["namespace"] = "default"
+            await fed.create(obj)
+
+            def at(want: dict):
+                return lambda: fed.spec_replicas("ReplicaSet", "tomcat") == want
+
+            def ready(c1: int, c2: int):
+                return lambda: (member_ready(fed, "c1"), member_ready(fed, "c2")) == (c1, c2)
+
+            await wait(at({"c1": 2, "c2": 2}), timeout=30)
             from_kill, from_declared, failback = [], [], []
             for _ in range(runs):
+                await wait(ready(2, 2), timeout=30)
                 killed = time.monotonic()
-                fed.members["c2"].kill()
-                done = await wait(lambda: fed.spec_replicas("Deployment", "tomcat").get("c1")
-                                  == 4, timeout=10)
+                fed.members["c2"].kill("stop")
+                done = await wait(lambda: fed.spec_replicas("ReplicaSet", "tomcat").get("c1")
+                                  == 4, timeout=30)
                 when = declared(fed, "c2", Health.UNREACHABLE, after=killed)
                 from_kill.append(done - killed)
                 from_declared.append(done - when)
+                await wait(ready(4, 2), timeout=30)
                 revived = time.monotonic()
                 await fed.members["c2"].revive()
-                done = await wait(at({"c1": 2, "c2": 2}), timeout=10)
+                done = await wait(at({"c1": 2, "c2": 2}), timeout=30)
                 failback.append(done - revived)
             return {"kill_to_survivors": spread(from_kill),
                     "declared_to_survivors": spread(from_declared),
@@ -131,8 +149,10 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--workloads", type=int, default=200)
     parser.add_argument("--clusters", type=int, default=5)
+    parser.add_argument("--default-runs", type=int, default=5)
     args = parser.parse_args()
     out = {"failover": await failover(args.runs),
+           "failover_default_health": await failover(args.default_runs, default_health=True),
            "round": await round_time(args.workloads, args.clusters)}
     print(json.dumps(out, indent=2))
 

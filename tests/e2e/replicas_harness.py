@@ -43,7 +43,10 @@ class Federation:
 
     async def start(self, *, clusters=("c1", "c2"), etcd_url: str | None = None,
                     unschedulable_after: float = 60.0, labels: dict | None = None,
-                    owner: str = OWNER, use_tls: bool = False, **sim) -> Federation:
+                    owner: str = OWNER, use_tls: bool = False, default_health: bool = False,
+                    **sim) -> Federation:
+        """`default_health`: probe with the config's default health settings (period 1 s, 3
+        failures) instead of the fast ones (period 0.1 s, 2 failures)."""
         for name in clusters:
             member = SimCluster(name=name, use_tls=use_tls, **sim)
             await member.start()
@@ -63,9 +66,14 @@ class Federation:
             members=[ReplicaMember(name=n, api_client=self.clients[n],
                                    labels=(labels or {}).get(n, {})) for n in clusters])
         self._tasks.append(asyncio.create_task(self.loop.run(), name="replica-loop"))
+        health = self.config.health
+        period, timeout, thresholds = (
+            (health.period, health.timeout,
+             Thresholds(failure=health.failure_threshold, success=health.success_threshold))
+            if default_health else (PROBE_PERIOD, 0.3, THRESHOLDS))
         for name in clusters:
-            prober = ClusterProber(name=name, api_client=self.clients[name], period=PROBE_PERIOD,
-                                   timeout=0.3, thresholds=THRESHOLDS, on_change=self._health)
+            prober = ClusterProber(name=name, api_client=self.clients[name], period=period,
+                                   timeout=timeout, thresholds=thresholds, on_change=self._health)
             self._tasks.append(asyncio.create_task(prober.run(), name=f"probe-{name}"))
         return self
 
