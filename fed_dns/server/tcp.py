@@ -117,11 +117,16 @@ class TcpProtocol(asyncio.Protocol):
             self.timer = loop.call_at(self.deadline, self._expire)
 
     def close(self) -> None:
-        """Close now (unsent answers are flushed by the transport, within its bound)."""
+        """Close now: gracefully when every answer has reached the kernel, else abort (a
+        transport closed with unsent answers would wait, holding them, for a client that
+        may never read)."""
         transport = self.transport
         if transport is not None:
             self._release()
-            transport.close()
+            if transport.get_write_buffer_size():
+                transport.abort()
+            else:
+                transport.close()
 
     def abort(self) -> None:
         transport = self.transport

@@ -199,3 +199,39 @@ def test_a_long_pipeline_is_answered_completely_and_in_order(serve_records):
         assert [addresses(m) for m in got[:2]] == [["10.0.0.1"], ["10.0.0.2"]]
         assert _ask(s, f"c1.svc.ns.{Z}") == ["10.0.0.1"]
     assert srv.stats.tcp_unread_closed == 0
+
+
+def _established(server_port: int, client_port: int) -> bool:
+    """The server's side of the connection from `client_port` is still an open socket."""
+    want = f":{server_port:04X}", f":{client_port:04X}"
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            local, remote, state = line.split()[1:4]
+            if local.endswith(want[0]) and remote.endswith(want[1]) and state == "01":
+                return True
+    return False
+
+
+def _unsent(srv) -> list[int]:
+    return srv.call(lambda: [c.transport.get_write_buffer_size()
+                             for c in srv.server._tcp.connections if c.transport is not None])
+
+
+def test_an_idle_close_with_unsent_answers_frees_them(serve_records):
+    """A client that stops reading with answers unsent (under the bound) and goes quiet is
+    closed at the idle timeout and its answers dropped: the socket does not linger open
+    waiting to flush them."""
+    srv = serve_records({**WIDE, **{f"c{i}.big.ns": {"host": f"10.2.{i // 256}.{i % 256}"}
+                                    for i in range(4100)}}, tcp_idle_timeout=1.0)
+    with tcp_connect(srv.port, rcvbuf=4096) as s:
+        for _ in range(64):  # 64 kB answers, one at a time, until some wait in user space
+            answered = srv.stats.answered() + 1
+            s.sendall(_frame(f"big.ns.{Z}"))
+            wait_for(lambda: srv.stats.answered() >= answered, timeout=5, what="answered")
+            if any(_unsent(srv)):
+                break
+        assert any(_unsent(srv)) and srv.stats.tcp_unread_closed == 0
+        client_port = s.getsockname()[1]
+        wait_for(lambda: srv.stats.tcp_idle_closed == 1, timeout=5, what="the idle close")
+        wait_for(lambda: not _established(srv.port, client_port), timeout=5,
+                 what="the server's socket closed")
