@@ -164,7 +164,10 @@ class MemberObjects:
                 self._session = None
 
     def poke(self) -> None:
-        """List again now (the member is back): skip any backoff, end the current watches."""
+        """List again now (the member is back): skip any backoff, end the current watches.
+        Until every kind is listed again the member does not count as listed (a sync must
+        not plan from one fresh kind and another's cache from before the outage)."""
+        self.synced = dict.fromkeys(PLURALS, False)
         for event in self._pokes.values():
             event.set()
 

@@ -190,28 +190,41 @@ def graceful(*, target: Mapping[str, int], current: Mapping[str, int],
     """The specs to write now on the way from `current` to `target`.
 
     Healthy clusters going up get their target at once; an unhealthy cluster keeps its
-    current spec (it cannot be written). Healthy clusters going down go down only as far as
-    keeps the ready replicas of the healthy clusters — each counted as min(ready, new spec) —
-    at or above min(their ready now, the target's total): first their replicas that are not
-    ready, then ready ones as the others' ready replicas allow (largest excess first).
+    current spec (it cannot be written). Healthy clusters going down shrink only as the
+    others' replicas become ready: together they keep the target's total minus the ready
+    replicas of the clusters going up or steady, giving up their not-ready replicas first,
+    then ready ones, largest excess first. A survivor's replicas still starting are not cut
+    while the returning cluster's are not ready either (they are about to carry the load).
     A cluster missing from `target` has target 0.
     """
     names = sorted(set(target) | set(current))
     step = {n: current.get(n, 0) for n in names}
     live = [n for n in names if n in healthy]
-    for n in live:
-        step[n] = max(step[n], target.get(n, 0))
-    floor = min(sum(min(ready.get(n, 0), current.get(n, 0)) for n in live),
-                sum(target.get(n, 0) for n in names))
-    kept = sum(min(ready.get(n, 0), step[n]) for n in live)
-    slack = max(0, kept - floor)
+    up = [n for n in live if target.get(n, 0) > step[n]]
+    for n in up:
+        step[n] = target.get(n, 0)
     down = sorted((n for n in live if target.get(n, 0) < step[n]),
                   key=lambda n: (-(step[n] - target.get(n, 0)), n))
-    for n in down:  # replicas that are not ready go at no cost
-        free = step[n] - max(target.get(n, 0), min(ready.get(n, 0), step[n]))
-        step[n] -= max(0, free)
-    for n in down:
-        cut = min(slack, step[n] - target.get(n, 0))
+    steady = [n for n in live if n not in up and n not in down]
+    # The clusters going down keep, together, what the total still needs beyond the ready
+    # replicas of the others (going up or steady): they shrink only as the others' replicas
+    # become ready; with everything else ready they go straight to the target.
+    need = (sum(target.get(n, 0) for n in names)
+            - sum(min(ready.get(n, 0), step[n]) for n in (*up, *steady)))
+    excess = sum(step[n] for n in down) - max(need, sum(target.get(n, 0) for n in down))
+    for n in down:  # what may go, their replicas that are not ready first
+        unready = step[n] - max(target.get(n, 0), min(ready.get(n, 0), step[n]))
+        cut = min(max(0, excess), max(0, unready))
         step[n] -= cut
+        excess -= cut
+    # Ready replicas go only while the healthy clusters keep at least min(their ready now,
+    # the target's total) ready.
+    floor = min(sum(min(ready.get(n, 0), current.get(n, 0)) for n in live),
+                sum(target.get(n, 0) for n in names))
+    slack = sum(min(ready.get(n, 0), step[n]) for n in live) - floor
+    for n in down:
+        cut = min(max(0, excess), max(0, slack), step[n] - target.get(n, 0))
+        step[n] -= cut
+        excess -= cut
         slack -= cut
     return step

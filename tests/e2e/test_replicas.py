@@ -472,8 +472,6 @@ async def test_seed_scenario_rebalance_false(fed):
     await assert_kubectl_get_rs_4_4_4(fed)
 
 
-@pytest.mark.xfail(strict=True, reason="scheduling.graceful drops a surviving member's replicas "
-                   "that are not ready yet at once, before the returning member's are ready")
 async def test_c1_keeps_its_starting_replicas_until_c2s_are_ready(fed):
     """c2 returns while c1's 2 extra replicas are still starting (Pending: c1 has room for 2
     pods) and c2's own pods are gone: c1 must stay at 4 until c2 has ready replicas."""

@@ -168,7 +168,7 @@ def test_tie_break_differs_by_workload_so_single_replicas_spread():
         pytest.param({"c1": 1}, {"c1": 3}, {"c1": 0}, {"c1"}, {"c1": 1},
                      id="scale-down-nothing-ready"),
         pytest.param({"c1": 2, "c2": 2}, {"c1": 4, "c2": 0}, {"c1": 2, "c2": 0}, {"c1", "c2"},
-                     {"c1": 2, "c2": 2}, id="unready-replicas-go-free"),
+                     {"c1": 4, "c2": 2}, id="unready-replicas-wait-for-the-returning-cluster"),
         pytest.param({"c2": 3}, {"c1": 3, "c2": 0}, {"c1": 3, "c2": 3}, {"c1", "c2"},
                      {"c1": 0, "c2": 3}, id="unplaced-goes-to-zero-when-others-ready"),
     ],
