@@ -88,11 +88,12 @@ class Member:
         self.pending: dict = {}  # ServiceKey -> (marker, t_sent)
         self.latencies: list[float] = []
 
-    def on_change(self, view) -> None:
+    def on_change(self, view, changed) -> None:
         self.view = view
         if self.pending:
             now = time.perf_counter()
-            for key, (marker, sent) in list(self.pending.items()):
+            for key in changed & self.pending.keys():  # only what this flush changed
+                marker, sent = self.pending[key]
                 sv = view.services.get(key)
                 if sv is not None and sv.probe == marker:
                     self.latencies.append(now - sent)
