@@ -201,8 +201,8 @@ class Daemon:
         `watch.sync_grace` no longer holds readiness: it is reported in /status and metrics,
         and the others' records are served (one stuck member must not take every replica
         out of DNS service)."""
-        if self.dns is None or not self.settled():
-            return False
+        if self.dns is None or not self.settled() or self.dns.table is not self.table:
+            return False  # the table DNS answers from is not the daemon's live one yet
         if self.workers is not None and not self.workers.alive():
             return False
         if self.etcd is not None and self.etcd.mirror.loaded:
