@@ -59,6 +59,7 @@ async def start_dns(*, config, settings):
         tcp_idle_timeout=config.dns.tcp_idle_timeout,
         max_tcp_connections=config.dns.max_tcp_connections,
         max_udp_size=config.dns.max_udp_size,
+        max_tcp_unsent=config.dns.max_tcp_unsent,
     )
     await server.start()
     return server
@@ -151,7 +152,8 @@ def dns_workers(*, config, settings, port: int, topology=None):
         zone=settings.zone, prefix=settings.prefix, host=config.dns.host, port=port,
         tcp_idle_timeout=config.dns.tcp_idle_timeout,
         max_tcp_connections=config.dns.max_tcp_connections,
-        max_udp_size=config.dns.max_udp_size, topology=topology))
+        max_udp_size=config.dns.max_udp_size, max_tcp_unsent=config.dns.max_tcp_unsent,
+        topology=topology))
     pool.start()
     return pool
 

@@ -37,6 +37,7 @@ class WorkerSettings:
     tcp_idle_timeout: float
     max_tcp_connections: int
     max_udp_size: int
+    max_tcp_unsent: int = 128 * 1024
     log_format: str = "text"
     log_level: str = "info"
     topology: object | None = None  # server.topology.Topology: answer order (None: off)
@@ -186,6 +187,7 @@ async def _worker(settings: WorkerSettings, index: int, conn) -> None:
                            table=table.loading(zone=settings.zone, prefix=settings.prefix),
                            tcp_idle_timeout=settings.tcp_idle_timeout,
                            max_tcp_connections=settings.max_tcp_connections,
+                           max_tcp_unsent=settings.max_tcp_unsent,
                            max_udp_size=settings.max_udp_size)
     await server.start()
     follow = Follow(settings=settings, server=server)

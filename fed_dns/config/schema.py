@@ -103,6 +103,7 @@ class DnsSection(_Listener):
     tcp_idle_timeout: PositiveDuration = 10.0
     max_tcp_connections: Count = 1000
     max_udp_size: Annotated[int, Field(strict=True, ge=512, le=65535)] = 1232
+    max_tcp_unsent: Annotated[int, Field(strict=True, ge=4096, le=64 * 2**20)] = 131072
 
 
 class HttpSection(_Listener):

@@ -354,3 +354,19 @@ def test_topology_from_config_and_members():
     assert topo.region_of == {"a": "east", "b": "west"} and topo.weight_of == {"b": 0}
     off = topology(config=config_mod.parse({}, source="t"), members=members)
     assert not off.active and off.mode == "off"
+
+
+async def test_dns_section_reaches_the_server(unused_port):
+    """dns.* settings from config are the DnsServer's (the TCP unsent bound included)."""
+    from fed_dns.app import components
+
+    cfg = config_mod.parse({"dns": {"listen": f"127.0.0.1:{unused_port}", "max_tcp_unsent": 8192,
+                                    "max_tcp_connections": 7, "tcp_idle_timeout": "2s"}},
+                           source="t")
+    server = await components.start_dns(config=cfg, settings=cfg.zone_settings())
+    try:
+        assert server.port == unused_port
+        tcp = server._tcp
+        assert (tcp.max_unsent, tcp.max_connections, tcp.idle_timeout) == (8192, 7, 2.0)
+    finally:
+        await server.close()

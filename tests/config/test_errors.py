@@ -28,6 +28,7 @@ BAD = [
     ("max-txn-ops-zero", {"etcd": {"max_txn_ops": 0}}, "etcd.max_txn_ops", "expected a number >= 1"),
     ("write-concurrency-huge", {"etcd": {"write_concurrency": 1000}}, "etcd.write_concurrency",
      "expected a number <= 64"),
+    ("tcp-unsent-tiny", {"dns": {"max_tcp_unsent": 100}}, "dns.max_tcp_unsent", "expected a number >= 4096"),
     ("reconcile-chunk-zero", {"reconcile": {"chunk": 0}}, "reconcile.chunk", "expected a number >= 1"),
     ("publish", {"publish": "lb"}, "publish",
      "expected one of 'auto', 'loadbalancer', 'clusterip' or 'endpoints', got 'lb'"),
