@@ -73,6 +73,9 @@ FAMILIES: dict[str, Family] = {
     "failovers_total": Family("counter", (), "Cluster-level records replaced by a fallback CNAME."),
     "federated_replicas_desired": Family("gauge", ("workload", "cluster"), "Replicas a federated workload places in a member."),
     "federated_replicas_ready": Family("gauge", ("workload", "cluster"), "Ready replicas of a federated workload in a member."),
+    "federated_reschedules_total": Family("counter", (), "Placements of federated workloads that moved replicas between members."),
+    "federated_conflicts": Family("gauge", (), "(workload, member) pairs where an object fed-dns does not own holds the name."),
+    "dns_tcp_closed_total": Family("counter", ("reason",), "TCP connections the server closed: idle (no query within the deadline), evicted (the cap was full), unread (answers left unread past dns.max_tcp_unsent)."),
     "leader": Family("gauge", (), "1 while this replica holds the leader lease, else 0."),
     "rejected_objects_total": Family("counter", ("reason",), "Objects not published because they failed validation, by reason code (cluster, namespace, service, hostname, port, protocol, address, name, duplicate); the objects themselves are logged."),
     "source_stale_seconds": Family("gauge", (), "Age of the record source (etcd) data while it is unreachable, 0 when live."),
@@ -255,7 +258,20 @@ def daemon_metrics(daemon: Any) -> Metrics:
         daemon.etcd.leader is None or bool(daemon.etcd.leader.is_leader)))
     metrics.add_source("source_stale_seconds", lambda: {} if daemon.etcd is None
                        else float(daemon.etcd.mirror.stale_seconds))
+    replicas = lambda: getattr(daemon, "replicas", None)  # noqa: E731
+    for metric, field in (("federated_replicas_desired", "desired"), ("federated_replicas_ready", "ready")):
+        metrics.add_source(metric, lambda field=field: {} if replicas() is None else {
+            (f"{p['namespace']}/{p['name']}", row["cluster"]): row[field]
+            for p in replicas().placements() for row in p["clusters"]})
+    metrics.add_source("federated_reschedules_total",
+                       lambda: {} if replicas() is None else replicas().stats.reschedules)
+    metrics.add_source("federated_conflicts",
+                       lambda: {} if replicas() is None else replicas().stats.conflicts)
     dns_stats = lambda: getattr(daemon.dns, "stats", None)  # noqa: E731
+    metrics.add_source("dns_tcp_closed_total", lambda: {} if dns_stats() is None else {
+        ("idle",): getattr(dns_stats(), "tcp_idle_closed", 0),
+        ("evicted",): getattr(dns_stats(), "tcp_evicted", 0),
+        ("unread",): getattr(dns_stats(), "tcp_unread_closed", 0)})
     metrics.add_source("dns_requests_total", lambda: getattr(dns_stats(), "requests", None) or {})
     metrics.add_source("dns_dropped_total", lambda: getattr(dns_stats(), "dropped", None) or {})
     metrics.add_source("dns_request_duration_seconds", lambda: getattr(dns_stats(), "durations", None) or {})

@@ -132,11 +132,17 @@ def test_daemon_wiring_reads_members_and_reconcile_stats():
         watcher=types.SimpleNamespace(stats=types.SimpleNamespace(events={"services": 7}, restarts={})))
     stats = types.SimpleNamespace(published_services=4, published_records=9, failovers=1,
                                   rejected={"bad-label": 2}, runs=5, failures=0, writes=3)
+    placements = [{"namespace": "default", "name": "tomcat", "clusters": [
+        {"cluster": "c1", "desired": 2, "ready": 1}, {"cluster": "c2", "desired": 2, "ready": 2}]}]
+    replicas = types.SimpleNamespace(placements=lambda: placements,
+                                     stats=types.SimpleNamespace(reschedules=3, conflicts=1))
     daemon = types.SimpleNamespace(members={"c1": member(Health.READY, prober), "c2": member(Health.UNREACHABLE)},
                                    reconciler=types.SimpleNamespace(stats=stats), etcd=None,
+                                   replicas=replicas,
                                    dns=types.SimpleNamespace(stats=types.SimpleNamespace(
                                        requests={("udp", "A", "NOERROR"): 8}, dropped={("udp", "malformed"): 1},
-                                       durations={("udp",): ({0.001: 8, math.inf: 0}, 0.004)})))
+                                       durations={("udp",): ({0.001: 8, math.inf: 0}, 0.004)},
+                                       tcp_idle_closed=4, tcp_evicted=5, tcp_unread_closed=6)))
     families = scrape(daemon_metrics(daemon))
     assert value(families["fed_dns_cluster_ready"], "fed_dns_cluster_ready", cluster="c1") == 1
     assert value(families["fed_dns_cluster_ready"], "fed_dns_cluster_ready", cluster="c2") == 0
@@ -151,4 +157,11 @@ def test_daemon_wiring_reads_members_and_reconcile_stats():
     assert value(families["fed_dns_dns_request_duration_seconds"], "fed_dns_dns_request_duration_seconds_count",
                  protocol="udp") == 8
     assert "fed_dns_leader" not in families or not families["fed_dns_leader"]  # no etcd: no leader sample
+    assert value(families["fed_dns_federated_replicas_desired"], "fed_dns_federated_replicas_desired",
+                 workload="default/tomcat", cluster="c2") == 2
+    assert value(families["fed_dns_federated_replicas_ready"], "fed_dns_federated_replicas_ready",
+                 workload="default/tomcat", cluster="c1") == 1
+    assert value(families["fed_dns_federated_reschedules"], "fed_dns_federated_reschedules_total") == 3
+    assert value(families["fed_dns_federated_conflicts"], "fed_dns_federated_conflicts") == 1
+    assert value(families["fed_dns_dns_tcp_closed"], "fed_dns_dns_tcp_closed_total", reason="unread") == 6
     assert not families.get("fed_dns_metrics_source_errors")
