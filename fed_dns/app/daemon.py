@@ -82,6 +82,7 @@ class Daemon:
             lookup=self._lookup,
             may_write=self._may_write,
             chunk=config.reconcile.chunk,
+            slice_seconds=config.reconcile.slice,
             resync_period=config.reconcile.resync_period,
         )
 

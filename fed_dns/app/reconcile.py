@@ -36,6 +36,7 @@ Lookup = Callable[[str], bytes | None]
 # one another; the test that holds each step for 0.1 s loses its lease with sleep(0) and keeps
 # it with this.
 YIELD = 0.001
+SLICE = 0.02  # seconds of stepping before the loop is given back (one DNS swap per slice)
 LOG_REJECTIONS = 20  # new rejections logged per run, one line each; the rest are counted
 
 
@@ -58,7 +59,7 @@ class ReconcileStats:
     written_ops: int = 0
     last_run_seconds: float = 0.0
     last_run_duration: float = 0.0
-    longest_step: float = 0.0  # seconds the longest chunk held the event loop
+    longest_step: float = 0.0  # seconds the longest slice held the event loop
     last_error: str = ""
     failovers: int = 0
     resyncs: int = 0
@@ -100,7 +101,8 @@ class Reconciler:
         write: Write | None,
         lookup: Lookup | None = None,
         may_write: Callable[[], bool] = lambda: True,
-        chunk: int = 500,
+        chunk: int = 20,
+        slice_seconds: float = SLICE,
         debounce: float = 0.005,
         retry_max: float = 5.0,
         resync_period: float = 300.0,
@@ -115,6 +117,7 @@ class Reconciler:
         self._lookup = lookup
         self._may_write = may_write
         self._chunk = chunk
+        self._slice = slice_seconds
         self._debounce = debounce
         self._retry_max = retry_max
         self._resync_period = resync_period
@@ -198,8 +201,10 @@ class Reconciler:
             log.warning("reconcile still busy after %.1fs; cancelling it", grace)
 
     async def run_once(self, *, since: float | None = None) -> Changes:
-        """Step every dirty Service, chunk by chunk; hand the writes to the writer. Returns
-        the changes this run planned (written later, if this replica may write)."""
+        """Step every dirty Service, in slices of about `slice_seconds` of work (steps of
+        `chunk` Services): each slice's table delta goes to DNS at once and its writes to the
+        writer, then the loop is free for I/O. Returns every change this run planned
+        (written by the writer, if this replica may write)."""
         self._idle.clear()
         started = time.monotonic()
         planned = _Pending()
@@ -208,24 +213,37 @@ class Reconciler:
             published = False
             while self.state.dirty:
                 t0 = time.monotonic()
-                step = self.state.step(limit=self._chunk)
-                if step.table_puts or step.table_deletes:
-                    self._publish(step.table_puts, step.table_deletes)
+                puts: dict[str, bytes] = {}
+                deletes: set[str] = set()
+                writes = _Pending()
+                while True:  # one slice: steps until the time budget is spent
+                    step = self.state.step(limit=self._chunk)
+                    for key in step.table_deletes:
+                        puts.pop(key, None)
+                        deletes.add(key)
+                    for key, value in step.table_puts.items():
+                        deletes.discard(key)
+                        puts[key] = value
+                    self.stats.steps += 1
+                    self.stats.services_stepped += len(step.services)
+                    stepped += len(step.services)
+                    self._count_failovers(step)
+                    if step.changes:
+                        writes.merge(step.changes)
+                    if not self.state.dirty or time.monotonic() - t0 >= self._slice:
+                        break
+                if puts or deletes:
+                    self._publish(puts, deletes)
                     published = True
+                changes = writes.take()
+                if changes:
+                    planned.merge(changes)
+                    self._hand_to_writer(changes)
                 self.stats.longest_step = max(self.stats.longest_step, time.monotonic() - t0)
-                self.stats.steps += 1
-                self.stats.services_stepped += len(step.services)
-                stepped += len(step.services)
-                self._count_failovers(step)
-                if step.changes:
-                    planned.merge(step.changes)
                 if self.state.dirty:
                     await asyncio.sleep(YIELD)  # leases, probes, watches and DNS go first
             if not published:
                 self._publish({}, ())  # lets the owner go live on a run that changed nothing
-            changes = planned.take()
-            if changes:
-                self._hand_to_writer(changes)
             if stepped:
                 self._count_published()
                 now = time.monotonic()
@@ -234,7 +252,7 @@ class Reconciler:
                 self.stats.last_run_duration = now - started
                 if since is not None:
                     self.stats.lag.observe(now - since)
-            return changes
+            return planned.take()
         finally:
             self._idle.set()
 

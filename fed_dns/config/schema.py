@@ -170,7 +170,8 @@ class TopologySection(Section):
 class ReconcileSection(Section):
     """How the reconcile loop paces itself (cost follows the change; see README)."""
 
-    chunk: Annotated[int, Field(strict=True, ge=1, le=100_000)] = 500
+    chunk: Annotated[int, Field(strict=True, ge=1, le=100_000)] = 20
+    slice: PositiveDuration = 0.02
     resync_period: PositiveDuration = 300.0
 
 

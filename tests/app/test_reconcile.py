@@ -46,7 +46,7 @@ class Harness:
     """A reconciler over a real ZoneState; `etcd` is the store, echoed back like the mirror."""
 
     def __init__(self, *, chunk: int = 500, leader: bool = True, echo: bool = True,
-                 state: ZoneState | None = None) -> None:
+                 state: ZoneState | None = None, slice_seconds: float = 0.02) -> None:
         self.state = state or ZoneState(settings=SETTINGS)
         self.views = {"c1": view("c1", "10.1.0.1"), "c2": view("c2", "10.2.0.1")}
         self.health = {"c1": Health.READY, "c2": Health.READY}
@@ -63,7 +63,8 @@ class Harness:
             self.state.set_health(name, self.health[name])
         self.reconciler = Reconciler(state=self.state, publish=self.publish, write=self.write,
                                      lookup=self.etcd.get, may_write=lambda: self.leader,
-                                     chunk=chunk, debounce=0.001, retry_max=0.05)
+                                     chunk=chunk, slice_seconds=slice_seconds, debounce=0.001,
+                                     retry_max=0.05)
 
     def set_view(self, v: ClusterView, changed=None) -> None:
         self.views[v.cluster] = v
@@ -234,6 +235,19 @@ async def test_rejections_are_counted_by_a_fixed_code_and_logged_once(caplog):
     assert len(lines) == 1 and "Not_A_Label" in lines[0]
 
 
+async def test_steps_are_grouped_into_slices_of_about_the_time_budget():
+    """Small steps (chunk 5) inside 50 ms slices: far fewer DNS swaps than steps, and no
+    slice holds the loop much past its budget."""
+    h = Harness(chunk=5, slice_seconds=0.05)
+    h.set_view(many_services("c1", 1000))
+    await h.reconciler.run_once()
+    steps = h.reconciler.stats.steps
+    assert steps >= 200 and len(h.publishes) < steps / 2
+    assert h.reconciler.stats.longest_step < 0.05 + 0.2  # the budget, plus one step at most
+    await h.settle()
+    assert h.etcd == h.table == h.expected_table()
+
+
 def many_services(cluster: str, count: int) -> ClusterView:
     services = {}
     for i in range(count):
@@ -243,7 +257,7 @@ def many_services(cluster: str, count: int) -> ClusterView:
 
 
 async def test_a_big_change_is_stepped_in_chunks_and_the_loop_runs_between_them():
-    h = Harness(chunk=100)
+    h = Harness(chunk=100, slice_seconds=0)  # one step per slice
     h.set_view(many_services("c1", 1000))
     ticks = 0
 
@@ -278,7 +292,8 @@ async def test_one_changed_service_costs_one_service():
     services[key] = service(key, "10.99.0.7")
     h.set_view(ClusterView(cluster="c1", synced=True, services=services), changed={key})
     await h.reconciler.run_once()
-    assert h.reconciler.stats.services_stepped - before == 1
+    # the Service, then once more after its write is taken as done (a diff, nothing rendered)
+    assert h.reconciler.stats.services_stepped - before == 2
     assert h.table == h.expected_table()  # what etcd holds with the pending plan applied
     await h.settle()
     assert h.etcd == h.table == h.expected_table()
@@ -314,7 +329,7 @@ async def test_the_leader_lease_holds_while_the_reconcile_is_slow(etcd_server):
     try:
         await until(lambda: elector.is_leader, what="leadership")
         inner = ZoneState(settings=SETTINGS)
-        h = Harness(chunk=10, state=SlowState(inner, hold=0.1))
+        h = Harness(chunk=10, state=SlowState(inner, hold=0.1), slice_seconds=0)
         h.leader = False
         h.reconciler._may_write = lambda: elector.is_leader
         h.set_view(many_services("c1", 600))  # 60+ steps of 0.1 s: 6 s, 3 TTLs
