@@ -159,8 +159,8 @@ class Daemon:
     def on_leader(self, leader: bool) -> None:
         if self.replicas is not None:
             self.replicas.on_leader(leader)
-        if leader:  # write what followers only planned: check every Service once
-            self.reconciler.resync()
+        if leader:  # write what this replica only planned while it followed
+            self.reconciler.became_leader()
         else:
             self.reconciler.mark_dirty()
 

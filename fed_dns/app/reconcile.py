@@ -145,10 +145,17 @@ class Reconciler:
         self._dirty.set()
 
     def resync(self) -> None:
-        """Re-check every Service (in chunks), e.g. after becoming leader."""
+        """Re-check every Service (in slices): the periodic consistency pass."""
         self.state.mark_all()
         self.stats.resyncs += 1
         self.mark_dirty()
+
+    def became_leader(self) -> None:
+        """Write what this replica planned while it could not write: the Services whose plan
+        is pending (O(those), not a full pass: a leadership that flaps under load must not
+        turn every regain into a pass over the whole zone)."""
+        if self.state.mark_unwritten():
+            self.mark_dirty()
 
     async def run(self) -> None:
         """The step loop and the writer, until cancelled."""

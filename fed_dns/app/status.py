@@ -60,6 +60,7 @@ def daemon_status(daemon) -> dict:
         "reconcile": {
             "dirty": rec.state.dirty,
             "steps": rec.stats.steps,
+            "services_stepped": rec.stats.services_stepped,
             "longest_step_seconds": round(rec.stats.longest_step, 4),
             "last_run_duration_seconds": round(rec.stats.last_run_duration, 4),
             "resyncs": rec.stats.resyncs,

@@ -146,6 +146,7 @@ class ZoneState:
         self._rejections: Counter[Rejection] = Counter()
         self._fallbacks: Counter[tuple[str, str]] = Counter()
         self._dirty: set[ServiceKey] = set()
+        self._unwritten: set[ServiceKey] = set()  # groups whose last plan was not empty
         self._queue: deque[ServiceKey] = deque()
         self._rendered = 0
         self._encoded = 0
@@ -237,6 +238,14 @@ class ZoneState:
         self._mark(self._held.keys())
         self._mark(self._parts.keys())
         self._mark(self._results.keys())
+
+    def mark_unwritten(self) -> int:
+        """The groups whose last plan was not empty dirty again (their writes were planned
+        but, on a follower, never made): what a replica that becomes leader must write, in
+        O(those groups) instead of a full pass. Returns how many."""
+        groups = list(self._unwritten)
+        self._mark(groups)
+        return len(groups)
 
     def mark_keys(self, keys: Iterable[str]) -> None:
         """The groups of these store keys dirty (e.g. the keys of a write that failed)."""
@@ -461,6 +470,10 @@ class ZoneState:
         plan = plan_keys(desired=desired, current=current,
                          held=((key, current[key]) for key in held_keys),
                          owner=self._layout.owner, keep_clusters=self._keep)
+        if plan.changes:
+            self._unwritten.add(group)
+        else:
+            self._unwritten.discard(group)
         for key, value in desired.items():  # share one bytes object between store and cache
             got = current.get(key)
             if got is not None and got is not value and got == value:

@@ -196,9 +196,12 @@ async def test_a_follower_plans_for_its_table_but_writes_only_once_leader():
     await h.settle()
     assert h.table == h.expected_table() and not h.writes and not h.etcd
     h.leader = True
-    h.reconciler.resync()  # what the daemon does when the elector says we lead
+    steps = h.reconciler.stats.services_stepped
+    h.reconciler.became_leader()  # what the daemon does when the elector says we lead
     await h.settle()
     assert h.etcd == h.table == h.expected_table()
+    # only the Service with a pending plan was stepped again (and once for its echo)
+    assert h.reconciler.stats.services_stepped - steps <= 2
 
 
 async def test_without_etcd_the_table_is_the_store():

@@ -306,6 +306,26 @@ def test_a_member_failing_over_re_renders_only_its_parts():
     assert back.rendered == len(keys) and back.failovers == () and state.fallbacks == frozenset()
 
 
+def test_a_follower_that_becomes_leader_re_plans_only_what_was_never_written():
+    """A follower steps (for its table) but never writes: mark_unwritten() marks exactly the
+    Services whose plan is still pending, and their changes come out again, whole."""
+    state, views, keys, _ = fleet()
+    assert state.mark_unwritten() == 0  # everything written: nothing to re-plan
+    views["c1"].services[keys[3]] = service(keys[3], backend("10.9.9.9", tcp(80, "http")))
+    state.set_view(views["c1"], changed=[keys[3]])
+    state.set_health("c2", UNREACHABLE)
+    planned = state.step()  # a follower: not written, not echoed
+    assert planned.changes and state.dirty == 0
+    assert state.mark_unwritten() == len(keys)  # c2's fallback in every Service, keys[3] too
+    again = state.step()
+    assert set(again.services) == set(keys) and again.rendered == 0
+    assert again.changes.puts == planned.changes.puts
+    assert set(again.changes.deletes) == set(planned.changes.deletes)
+    state.update_current(puts=again.changes.puts, deletes=again.changes.deletes)  # now written
+    state.step()
+    assert state.mark_unwritten() == 0
+
+
 def test_serve_all_flip_re_emits_the_other_members_parts():
     state, views, keys, _ = fleet(clusters=("c1", "c2"), count=2)
     for c in ("c1", "c2"):
