@@ -226,7 +226,8 @@ class ClusterWatcher:
             if self._rejected.get(key) != result:
                 self._rejected[key] = result
                 _count(self.stats.rejected, result.reason)
-                log.warning("cluster %s: Service %s not published: %s", self.spec.name, result.name, result.reason)
+                log.warning("cluster %s: Service %s not published: %s (%s)", self.spec.name, result.name,
+                            result.reason, result.detail)
         else:
             self._rejected.pop(key, None)
         new = result if isinstance(result, ServiceView) else None

@@ -9,17 +9,36 @@ calls this on every change of either; nothing here does I/O.
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from fed_dns.model import Backend, Port, Publish, ServiceKey, ServiceView
-from fed_dns.records.names import check_label
+from fed_dns.records.names import MAX_NAME, check_label
 
 EXPORT_ANNOTATION = "fed-dns.io/export"
 PUBLISH_ANNOTATION = "fed-dns.io/publish"
 PROBE_ANNOTATION = "fed-dns.io/probe"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 IP_ADDRESS_TYPES = frozenset({"IPv4", "IPv6"})
+_FAMILIES = {"IPv4": ipaddress.IPv4Address, "IPv6": ipaddress.IPv6Address}
+
+# Rejection.reason: a fixed set of codes (metrics and /status count by them); the offending
+# value and why it is wrong go to Rejection.detail, for the log only.
+INVALID_NAMESPACE = "invalid-namespace"
+INVALID_SERVICE_NAME = "invalid-service-name"
+INVALID_PUBLISH = "invalid-publish-annotation"
+INVALID_PORT_NAME = "invalid-port-name"
+INVALID_ENDPOINT_HOSTNAME = "invalid-endpoint-hostname"
+INVALID_ENDPOINT_ADDRESS = "invalid-endpoint-address"  # not an IP of the slice's addressType
+INVALID_CLUSTER_IP = "invalid-cluster-ip"
+INVALID_INGRESS_IP = "invalid-loadbalancer-ip"
+INVALID_INGRESS_HOSTNAME = "invalid-loadbalancer-hostname"
+INVALID_EXTERNAL_NAME = "invalid-external-name"
+REASONS = frozenset({INVALID_NAMESPACE, INVALID_SERVICE_NAME, INVALID_PUBLISH, INVALID_PORT_NAME,
+                     INVALID_ENDPOINT_HOSTNAME, INVALID_ENDPOINT_ADDRESS, INVALID_CLUSTER_IP,
+                     INVALID_INGRESS_IP, INVALID_INGRESS_HOSTNAME, INVALID_EXTERNAL_NAME})
+_SHOWN = 80  # characters of a hostile value kept in a Rejection's detail
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -38,16 +57,18 @@ class WatchOptions:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Rejection:
-    """An exported object that is not published because a name in it is not a DNS label.
+    """An exported Service not published because a name or address in it is invalid.
 
-    `name` is `namespace/name`; `reason` says which field and why, never the value, so it can
-    be counted by reason without unbounded cardinality.
+    `name` is `namespace/name`; `reason` is one of REASONS (which field), never the value, so
+    it can be counted by reason without unbounded cardinality; `detail` says why, with the
+    offending value (shortened): for the log, not for a metric label.
     """
 
     cluster: str
     kind: str
     name: str
     reason: str
+    detail: str = ""
 
 
 def service_view(*, service: Mapping, slices: Sequence[Mapping], options: WatchOptions,
@@ -64,23 +85,25 @@ def service_view(*, service: Mapping, slices: Sequence[Mapping], options: WatchO
     if not is_exported(namespace=namespace, annotations=annotations, options=options):
         return None
 
-    def reject(reason: str) -> Rejection:
-        return Rejection(cluster=cluster, kind="Service", name=f"{namespace}/{name}", reason=reason)
+    def reject(reason: str, detail: str) -> Rejection:
+        return Rejection(cluster=cluster, kind="Service", name=f"{namespace}/{name}", reason=reason,
+                         detail=detail)
 
-    for what, label in (("namespace", namespace), ("service name", name)):
+    for reason, what, label in ((INVALID_NAMESPACE, "namespace", namespace),
+                                (INVALID_SERVICE_NAME, "service name", name)):
         why = check_label(label)
         if why is not None:
-            return reject(f"invalid {what}: {why}")
+            return reject(reason, f"{what}: {why}")
     mode = publish_mode(annotations=annotations, default=options.publish)
     if mode is None:
-        return reject(f"invalid {PUBLISH_ANNOTATION} annotation")
+        return reject(INVALID_PUBLISH, f"{PUBLISH_ANNOTATION}: {_shown(annotations.get(PUBLISH_ANNOTATION))}")
 
     spec = service.get("spec") or {}
     try:
         backends = select_backends(service=service, slices=slices, mode=mode)
         ready = spec.get("type") == "ExternalName" or any(_ready_endpoints(slices))
-    except _BadLabel as bad:
-        return reject(str(bad))
+    except _Invalid as bad:
+        return reject(bad.reason, bad.detail)
     probe = str(annotations.get(PROBE_ANNOTATION) or "").strip()
     return ServiceView(key=ServiceKey(namespace=namespace, name=name), backends=backends,
                        ready=ready, probe=probe or None)
@@ -110,16 +133,20 @@ def publish_mode(*, annotations: Mapping[str, str], default: Publish) -> Publish
 
 def select_backends(*, service: Mapping, slices: Sequence[Mapping],
                     mode: Publish) -> tuple[Backend, ...]:
-    """The backends `mode` selects, sorted; raises _BadLabel for an invalid port/host name.
+    """The backends `mode` selects, sorted; raises _Invalid for an invalid name or address.
 
     ExternalName Services are a CNAME to spec.externalName whatever the mode (they have no
-    addresses to select from).
+    addresses to select from). Every address of every IP slice must be an IP of the slice's
+    family, whatever the mode (the member's data for this Service is not to be trusted).
     """
     spec = service.get("spec") or {}
     kind = spec.get("type") or "ClusterIP"
     if kind == "ExternalName":
-        target = (spec.get("externalName") or "").rstrip(".")
-        return (Backend(address=target, ports=service_ports(spec)),) if target else ()
+        raw = spec.get("externalName") or ""
+        if not raw:
+            return ()
+        return (Backend(address=_dns_name(raw, reason=INVALID_EXTERNAL_NAME), ports=service_ports(spec)),)
+    check_slice_addresses(slices)
     if mode is Publish.AUTO:
         if kind == "LoadBalancer":
             mode = Publish.LOADBALANCER
@@ -138,18 +165,71 @@ def select_backends(*, service: Mapping, slices: Sequence[Mapping],
 
 
 def cluster_ips(spec: Mapping) -> list[str]:
+    """spec.clusterIPs (else clusterIP) but "None"; raises _Invalid for one that is not an IP."""
     ips = spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
-    return [ip for ip in ips if ip and ip != "None"]
+    return [_ip(ip, reason=INVALID_CLUSTER_IP) for ip in ips if ip and ip != "None"]
 
 
 def load_balancer_addresses(status: Mapping) -> list[str]:
-    """Ingress IPs, and ingress hostnames (which become CNAMEs)."""
+    """Ingress IPs, and ingress hostnames (which become CNAMEs); raises _Invalid for an `ip`
+    that is not an IP or a `hostname` that is not a DNS name."""
     out = []
     for ingress in (status.get("loadBalancer") or {}).get("ingress") or ():
-        address = ingress.get("ip") or (ingress.get("hostname") or "").rstrip(".")
-        if address:
-            out.append(address)
+        if ingress.get("ip"):
+            out.append(_ip(ingress["ip"], reason=INVALID_INGRESS_IP))
+        elif ingress.get("hostname"):
+            out.append(_dns_name(ingress["hostname"], reason=INVALID_INGRESS_HOSTNAME))
     return out
+
+
+def check_slice_addresses(slices: Iterable[Mapping]) -> None:
+    """Raises _Invalid when an address of an IPv4/IPv6 slice is not an IP of that family.
+
+    FQDN slices (and unknown address types) are never published, so not checked.
+    """
+    for s in slices:
+        family = _FAMILIES.get(s.get("addressType", "IPv4"))
+        if family is None:
+            continue
+        for endpoint in s.get("endpoints") or ():
+            for address in endpoint.get("addresses") or ():
+                _ip(address, reason=INVALID_ENDPOINT_ADDRESS, family=family)
+
+
+def _ip(value: object, *, reason: str,
+        family: type[ipaddress.IPv4Address] | type[ipaddress.IPv6Address] | None = None) -> str:
+    """`value` in its canonical text when it is an IP (of `family` if given), no zone index."""
+    try:
+        if not isinstance(value, str) or "%" in value:
+            raise ValueError(value)
+        ip = family(value) if family is not None else ipaddress.ip_address(value)
+    except ValueError:
+        what = family.__name__.removesuffix("Address") + " address" if family else "IP address"
+        raise _Invalid(reason, f"not an {what}: {_shown(value)}") from None
+    return str(ip)
+
+
+def _dns_name(value: object, *, reason: str) -> str:
+    """`value` lower-cased without a trailing dot when it is a DNS name: RFC 1123 labels, at
+    most 253 bytes; else raises _Invalid."""
+    if not isinstance(value, str):
+        raise _Invalid(reason, f"not a string: {_shown(value)}")
+    name = value.lower()
+    name = name[:-1] if name.endswith(".") else name
+    why = "empty name" if not name else None
+    if why is None and len(name.encode("utf-8", "surrogatepass")) > MAX_NAME:
+        why = f"longer than {MAX_NAME} bytes"
+    for label in name.split(".") if why is None else ():
+        if (why := check_label(label)) is not None:
+            break
+    if why is not None:
+        raise _Invalid(reason, f"{why}: {_shown(value)}")
+    return name
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
 
 
 def service_ports(spec: Mapping) -> tuple[Port, ...]:
@@ -166,7 +246,7 @@ def endpoint_backends(slices: Iterable[Mapping]) -> tuple[Backend, ...]:
     for endpoint, ports in _ready_endpoints(slices):
         hostname = endpoint.get("hostname") or None
         if hostname is not None and (why := check_label(hostname)) is not None:
-            raise _BadLabel(f"invalid endpoint hostname: {why}")
+            raise _Invalid(INVALID_ENDPOINT_HOSTNAME, f"{why}: {_shown(hostname)}")
         for address in endpoint.get("addresses") or ():
             known_host, known_ports = merged.setdefault(address, (hostname, set()))
             known_ports.update(ports)
@@ -198,12 +278,17 @@ def _ports(raw: Iterable[Mapping]) -> tuple[Port, ...]:
     for p in raw:
         name = p.get("name") or ""
         if name and (why := check_label(name)) is not None:
-            raise _BadLabel(f"invalid port name: {why}")
+            raise _Invalid(INVALID_PORT_NAME, f"{why}: {_shown(name)}")
         if p.get("port") is None:
             continue
         out.add(Port(name=name, port=int(p["port"]), protocol=p.get("protocol") or "TCP"))
     return tuple(sorted(out))
 
 
-class _BadLabel(ValueError):
-    """A port or host name that cannot become a DNS label (caught into a Rejection)."""
+class _Invalid(ValueError):
+    """A name or address that cannot be published (caught into a Rejection)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fed_dns.model import Backend, Port, Publish, ServiceKey, ServiceView
-from fed_dns.watch.parse import Rejection, WatchOptions, service_view
+from fed_dns.watch.parse import REASONS, Rejection, WatchOptions, service_view
 
 HTTP = {"name": "http", "port": 80, "protocol": "TCP"}
 EXPORT = {"fed-dns.io/export": "true"}
@@ -120,25 +120,103 @@ def test_export_rules(annotations, namespace, options, exported):
     assert not isinstance(result, Rejection)
 
 
+HEADLESS = {"cluster_ip": "None"}
+LB = {"type": "LoadBalancer"}
+EXT = {"type": "ExternalName", "ports": ()}
+
+# (service, slices, reason code, words of the detail): the detail names the value, the code never does.
 REJECTS = {
-    "upper-case-service": (svc(name="Web"), [], "invalid service name: upper case"),
-    "64-char-service": (svc(name="a" * 64), [], "invalid service name: longer than 63 bytes"),
-    "upper-case-namespace": (svc(namespace="NS"), [], "invalid namespace: upper case"),
-    "dot-in-service-port-name": (svc(ports=[{"name": "h.ttp", "port": 80}]), [], "invalid port name: bad character '.'"),
-    "dot-in-slice-port-name": (svc(cluster_ip="None"), [eps(("10.1.0.1", True, None), ports=[{"name": "a.b", "port": 1}])],
-                               "invalid port name: bad character '.'"),
-    "bad-hostname": (svc(cluster_ip="None"), [eps(("10.1.0.1", True, "Pod_0"))], "invalid endpoint hostname: upper case"),
+    "upper-case-service": (svc(name="Web"), [], "invalid-service-name", "upper case"),
+    "64-char-service": (svc(name="a" * 64), [], "invalid-service-name", "longer than 63 bytes"),
+    "upper-case-namespace": (svc(namespace="NS"), [], "invalid-namespace", "upper case"),
+    "dot-in-service-port-name": (svc(ports=[{"name": "h.ttp", "port": 80}]), [], "invalid-port-name",
+                                 "bad character '.': 'h.ttp'"),
+    "dot-in-slice-port-name": (svc(**HEADLESS), [eps(("10.1.0.1", True, None), ports=[{"name": "a.b", "port": 1}])],
+                               "invalid-port-name", "'a.b'"),
+    "bad-hostname": (svc(**HEADLESS), [eps(("10.1.0.1", True, "Pod_0"))], "invalid-endpoint-hostname", "'Pod_0'"),
     "unknown-publish-mode": (svc(annotations={**EXPORT, "fed-dns.io/publish": "everything"}), [],
-                             "invalid fed-dns.io/publish annotation"),
+                             "invalid-publish-annotation", "'everything'"),
+    # addresses of an IPv4/IPv6 slice: IPs of that family only (once written as a CNAME host)
+    "hostname-in-ipv4-slice": (svc(**HEADLESS), [eps(("evil.attacker.example", True, None))],
+                               "invalid-endpoint-address", "not an IPv4 address: 'evil.attacker.example'"),
+    "octet-out-of-range": (svc(**HEADLESS), [eps(("10.1.0.1", True, None), ("999.1.1.1", True, None))],
+                           "invalid-endpoint-address", "'999.1.1.1'"),
+    "leading-zero-octet": (svc(**HEADLESS), [eps(("010.1.0.1", True, None))], "invalid-endpoint-address", "'010.1.0.1'"),
+    "ipv6-in-ipv4-slice": (svc(**HEADLESS), [eps(("fd00::1", True, None))], "invalid-endpoint-address", "IPv4"),
+    "ipv4-in-ipv6-slice": (svc(**HEADLESS), [eps(("10.1.0.1", True, None), address_type="IPv6")],
+                           "invalid-endpoint-address", "not an IPv6 address"),
+    "scoped-ipv6": (svc(**HEADLESS), [eps(("fe80::1%eth0", True, None), address_type="IPv6")],
+                    "invalid-endpoint-address", "'fe80::1%eth0'"),
+    "empty-string-address": (svc(**HEADLESS), [eps(("", True, None))], "invalid-endpoint-address", "''"),
+    "not-ready-endpoint-checked-too": (svc(**HEADLESS), [eps(("10.1.0.1", True, None), ("x.example", False, None))],
+                                       "invalid-endpoint-address", "'x.example'"),
+    "bad-slice-of-a-clusterip-service": (svc(), [eps(("evil.attacker.example", True, None))],
+                                         "invalid-endpoint-address", "evil"),
+    "long-value-shortened": (svc(**HEADLESS), [eps(("a" * 5000, True, None))], "invalid-endpoint-address", "..."),
+    # load-balancer ingress: `ip` an IP, `hostname` a DNS name
+    "ingress-ip-is-a-name": (svc(**LB, lb=[{"ip": "evil.attacker.example"}]), [], "invalid-loadbalancer-ip",
+                             "not an IP address: 'evil.attacker.example'"),
+    "ingress-ip-out-of-range": (svc(**LB, lb=[{"ip": "203.0.113.9"}, {"ip": "999.1.1.1"}]), [],
+                                "invalid-loadbalancer-ip", "'999.1.1.1'"),
+    "ingress-ip-not-a-string": (svc(**LB, lb=[{"ip": 3}]), [], "invalid-loadbalancer-ip", "3"),
+    "ingress-hostname-underscore": (svc(**LB, lb=[{"hostname": "lb_1.example.com"}]), [],
+                                    "invalid-loadbalancer-hostname", "bad character '_'"),
+    "ingress-hostname-empty-label": (svc(**LB, lb=[{"hostname": "lb..example.com"}]), [],
+                                     "invalid-loadbalancer-hostname", "empty label"),
+    "ingress-hostname-254-bytes": (svc(**LB, lb=[{"hostname": ".".join(["a" * 63] * 4)[:254]}]), [],
+                                   "invalid-loadbalancer-hostname", "longer than 253 bytes"),
+    "ingress-hostname-64-byte-label": (svc(**LB, lb=[{"hostname": "a" * 64 + ".example.com"}]), [],
+                                       "invalid-loadbalancer-hostname", "longer than 63 bytes"),
+    "ingress-hostname-slash": (svc(**LB, lb=[{"hostname": "a/b.example.com"}]), [],
+                               "invalid-loadbalancer-hostname", "bad character '/'"),
+    # ExternalName: a DNS name
+    "externalname-space": (svc(**EXT, external_name="db example.com"), [], "invalid-external-name", "' '"),
+    "externalname-leading-hyphen": (svc(**EXT, external_name="-db.example.com"), [], "invalid-external-name",
+                                    "hyphen"),
+    "externalname-only-a-dot": (svc(**EXT, external_name="."), [], "invalid-external-name", "empty name"),
+    "externalname-wildcard": (svc(**EXT, external_name="*.example.com"), [], "invalid-external-name", "'*'"),
+    # clusterIPs: IPs
+    "clusterip-is-a-name": (svc(cluster_ip="evil.attacker.example"), [], "invalid-cluster-ip", "evil"),
+    "second-clusterip-bad": (svc(cluster_ips=["10.0.0.1", "fd00::1::2"]), [], "invalid-cluster-ip", "'fd00::1::2'"),
 }
 
 
-@pytest.mark.parametrize(("service", "slices", "reason"), REJECTS.values(), ids=REJECTS.keys())
-def test_rejections(service, slices, reason):
+@pytest.mark.parametrize(("service", "slices", "reason", "detail"), REJECTS.values(), ids=REJECTS.keys())
+def test_rejections(service, slices, reason, detail):
     result = service_view(service=service, slices=slices, options=WatchOptions(), cluster="c1")
     meta = service["metadata"]
-    assert result == Rejection(cluster="c1", kind="Service", name=f"{meta['namespace']}/{meta['name']}",
-                               reason=reason)
+    assert isinstance(result, Rejection)
+    assert (result.cluster, result.kind, result.name, result.reason) == (
+        "c1", "Service", f"{meta['namespace']}/{meta['name']}", reason)
+    assert reason in REASONS
+    assert detail in result.detail
+    assert len(result.detail) < 200
+
+
+ACCEPTED = {
+    "ingress-hostname-upper-case-and-dot": (svc(**LB, lb=[{"hostname": "LB.Example.com."}]), [],
+                                            view(b("lb.example.com"), ready=False)),
+    "ingress-ip-wins-over-hostname": (svc(**LB, lb=[{"ip": "203.0.113.9", "hostname": "not a name"}]), [],
+                                      view(b("203.0.113.9"), ready=False)),
+    "ingress-ipv6": (svc(**LB, lb=[{"ip": "2001:db8::1"}]), [], view(b("2001:db8::1"), ready=False)),
+    "ingress-hostname-253-bytes": (svc(**LB, lb=[{"hostname": ".".join(["a" * 63] * 4)[:253]}]), [],
+                                   view(b(".".join(["a" * 63] * 4)[:253]), ready=False)),
+    "externalname-digits-and-hyphens": (svc(**EXT, external_name="db-1.0.example.com"), [],
+                                        view(Backend(address="db-1.0.example.com"))),
+    "ipv6-slice-canonical-forms": (svc(**HEADLESS), [eps(("fd00:0::7", True, None), address_type="IPv6")],
+                                   view(b("fd00:0::7"))),
+    "fqdn-slice-not-published-not-checked": (svc(**HEADLESS), [eps(("Not A Name", True, None), address_type="FQDN")],
+                                             view(ready=False)),
+}
+
+
+@pytest.mark.parametrize(("service", "slices", "expected"), ACCEPTED.values(), ids=ACCEPTED.keys())
+def test_valid_names_and_addresses_are_published(service, slices, expected):
+    assert service_view(service=service, slices=slices, options=WatchOptions()) == expected
+
+
+def test_reason_codes_are_a_fixed_set_of_plain_codes():
+    assert all(code.startswith("invalid-") and code.replace("-", "").isalpha() for code in REASONS)
 
 
 def test_unexported_hostile_names_are_not_rejections():

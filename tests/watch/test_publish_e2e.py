@@ -94,20 +94,25 @@ async def test_hostile_names_are_rejected_counted_and_others_published(sim, watc
     add(sim, "dotted-port", cluster_ip="10.0.0.4", ports=[("h.ttp", 80)])
     add(sim, "bad-host", headless=True, endpoints=[("10.1.0.9", True, "Pod_0")])
     add(sim, "ok", namespace="UPPER-NS", cluster_ip="10.0.0.5")
+    add(sim, "evil", headless=True, endpoints=[("10.1.0.8", True, None), ("evil.attacker.example", True, None)])
+    add(sim, "range", headless=True, endpoints=[("999.1.1.1", True, None)])
+    add(sim, "evil-lb", type="LoadBalancer", cluster_ip="10.0.0.7", lb_ips=["evil.attacker.example"])
+    add(sim, "evil-ext", external_name="evil attacker", ports=(), endpoints=())
     w = await watch(sim)
     await until(lambda: w.view.synced)
     assert w.names() == {"ns/good"}
-    assert w.watcher.stats.rejected == {
-        "invalid service name: upper case": 1, "invalid service name: longer than 63 bytes": 1,
-        "invalid port name: bad character '.'": 1, "invalid endpoint hostname: upper case": 1,
-        "invalid namespace: upper case": 1}
+    assert w.watcher.stats.rejected == {  # codes only: the values go to the log
+        "invalid-service-name": 2, "invalid-port-name": 1, "invalid-endpoint-hostname": 1,
+        "invalid-namespace": 1, "invalid-endpoint-address": 2, "invalid-loadbalancer-ip": 1,
+        "invalid-external-name": 1}
     assert {r.name for r in w.watcher.rejections} == {
-        "ns/Upper", f"ns/{'a' * 64}", "ns/dotted-port", "ns/bad-host", "UPPER-NS/ok"}
+        "ns/Upper", f"ns/{'a' * 64}", "ns/dotted-port", "ns/bad-host", "UPPER-NS/ok",
+        "ns/evil", "ns/range", "ns/evil-lb", "ns/evil-ext"}
     # counted once, not on every event of the rejected Service
     add(sim, "Upper", cluster_ip="10.0.0.2", endpoints=[("10.1.0.7", True, None)])
     add(sim, "good2", cluster_ip="10.0.0.6")
     await until(lambda: "ns/good2" in w.names())
-    assert w.watcher.stats.rejected["invalid service name: upper case"] == 1
+    assert w.watcher.stats.rejected["invalid-service-name"] == 2
     # fixed: published, and no longer listed as rejected
     add(sim, "dotted-port", cluster_ip="10.0.0.4", ports=[("http", 80)])
     await until(lambda: "ns/dotted-port" in w.names())
