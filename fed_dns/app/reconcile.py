@@ -215,6 +215,7 @@ class Reconciler:
         self._idle.clear()
         started = time.monotonic()
         planned = _Pending()
+        failovers: dict[str, list[str]] = {}
         try:
             stepped = 0
             published = False
@@ -234,7 +235,7 @@ class Reconciler:
                     self.stats.steps += 1
                     self.stats.services_stepped += len(step.services)
                     stepped += len(step.services)
-                    self._count_failovers(step)
+                    self._count_failovers(step, failovers)
                     if step.changes:
                         writes.merge(step.changes)
                     if not self.state.dirty or time.monotonic() - t0 >= self._slice:
@@ -249,6 +250,7 @@ class Reconciler:
                 self.stats.longest_step = max(self.stats.longest_step, time.monotonic() - t0)
                 if self.state.dirty:
                     await asyncio.sleep(YIELD)  # leases, probes, watches and DNS go first
+            self._log_failovers(failovers)
             if not published:
                 self._publish({}, ())  # lets the owner go live on a run that changed nothing
             if stepped:
@@ -280,14 +282,14 @@ class Reconciler:
             log.warning("not published: %d more objects (see /status)", len(new) - LOG_REJECTIONS)
         self._logged_rejections = now
 
-    def _count_failovers(self, step) -> None:
-        new = getattr(step, "failovers", ())
-        if not new:
-            return
-        self.stats.failovers += len(new)
-        by_cluster: dict[str, list[str]] = {}
-        for cluster, target in new:
-            by_cluster.setdefault(cluster, []).append(target)
+    def _count_failovers(self, step, into: dict[str, list[str]]) -> None:
+        for cluster, target in getattr(step, "failovers", ()):
+            self.stats.failovers += 1
+            into.setdefault(cluster, []).append(target)
+
+    @staticmethod
+    def _log_failovers(by_cluster: dict[str, list[str]]) -> None:
+        """One line per cluster per run (a member's failover is thousands of Services)."""
         for cluster, targets in sorted(by_cluster.items()):
             sample = ", ".join(sorted(targets)[:3])
             more = f" and {len(targets) - 3} more" if len(targets) > 3 else ""
