@@ -106,6 +106,7 @@ def one_run(etcd_url: str, run: int, lag_samples: int) -> dict:
             cfg = {"zone": zone, "dns": {"listen": f"{LOOPBACK}:{dns_port}"},
                    "http": {"listen": f"{LOOPBACK}:{http_port}"},
                    "etcd": {"endpoints": [etcd_url]},
+                   "api": {"listen": f"{LOOPBACK}:{free_port()}", "dir": str(tmp / "api")},
                    "clusters": [{"name": c, "kubeconfig": str(k), "context": c}
                                 for c, (_, k) in sims.items()]}
             (tmp / "fed-dns.yaml").write_text(yaml.safe_dump(cfg))

@@ -114,7 +114,7 @@ class ApiSection(_Listener):
     """The federation API (kubectl's endpoint): HTTPS with bearer tokens. Files not given
     are generated on first start in `dir` (a self-signed certificate, a token, mode 0600)."""
 
-    enabled: Flag = False
+    enabled: Flag = True
     listen: Listen = "127.0.0.1:6443"
     dir: FilePath | None = None  # None: ~/.local/state/fed-dns/api
     cert_file: FilePath | None = None

@@ -93,6 +93,9 @@ class Daemon:
             "http": {"listen": f"{LOOPBACK}:{self.http_port}"},
             "etcd": {"endpoints": [etcd_url] if etcd_url else []},
             "leader_election": {"enabled": bool(etcd_url), "lease_ttl": "3s"},
+            # several daemons run side by side in tests: the federation API only where a
+            # test asks for it (with its own port and directory)
+            "api": {"enabled": False},
         }
         for key, value in (extra or {}).items():
             self.config[key] = value
