@@ -128,14 +128,10 @@ class ClusterWatcher:
                 log.exception("cluster %s: on_error failed", self.spec.name)
 
     async def _list(self, resource: stream.Resource) -> str:
-        call = stream.Call()
-        try:
-            items, rv = await stream.in_thread(
-                lambda: stream.list_all(api_client=self._api, resource=resource, call=call,
-                                        read_timeout=self.options.inactivity_timeout),
-                name=f"fed-dns-list-{self.spec.name}-{resource.name}")
-        finally:
-            call.close()
+        items, rv = await stream.list_with_deadline(
+            page_timeout=self.options.inactivity_timeout, api_client=self._api, resource=resource,
+            read_timeout=self.options.inactivity_timeout,
+            thread_name=f"fed-dns-list-{self.spec.name}-{resource.name}")
         self._mark(self._objects.replace(kind=resource.name, objects=items))
         if resource.name not in self._listed:
             self._listed.add(resource.name)

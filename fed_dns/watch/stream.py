@@ -16,6 +16,7 @@ import json
 import random
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,12 @@ from fed_dns.watch.index import ENDPOINT_SLICES, SERVICES, slim
 LIST_PAGE = 500
 CONNECT_TIMEOUT = 10.0
 CHUNK = 256 * 1024
+MiB = 1024 * 1024
+# What a member may send before it is an error for that member, not memory growth: a list
+# page of 500 objects (a real one is well below 1 MiB of Services, a few MiB of large
+# EndpointSlices) and one watch event (one object) each.
+MAX_LIST_PAGE = 16 * MiB
+MAX_WATCH_LINE = 4 * MiB
 
 Event = tuple[str, dict]  # (ADDED | MODIFIED | DELETED | BOOKMARK | ERROR, object)
 
@@ -36,7 +43,8 @@ class Gone(Exception):
 
 
 class StreamError(Exception):
-    """A list or watch failed; the message is safe to show (no credentials)."""
+    """A list or watch failed; the message is safe to show (no credentials) and does not
+    name the kind (the watcher puts it in front)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +70,7 @@ class Call:
         self._lock = threading.Lock()
         self._response: Any = None
         self.closed = False
+        self.page_started = time.monotonic()  # when the list page being read was asked for
 
     def attach(self, response: Any) -> None:
         with self._lock:
@@ -127,21 +136,57 @@ def list_all(*, api_client: kubernetes.client.ApiClient, resource: Resource, cal
                   "_request_timeout": (CONNECT_TIMEOUT, read_timeout)}
         if token:
             kwargs["_continue"] = token
+        call.page_started = time.monotonic()
         response = _request(method, kwargs)
         call.attach(response)
+        complete = False
         try:
-            body = json.loads(response.data)
+            body = json.loads(_read_bounded(response, limit=MAX_LIST_PAGE, what="list"))
+            complete = True
         except ValueError as exc:
-            _finish(response, complete=False)
-            raise StreamError(f"{resource.name}: list: the answer is not JSON") from exc
-        _finish(response, complete=True)
+            raise StreamError("list: the answer is not JSON") from exc
+        finally:
+            _finish(response, complete=complete)
+        if not isinstance(body, dict):
+            raise StreamError("list: the answer is not a list")
         if call.closed:
-            raise StreamError(f"{resource.name}: list: closed")
+            raise StreamError("list: closed")
         items.extend(slim(kind=resource.name, obj=o) for o in body.get("items") or ())
         meta = body.get("metadata") or {}
         token = meta.get("continue")
         if not token:
             return items, str(meta.get("resourceVersion") or "")
+
+
+def _read_bounded(response: Any, *, limit: int, what: str) -> bytes:
+    """The whole body, or StreamError as soon as it is longer than `limit` bytes."""
+    body = bytearray()
+    for chunk in response.stream(CHUNK, decode_content=True):
+        body += chunk
+        if len(body) > limit:
+            body.clear()  # not held by the traceback until a cycle collection
+            raise StreamError(f"{what}: the answer is longer than {limit // MiB} MiB")
+    return bytes(body)
+
+
+async def list_with_deadline(*, page_timeout: float, thread_name: str, **kwargs: Any) -> tuple[list[dict], str]:
+    """list_all in a new thread; StreamError when a page is not read whole within
+    `page_timeout` seconds of asking for it (a member that accepts and never answers, sends
+    headers then nothing, or part of a body then nothing or a trickle). The abandoned thread
+    ends when its socket times out; its connection is shut down if it ever gets an answer."""
+    call = Call()
+    task = asyncio.ensure_future(in_thread(lambda: list_all(call=call, **kwargs), name=thread_name))
+    try:
+        while True:
+            left = call.page_started + page_timeout - time.monotonic()
+            if left <= 0:
+                raise StreamError(f"list: no whole page within {page_timeout:g}s")
+            done, _ = await asyncio.wait({task}, timeout=left)
+            if done:
+                return task.result()
+    finally:
+        call.close()
+        task.cancel()
 
 
 def watch_lines(*, api_client: kubernetes.client.ApiClient, resource: Resource, call: Call,
@@ -156,15 +201,21 @@ def watch_lines(*, api_client: kubernetes.client.ApiClient, resource: Resource, 
     call.attach(response)
     complete = False
     try:
-        buffer = b""
+        buffer = bytearray()
         for chunk in response.stream(CHUNK, decode_content=True):
             if call.closed:
                 return
-            lines = (buffer + chunk).split(b"\n")
-            buffer = lines.pop()
-            events = [_event(line, resource.name) for line in lines if line.strip()]
-            if events:
-                deliver(events)
+            buffer += chunk
+            if b"\n" in chunk:
+                *lines, rest = buffer.split(b"\n")
+                buffer = bytearray(rest)
+                if any(len(line) > MAX_WATCH_LINE for line in lines):
+                    _too_long(buffer, lines)
+                events = [_event(line, resource.name) for line in lines if line.strip()]
+                if events:
+                    deliver(events)
+            if len(buffer) > MAX_WATCH_LINE:  # held at most MAX_WATCH_LINE + CHUNK bytes
+                _too_long(buffer, [])
         if buffer.strip():
             deliver([_event(buffer, resource.name)])
         complete = True
@@ -172,12 +223,20 @@ def watch_lines(*, api_client: kubernetes.client.ApiClient, resource: Resource, 
         _finish(response, complete=complete)
 
 
+def _too_long(buffer: bytearray, lines: list) -> None:
+    """Raise StreamError, first freeing what the frame holds: the traceback keeps the frame
+    alive, and the watcher's error path makes a cycle that only the collector breaks."""
+    buffer.clear()
+    lines.clear()
+    raise StreamError(f"watch: an event is longer than {MAX_WATCH_LINE // MiB} MiB")
+
+
 def _event(line: bytes, kind: str) -> Event:
     try:
         raw = json.loads(line)
         type_, obj = raw["type"], raw["object"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise StreamError(f"{kind}: watch: an event is not JSON") from exc
+        raise StreamError("watch: an event is not JSON") from exc
     if type_ in ("ADDED", "MODIFIED", "DELETED"):
         obj = slim(kind=kind, obj=obj)
     return type_, obj
@@ -250,6 +309,9 @@ async def events(*, queue: asyncio.Queue, inactivity_timeout: float) -> AsyncIte
         if kind == "events":
             yield payload
         elif kind == "error":
-            raise payload
+            try:
+                raise payload
+            finally:
+                del payload  # no cycle frame -> exception -> traceback -> frame
         else:
             return
