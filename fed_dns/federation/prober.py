@@ -14,6 +14,7 @@ answer within `timeout` is a failure. `last_error` says which, never with a cred
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ipaddress
 import logging
@@ -43,6 +44,39 @@ class ProbeCounters:
     probes: int = 0
     failures: int = 0
     transitions: int = 0
+    inconclusive: int = 0  # timeouts while our own event loop was stalled: not counted
+
+
+TICK = 0.05  # how often the stall watch checks that the event loop runs on time
+STALL_MEMORY = 64  # stalls remembered (a probe only asks about the last few seconds)
+
+
+class StallWatch:
+    """Remembers when this process's event loop did not run on time (a long step, a full
+    garbage collection, a CPU starved by other processes). A probe that timed out while the
+    loop was stalled says nothing about the member: its answer may be sitting in the socket,
+    unread. Such probes are inconclusive instead of failed, so a busy fed-dns never declares
+    healthy members unreachable (a false failover of every member)."""
+
+    def __init__(self) -> None:
+        self.stalls: collections.deque[tuple[float, float]] = collections.deque(maxlen=STALL_MEMORY)
+        self.due: float | None = None  # when the next tick should run
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self.due = due = loop.time() + TICK
+            await asyncio.sleep(TICK)
+            late = loop.time() - due
+            if late > TICK:
+                self.stalls.append((due, loop.time()))
+
+    def stalled(self, *, start: float, end: float, longer_than: float) -> bool:
+        """Whether a stall longer than `longer_than` s overlapped [start, end] (loop time),
+        the one still going on included (the tick that would record it has not run yet)."""
+        if self.due is not None and end - self.due > longer_than:
+            return True
+        return any(b - a > longer_than and a < end and b > start for a, b in self.stalls)
 
 
 async def every(*, period: float, wake: asyncio.Event, step: Callable[[], Awaitable[None]]) -> None:
@@ -96,6 +130,7 @@ class ClusterProber:
         self.last_error: str | None = None
         self.last_probe: float | None = None  # time.time() of the last finished probe
         self.counters = ProbeCounters()
+        self.stalls = StallWatch()
 
     @property
     def health(self) -> Health:
@@ -109,16 +144,26 @@ class ClusterProber:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"fed-dns-probe-{self.name}")
         try:
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
-                                             trust_env=False) as session:
-                await every(period=self._period, wake=self._wake,
-                            step=lambda: self._probe(session=session, executor=executor))
+                                             trust_env=False) as session, asyncio.TaskGroup() as group:
+                watch = group.create_task(self.stalls.run(), name=f"stalls-{self.name}")
+                try:
+                    await every(period=self._period, wake=self._wake,
+                                step=lambda: self._probe(session=session, executor=executor))
+                finally:
+                    watch.cancel()
         finally:
             executor.shutdown(wait=False, cancel_futures=True)
 
     async def _probe(self, *, session: aiohttp.ClientSession, executor: ThreadPoolExecutor) -> None:
-        error = await self._check(session=session, executor=executor)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        error, timed_out = await self._check(session=session, executor=executor)
         self.counters.probes += 1
         self.last_probe = time.time()
+        if timed_out and self.stalls.stalled(start=started, end=loop.time(),
+                                             longer_than=self._timeout / 2):
+            self.counters.inconclusive += 1  # our loop stalled, not (shown to be) the member
+            return
         if error is not None:
             self.counters.failures += 1
         self.last_error = error
@@ -134,8 +179,9 @@ class ClusterProber:
                 except Exception:
                     log.exception("on_change failed for cluster %s", self.name)
 
-    async def _check(self, *, session: aiohttp.ClientSession, executor: ThreadPoolExecutor) -> str | None:
-        """None when the member is ready, else why not."""
+    async def _check(self, *, session: aiohttp.ClientSession,
+                     executor: ThreadPoolExecutor) -> tuple[str | None, bool]:
+        """(None when the member is ready, else why not; whether the probe timed out)."""
         loop = asyncio.get_running_loop()
         headers: dict[str, str] = {}
         path = self._path
@@ -149,13 +195,13 @@ class ClusterProber:
                     self._path = path = "/healthz"
                     status = await self._get(session=session, path=path, headers=headers)
         except TimeoutError:
-            return f"GET {path}: no answer within {self._timeout:g}s"
+            return f"GET {path}: no answer within {self._timeout:g}s", True
         except Exception as exc:  # noqa: BLE001 - any failure to probe is a failed probe
             secrets = tuple(headers.values()) + tuple(v.split(" ", 1)[-1] for v in headers.values())
-            return f"GET {path}: {describe(exc, secrets=secrets)}"
+            return f"GET {path}: {describe(exc, secrets=secrets)}", False
         if 200 <= status < 300:
-            return None
-        return f"GET {path}: HTTP {status}"
+            return None, False
+        return f"GET {path}: HTTP {status}", False
 
     async def _get(self, *, session: aiohttp.ClientSession, path: str, headers: Mapping[str, str]) -> int:
         endpoint = self._endpoint

@@ -162,3 +162,23 @@ async def test_tls_with_the_kubeconfigs_ca(tls_files):
     async with probing(untrusted) as prober:  # system CAs only: the certificate is refused
         await until(lambda: prober.health is Health.UNREACHABLE)
         assert "certificate" in prober.last_error.lower()
+
+
+async def test_a_stalled_event_loop_never_declares_a_healthy_member_unreachable():
+    """Our own loop blocked past the probe timeout, probe after probe (a long step, a full GC,
+    a starved CPU): the member answered, we could not read it. Those probes are inconclusive,
+    never failures; a member that really hangs is still declared unreachable."""
+    server = FakeApiServer()
+    await server.start()
+    async with probing(server, thresholds=Thresholds(failure=2, success=1)) as prober:
+        await until(lambda: prober.health is Health.READY)
+        loop = asyncio.get_running_loop()
+        for _ in range(8):  # each stall longer than the timeout, right as probes are in flight
+            await asyncio.sleep(PERIOD / 2)
+            loop.call_soon(time.sleep, 2 * PERIOD)
+        await asyncio.sleep(3 * PERIOD)
+        assert [h for _, h in prober.changes] == [Health.READY]
+        assert prober.counters.inconclusive >= 1 and prober.counters.failures == 0
+        server.mode = "hang"  # now the member itself stops answering; our loop runs freely
+        await until(lambda: prober.health is Health.UNREACHABLE, timeout=10 * PERIOD + 2)
+        assert "no answer within" in prober.last_error
