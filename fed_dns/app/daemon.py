@@ -373,7 +373,8 @@ class Daemon:
             await cancel(tasks.pop(name))
         if self.etcd is not None and self.etcd.leader is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.etcd.leader.resign(), timeout=SHUTDOWN_GRACE)
+                async with asyncio.timeout(SHUTDOWN_GRACE):  # not wait_for (3.11)
+                    await self.etcd.leader.resign()
         for name in list(tasks):
             await cancel(tasks.pop(name))
 

@@ -260,7 +260,8 @@ Try:
                   flush=True)
             continue
         try:
-            await asyncio.wait_for(stop.wait(), timeout=0.25)
+            async with asyncio.timeout(0.25):  # not wait_for (3.11)
+                await stop.wait()
         except TimeoutError:
             pass
 

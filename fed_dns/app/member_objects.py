@@ -182,7 +182,8 @@ class MemberObjects:
                 while not poked.is_set():
                     if not rv:  # not served: look again now and then
                         with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(poked.wait(), NOT_SERVED_RECHECK)
+                            async with asyncio.timeout(NOT_SERVED_RECHECK):  # not wait_for (3.11)
+                                await poked.wait()
                         break
                     watch = asyncio.ensure_future(self._watch(kind, rv))
                     wake = asyncio.ensure_future(poked.wait())
@@ -200,7 +201,8 @@ class MemberObjects:
             except (WriteError, _Relist) as exc:
                 self.last_error = str(exc)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(poked.wait(), delay)
+                async with asyncio.timeout(delay):  # not wait_for (3.11)
+                    await poked.wait()
             delay = min(self._retry_max, delay * 2)
 
     def _selector(self) -> str:

@@ -174,7 +174,8 @@ class Reconciler:
             if delay:
                 timeout = min(timeout, delay)
             try:
-                await asyncio.wait_for(self._dirty.wait(), timeout=timeout)
+                async with asyncio.timeout(timeout):  # not wait_for (3.11)
+                    await self._dirty.wait()
             except TimeoutError:
                 if time.monotonic() >= next_resync:
                     next_resync = time.monotonic() + self._resync_period
@@ -202,8 +203,10 @@ class Reconciler:
         self._stopping = True
         self._dirty.set()
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout=grace)
-            await asyncio.wait_for(self._writes_idle.wait(), timeout=grace)
+            async with asyncio.timeout(grace):  # not wait_for (3.11)
+                await self._idle.wait()
+            async with asyncio.timeout(grace):  # not wait_for (3.11)
+                await self._writes_idle.wait()
         except TimeoutError:
             log.warning("reconcile still busy after %.1fs; cancelling it", grace)
 

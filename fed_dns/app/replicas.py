@@ -418,7 +418,8 @@ class ReplicaLoop:
                 if self.api.listed:  # wait for the settle timeout at most
                     left = self._settle_timeout - (self._clock() - self._started)
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), max(0.01, left))
+                        async with asyncio.timeout(max(0.01, left)):  # not wait_for (3.11)
+                            await self._wake.wait()
                     self._wake.set()
                 continue
             keys, self._dirty = sorted(self._dirty), set()

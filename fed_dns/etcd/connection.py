@@ -188,7 +188,8 @@ class ClusterClient(aetcd.Client):
         running out of time or failing as in `moves_away` moves to the next endpoint."""
         generation = self.generation
         try:
-            return await asyncio.wait_for(fn(*args, **kwargs), timeout=timeout)
+            async with asyncio.timeout(timeout):  # not wait_for (3.11)
+                return await fn(*args, **kwargs)
         except Exception as exc:
             if moves_away(exc):
                 self.failed(generation, exc)
@@ -238,18 +239,21 @@ async def call(client: aetcd.Client, fn: Callable[..., Awaitable[T]], /, *args, 
     `timeout`."""
     if isinstance(client, ClusterClient):
         return await client.call(fn, *args, timeout=timeout, **kwargs)
-    return await asyncio.wait_for(fn(*args, **kwargs), timeout=timeout)
+    async with asyncio.timeout(timeout):  # not wait_for (3.11)
+        return await fn(*args, **kwargs)
 
 
 async def _close_channel(channel, watch: watcher.Watcher | None) -> None:
     """Close a channel that may be broken or hung (its server stopped): never blocks long."""
     try:
         if watch is not None:
-            await asyncio.wait_for(watch.shutdown(), timeout=1.0)
+            async with asyncio.timeout(1.0):  # not wait_for (3.11)
+                await watch.shutdown()
     except Exception:  # noqa: BLE001 - the stream is usually broken already
         pass
     try:
         if channel is not None:
-            await asyncio.wait_for(channel.close(), timeout=1.0)
+            async with asyncio.timeout(1.0):  # not wait_for (3.11)
+                await channel.close()
     except Exception:  # noqa: BLE001 - closing a broken channel may complain
         pass

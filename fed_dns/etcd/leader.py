@@ -97,7 +97,8 @@ class LeaderElector:
         lease, self._lease = self._lease, None
         if lease is not None:
             try:
-                await asyncio.wait_for(lease.revoke(), timeout=self._ttl)
+                async with asyncio.timeout(self._ttl):  # not wait_for (3.11)
+                    await lease.revoke()
             except _ERRORS as exc:
                 log.warning("could not revoke the leader lease (it expires by itself): %s", exc)
 
@@ -177,7 +178,8 @@ class LeaderElector:
 
     async def _revoke_quietly(self, lease: aetcd.Lease) -> None:
         try:
-            await asyncio.wait_for(lease.revoke(), timeout=self._ttl / 3)
+            async with asyncio.timeout(self._ttl / 3):  # not wait_for (3.11)
+                await lease.revoke()
         except _ERRORS + (asyncio.TimeoutError,):
             pass
 

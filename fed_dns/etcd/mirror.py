@@ -237,7 +237,8 @@ class ZoneMirror:
             finally:
                 self._flush()
                 try:
-                    await asyncio.wait_for(watch.cancel(), timeout=1.0)
+                    async with asyncio.timeout(1.0):  # not wait_for (3.11)
+                        await watch.cancel()
                 except Exception:  # noqa: BLE001 - the stream is usually broken already
                     pass
             return
@@ -263,12 +264,12 @@ class ZoneMirror:
 
     async def _probe(self, client: aetcd.Client) -> None:
         while True:
+            check_cancelled()
             await asyncio.sleep(self._probe_interval)
             try:
-                await asyncio.wait_for(
-                    ranges.revision_readable(client, self._prefix_bytes, revision=0,
-                                             timeout=self._settings.timeout),
-                    timeout=self._settings.timeout)
+                async with asyncio.timeout(self._settings.timeout):  # not wait_for (3.11)
+                    await ranges.revision_readable(client, self._prefix_bytes, revision=0,
+                                                   timeout=self._settings.timeout)
             except asyncio.TimeoutError:
                 raise TimeoutError(f"etcd did not answer within {self._settings.timeout:g}s")
 
@@ -367,6 +368,7 @@ class ZoneMirror:
 
 async def _close_quietly(client: aetcd.Client) -> None:
     try:
-        await asyncio.wait_for(client.close(), timeout=2.0)
+        async with asyncio.timeout(2.0):  # not wait_for (3.11)
+            await client.close()
     except Exception:  # noqa: BLE001 - closing a broken channel may complain
         pass
