@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--zone", default=None, help="zone, with --etcd")
         p.add_argument("--prefix", default="/skydns", help="etcd path prefix, with --etcd")
         p.add_argument("--json", action="store_true", help="print JSON")
+        p.add_argument("--token-file", default=None, metavar="FILE",
+                       help="bearer token for a daemon whose http.token_file is set")
         p.set_defaults(module=name)
 
     p = sub.add_parser("kubeconfig", help="print a kubeconfig for the federation API "

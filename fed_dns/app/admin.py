@@ -11,8 +11,12 @@ import urllib.request
 from fed_dns.app import status as status_doc
 
 
-def fetch(url: str, path: str) -> object:
-    with urllib.request.urlopen(url.rstrip("/") + path, timeout=5) as resp:
+def fetch(url: str, path: str, *, token_file: str | None = None) -> object:
+    request = urllib.request.Request(url.rstrip("/") + path)
+    if token_file:
+        with open(token_file, encoding="utf-8") as f:
+            request.add_header("Authorization", f"Bearer {f.readline().strip()}")
+    with urllib.request.urlopen(request, timeout=5) as resp:
         return json.load(resp)
 
 
@@ -30,7 +34,7 @@ def print_table(rows: list[list[str]]) -> None:
 
 def status_main(args) -> int:
     try:
-        doc = fetch(args.url, "/status")
+        doc = fetch(args.url, "/status", token_file=getattr(args, "token_file", None))
     except (OSError, urllib.error.URLError, ValueError) as exc:
         return daemon_unreachable(args.url, exc)
     if args.json:
@@ -69,7 +73,7 @@ def records_main(args) -> int:
             return 1
     else:
         try:
-            rows = fetch(args.url, "/records")
+            rows = fetch(args.url, "/records", token_file=getattr(args, "token_file", None))
         except (OSError, urllib.error.URLError, ValueError) as exc:
             return daemon_unreachable(args.url, exc)
     if args.json:

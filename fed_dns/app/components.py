@@ -71,6 +71,7 @@ async def start_http(*, config, daemon):
     host, port = config.http.host, config.http.port
     registry = metrics.daemon_metrics(daemon)
     endpoint = http.HttpEndpoint(host=host, port=port, metrics=registry,
+                                 token=config.http.token(),
                                  status=lambda: status.daemon_status(daemon),
                                  ready=daemon.ready,
                                  records=lambda: status.records_table(

@@ -11,10 +11,15 @@
   that slipped into a field (a token, a password, a URL with user:password@, a PEM block) is
   masked. If `status()` raises, 500 with a generic message (the exception is logged).
 - `/records` (when `records` is given): the published records as JSON rows, the same way.
+
+With `token` set, `/status` and `/records` answer 401 unless the request carries
+`Authorization: Bearer <token>` (compared in constant time); `/metrics`, `/healthz` and
+`/readyz` stay open for scrapers and probes.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 from collections.abc import Callable
@@ -30,13 +35,15 @@ log = logging.getLogger(__name__)
 
 class HttpEndpoint:
     def __init__(self, *, host: str, port: int, metrics: Any, status: Callable[[], dict],
-                 ready: Callable[[], bool], records: Callable[[], Any] | None = None) -> None:
+                 ready: Callable[[], bool], records: Callable[[], Any] | None = None,
+                 token: str | None = None) -> None:
         self._host = host
         self._port = port
         self._metrics = metrics
         self._status = status
         self._ready = ready
         self._records = records
+        self._token = token
         self._runner: web.AppRunner | None = None
 
     @property
@@ -49,9 +56,9 @@ class HttpEndpoint:
         app.router.add_get("/metrics", self._metrics_page)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
-        app.router.add_get("/status", self._json_page(self._status, "status"))
+        app.router.add_get("/status", self._guarded(self._json_page(self._status, "status")))
         if self._records is not None:
-            app.router.add_get("/records", self._json_page(self._records, "records"))
+            app.router.add_get("/records", self._guarded(self._json_page(self._records, "records")))
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         try:
@@ -80,6 +87,20 @@ class HttpEndpoint:
             log.exception("readiness check failed")
             ready = False
         return web.Response(text="ready\n") if ready else web.Response(status=503, text="not ready\n")
+
+    def _guarded(self, page):
+        if not self._token:
+            return page
+        expected = f"Bearer {self._token}".encode()
+
+        async def guarded(request: web.Request) -> web.Response:
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                return web.json_response({"error": "a bearer token is needed (http.token_file)"},
+                                         status=401, headers={"WWW-Authenticate": "Bearer"})
+            return await page(request)
+
+        return guarded
 
     @staticmethod
     def _json_page(source: Callable[[], Any], what: str):

@@ -108,6 +108,14 @@ class DnsSection(_Listener):
 
 class HttpSection(_Listener):
     listen: Listen = "127.0.0.1:9153"
+    token_file: FilePath | None = None  # /status and /records need its bearer token
+
+    def token(self) -> str | None:
+        """The bearer token of `token_file` (first line), None when not set."""
+        if self.token_file is None:
+            return None
+        with open(self.token_file, encoding="utf-8") as f:
+            return f.readline().strip() or None
 
 
 class ApiSection(_Listener):

@@ -107,3 +107,64 @@ async def test_close_frees_the_port():
     await again.start()
     await again.close()
     await again.close()  # twice is fine
+
+
+async def test_status_and_records_behind_a_bearer_token_when_one_is_set():
+    token = "tok-3f9a1c7e"
+    async with serving(token=token, records=lambda: [{"name": "a.fed.example.com."}]) as (_, session, _m):
+        for path in ("/status", "/records"):
+            status, _, body = await get(session, path)
+            assert status == 401 and token not in body
+            async with session.get(path, headers={"Authorization": "Bearer wrong"}) as r:
+                assert r.status == 401
+            async with session.get(path, headers={"Authorization": f"Bearer {token}"}) as r:
+                assert r.status == 200 and token not in await r.text()
+        for path in ("/metrics", "/healthz", "/readyz"):  # scrapers and probes stay open
+            assert (await get(session, path))[0] == 200
+
+
+def test_status_command_sends_the_token_file(tmp_path):
+    """`fed-dns status --token-file` against a daemon's token-guarded endpoint."""
+    import asyncio
+    import subprocess
+    import sys
+    import threading
+
+    from tests.support import REPO
+
+    token_file = tmp_path / "token"
+    token_file.write_text("tok-55aa\n")
+    ready = threading.Event()
+    holder: dict = {}
+
+    def serve() -> None:
+        async def main() -> None:
+            doc = {"zone": "fed.example.com.", "owner_id": "o", "ready": True, "leader": None,
+                   "etcd": None, "clusters": [], "records": 0,
+                   "reconcile": {"runs": 1, "failures": 0, "writes": 0, "failovers": 0,
+                                 "last_error": ""}}
+            endpoint = HttpEndpoint(host=LOOPBACK, port=0, metrics=Metrics(process=False),
+                                    status=lambda: doc, ready=lambda: True, token="tok-55aa")
+            await endpoint.start()
+            holder["port"], holder["stop"] = endpoint.port, asyncio.Event()
+            ready.set()
+            await holder["stop"].wait()
+            await endpoint.close()
+        holder["loop"] = asyncio.new_event_loop()
+        holder["loop"].run_until_complete(main())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    url = f"http://{LOOPBACK}:{holder['port']}"
+    try:
+        denied = subprocess.run([sys.executable, "-m", "fed_dns.cli", "status", "--url", url],
+                                cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert denied.returncode == 1 and "401" in denied.stderr
+        allowed = subprocess.run([sys.executable, "-m", "fed_dns.cli", "status", "--url", url,
+                                  "--token-file", str(token_file)],
+                                 cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert allowed.returncode == 0 and "zone fed.example.com." in allowed.stdout, allowed.stderr
+    finally:
+        holder["loop"].call_soon_threadsafe(holder["stop"].set)
+        thread.join(10)
