@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the kubeconfigs go (federation.kubeconfig, <cluster>.kubeconfig); "
                         "default: a new temporary directory, removed at the end")
     p.add_argument("--kill", default=None, metavar="CLUSTER", help="kill this cluster after --after s")
+    p.add_argument("--join-after", type=float, default=None, metavar="SECONDS",
+                   help="start one more simulated cluster after this long and join it through "
+                        "the federation API (a Karmada Cluster + Secret): it gets replicas and "
+                        "answers in DNS")
     p.add_argument("--after", type=float, default=10.0, metavar="SECONDS",
                    help="when to kill (default 10)")
     p.add_argument("--duration", type=float, default=None, metavar="SECONDS",

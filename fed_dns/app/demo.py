@@ -70,8 +70,10 @@ def ask(*, server: tuple[str, int], name: str, timeout: float = 0.5) -> list[str
 
 
 def tomcat_workload(*, clusters: list[str], replicas: int = TOMCAT_REPLICAS) -> dict:
-    """The federated Deployment `tomcat` (Federation v1 preferences: weight 1 everywhere)."""
-    prefs = {"rebalance": True, "clusters": {name: {"weight": 1} for name in clusters}}
+    """The federated Deployment `tomcat` (Federation v1 preferences: weight 1 everywhere, a
+    cluster that joins later included: `"*"`)."""
+    prefs = {"rebalance": True, "clusters": {**{name: {"weight": 1} for name in clusters},
+                                             "*": {"weight": 1}}}
     return {"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": "tomcat", "namespace": "default", "labels": {"app": "tomcat"},
                          "annotations": {PREFERENCES: json.dumps(prefs)}},
@@ -96,6 +98,54 @@ async def apply_tomcat(daemon, *, clusters: list[str]) -> None:
     from fed_dns.apiserver import fedkinds
 
     await daemon.api.storage.create(fedkinds.DEPLOYMENT, tomcat_workload(clusters=clusters))
+
+
+def join_manifests(*, sim, name: str) -> list[dict]:
+    """What `karmadactl join` makes for a member: a Secret (token, CA) and a Karmada Cluster."""
+    import base64
+
+    kubeconfig = sim.kubeconfig()
+    ca = kubeconfig["clusters"][0]["cluster"]["certificate-authority-data"]
+    ns = "karmada-cluster"
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"{name}-creds", "namespace": ns},
+         "data": {"token": base64.b64encode(sim.token.encode()).decode(), "caBundle": ca}},
+        {"apiVersion": "cluster.karmada.io/v1alpha1", "kind": "Cluster",
+         "metadata": {"name": name, "labels": {"topology.kubernetes.io/region": f"region-{name}"}},
+         "spec": {"apiEndpoint": sim.url, "syncMode": "Push",
+                  "secretRef": {"namespace": ns, "name": f"{name}-creds"}}},
+    ]
+
+
+async def join_member(*, daemon, sims: dict, workdir: Path) -> str:
+    """Start one more simulated member and join it through the federation API, as `kubectl
+    apply -f <workdir>/<name>-join.yaml` would (the file is written for the reader to see)."""
+    import yaml
+
+    from fed_dns.apiserver import fedkinds
+    from fed_dns.apiserver.clusters import KARMADA_CLUSTER
+    from fed_dns.apiserver.status import ApiError
+    from fed_dns.sim import scenario
+    from fed_dns.sim.cluster import SimCluster
+
+    index = len(sims) + 1
+    name = f"c{index}"
+    sim = SimCluster(name=name, use_tls=True, pods=True)
+    await sim.start(host="127.0.0.1", port=0)
+    scenario.seed_mysql(sim, index=index)
+    seed_tomcat_service(sim, index=index)
+    sim.write_kubeconfig(workdir / f"{name}.kubeconfig")
+    sims[name] = sim
+    docs = join_manifests(sim=sim, name=name)
+    (workdir / f"{name}-join.yaml").write_text(yaml.safe_dump_all(docs))
+    for kind, doc in zip((fedkinds.NAMESPACE, fedkinds.SECRET, KARMADA_CLUSTER), docs):
+        try:
+            await daemon.api.storage.create(kind, doc)
+        except ApiError as exc:
+            if exc.code != 409:  # the namespace may be there already
+                raise
+    return name
 
 
 def tomcat_replicas(daemon) -> dict[str, int]:
@@ -224,6 +274,7 @@ Try:
     killed_at = None
     last = None
     last_replicas: dict[str, int] | None = None
+    joined: str | None = None
     last_tomcat = None
     deadline = started + args.duration if args.duration else None
     while not stop.is_set():
@@ -252,6 +303,13 @@ Try:
             print(f"[{now - started:5.1f}s] {TOMCAT} -> {', '.join(tomcat) or 'no answer'}{extra}",
                   flush=True)
             last_tomcat = tomcat
+        if args.join_after is not None and joined is None and daemon.api is not None \
+                and now - started >= args.join_after:
+            joined = await join_member(daemon=daemon, sims=sims, workdir=workdir)
+            print(f"[{time.monotonic() - started:5.1f}s] joined cluster {joined}: kubectl apply -f "
+                  f"{workdir / (joined + '-join.yaml')} (a cluster.karmada.io Cluster + Secret)",
+                  flush=True)
+            continue
         if args.kill and killed_at is None and now - started >= args.after:
             # after the answers above: the guide shows how things stood before the kill
             sims[args.kill].kill(mode="stop")

@@ -204,6 +204,25 @@ def test_demo_serves_the_federation_api_to_kubectl_from_its_workdir(tmp_path):
     assert f"kubectl --kubeconfig {workdir / 'federation.kubeconfig'} get clusters" in out
 
 
+def test_demo_joins_a_fourth_cluster_through_the_federation_api():
+    """`--join-after`: c4 starts, is joined with a Karmada Cluster + Secret through the API,
+    and then answers in DNS and receives tomcat replicas."""
+    dns_port, http_port = free_port(), free_port()
+    result = subprocess.run(
+        [sys.executable, "-m", "fed_dns.cli", "demo", "--listen", f"127.0.0.1:{dns_port}",
+         "--http", f"127.0.0.1:{http_port}", "--api", "127.0.0.1:0", "--join-after", "2",
+         "--duration", "15"],
+        cwd=REPO, capture_output=True, text=True, timeout=90)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "joined cluster c4: kubectl apply -f" in out and "c4-join.yaml" in out
+    after = out.split("joined cluster c4", 1)[1]
+    mysql = [line for line in after.splitlines() if "] mysql.ns.fed.example.com. ->" in line]
+    assert mysql and "10.4.0.1" in mysql[-1] and "10.4.0.2" in mysql[-1]
+    replicas = [line for line in after.splitlines() if "tomcat replicas:" in line]
+    assert replicas and "c4=" in replicas[-1].split("->")[-1] and "c4=0" not in replicas[-1]
+
+
 def test_demo_rejects_an_unknown_cluster_to_kill():
     result = subprocess.run([sys.executable, "-m", "fed_dns.cli", "demo", "--kill", "c9"],
                             cwd=REPO, capture_output=True, text=True, timeout=60)
