@@ -73,9 +73,22 @@ async def running(coro: Coroutine) -> AsyncIterator[asyncio.Task]:
     try:
         yield task
     finally:
+        await stop_task(task)
+
+
+async def stop_task(task: asyncio.Task, *, patience: float = 30.0) -> None:
+    """Cancel a task and wait for it, cancelling again while it goes on: on Python 3.11 an
+    `asyncio.wait_for` inside a library (aetcd's calls) can swallow a cancel that comes just
+    as its call finishes, and a single cancel then never ends the loop around it."""
+    deadline = time.monotonic() + patience
+    while not task.done():
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await asyncio.wait({task}, timeout=1.0)
+        if time.monotonic() > deadline:
+            stack = "".join(f"  {frame}\n" for frame in task.get_stack())
+            raise AssertionError(f"task {task.get_name()} ignored cancellation for {patience:g}s:\n{stack}")
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def stop_process(proc: subprocess.Popen, *, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:

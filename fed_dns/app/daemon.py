@@ -411,7 +411,16 @@ def rfc3339() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-async def cancel(task: asyncio.Task) -> None:
-    task.cancel()
+async def cancel(task: asyncio.Task, *, patience: float = SHUTDOWN_GRACE) -> None:
+    """Cancel a task and wait for it, cancelling again while it goes on (on Python 3.11 an
+    `asyncio.wait_for` inside a library can swallow a cancel that comes just as its call
+    finishes); past `patience` it is left behind, logged, so shutdown always ends."""
+    deadline = time.monotonic() + patience
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.5)
+        if not task.done() and time.monotonic() > deadline:
+            log.error("task %s did not stop within %.0fs; leaving it", task.get_name(), patience)
+            return
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await task
