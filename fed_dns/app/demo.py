@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -227,8 +228,12 @@ def write_federation_kubeconfig(*, daemon, workdir: Path) -> Path | None:
         return None
     creds = apicreds.ensure(daemon.config.api)
     path = workdir / "federation.kubeconfig"
-    path.write_text(yaml.safe_dump(apicreds.kubeconfig(server=daemon.api.url, creds=creds)))
-    path.chmod(0o600)
+    text = yaml.safe_dump(apicreds.kubeconfig(server=daemon.api.url, creds=creds))
+    partial = path.with_suffix(".partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never readable by others
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(partial, path)  # whole when it appears
     return path
 
 
