@@ -33,8 +33,12 @@ system-deps:
 demo: install
 	$(VENV)/bin/fed-dns demo
 
+# Coverage of the package by the whole suite, with a floor at the figure measured when it was
+# set (84 % on 2026-12-01; subprocesses such as `fed-dns run` are not counted).
+COVERAGE_FLOOR = 80
+
 test: install system-deps
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --cov=fed_dns --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 
 lint: install
 	$(VENV)/bin/lint-imports
