@@ -73,6 +73,8 @@ class Daemon:
         self.backend_prober = None
         self.table = None  # server.table.ZoneTable: what DNS answers from once settled
         self.state = ZoneState(settings=self.settings)
+        self._ready = False  # latched by ready()
+        self._drained_mark: int | None = None  # reconcile drains counted when all was answerable
         for name, member in self.members.items():
             self.state.set_health(name, member.health)
         self.reconciler = Reconciler(
@@ -189,27 +191,45 @@ class Daemon:
 
     def settled(self) -> bool:
         """Whether the table can answer for the whole zone: every member's health is decided,
-        or etcd's contents are in (they hold the records kept for `unknown` members). Until
-        then the server answers SERVFAIL in the zone, never an NXDOMAIN a resolver would cache."""
-        if self.etcd is not None and getattr(self.etcd.mirror, "loaded", False):
-            return True
-        return all(m.health is not Health.UNKNOWN for m in self.members.values() if not m.joined)
+        or etcd holds its last records (kept for an `unknown` member). Until then the server
+        answers SERVFAIL in the zone, never an NXDOMAIN a resolver would cache."""
+        loaded = self.etcd is not None and getattr(self.etcd.mirror, "loaded", False)
+        return all(m.health is not Health.UNKNOWN or (loaded and self.state.holds(name))
+                   for name, m in self.members.items() if not m.joined)
 
     def ready(self) -> bool:
-        """Whether this replica answers DNS correctly: listening, its table live, and the
-        records loaded: from etcd (which holds every member's last records), or from every
-        member (synced, or declared unreachable). A member that still has not synced after
-        `watch.sync_grace` no longer holds readiness: it is reported in /status and metrics,
-        and the others' records are served (one stuck member must not take every replica
-        out of DNS service)."""
+        """Whether this replica answers DNS correctly: listening, its table live, every
+        member's records in it (the member synced, declared unreachable, or its last records
+        loaded from etcd), and the reconcile has carried that into the table. A member that
+        still has not synced after `watch.sync_grace` no longer holds readiness: it is reported
+        in /status and metrics, and the others' records are served (one stuck member must not
+        take every replica out of DNS service). Once ready, a replica stays ready while it
+        serves its live table."""
         if self.dns is None or not self.settled() or self.dns.table is not self.table:
             return False  # the table DNS answers from is not the daemon's live one yet
         if self.workers is not None and not self.workers.alive():
             return False
-        if self.etcd is not None and self.etcd.mirror.loaded:
+        if self._ready:
             return True
-        waiting = [n for n in self.unsynced() if not self.members[n].joined]  # a join never
-        return not waiting or time.monotonic() - self.started >= self.config.watch.sync_grace
+        waiting = self.unanswered()
+        if waiting and time.monotonic() - self.started < self.config.watch.sync_grace:
+            return False
+        stats = self.reconciler.stats
+        if self._drained_mark is None:
+            self._drained_mark = stats.drained
+        # Everything marked so far is in the table: nothing dirty now, or a run has drained
+        # the queue since (under steady churn the queue is rarely empty when asked).
+        if self.state.dirty and stats.drained <= self._drained_mark:
+            return False
+        self._ready = True
+        return True
+
+    def unanswered(self) -> list[str]:
+        """Config members whose records the table cannot hold yet: not synced, not declared
+        unreachable, and no records of theirs in etcd."""
+        loaded = self.etcd is not None and getattr(self.etcd.mirror, "loaded", False)
+        return [n for n in self.unsynced() if not self.members[n].joined
+                and not (loaded and self.state.holds(n))]
 
     def cluster_states(self) -> list:
         """The members as the federation API's Cluster kind shows them."""

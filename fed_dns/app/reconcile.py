@@ -52,6 +52,7 @@ def apply_changes(*, current: Mapping[str, bytes], changes: Changes) -> dict[str
 @dataclass
 class ReconcileStats:
     runs: int = 0  # runs that stepped at least one Service
+    drained: int = 0  # runs that ended with nothing dirty (everything marked before is in the table)
     steps: int = 0  # chunks stepped
     services_stepped: int = 0
     failures: int = 0  # failed runs and failed writes
@@ -253,6 +254,7 @@ class Reconciler:
                 self.stats.longest_step = max(self.stats.longest_step, time.monotonic() - t0)
                 if self.state.dirty:
                     await asyncio.sleep(YIELD)  # leases, probes, watches and DNS go first
+            self.stats.drained += 1
             self._log_failovers(failovers)
             if not published:
                 self._publish({}, ())  # lets the owner go live on a run that changed nothing

@@ -329,6 +329,10 @@ class ZoneState:
     def keep_clusters(self) -> frozenset[str]:
         return self._keep
 
+    def holds(self, cluster: str) -> bool:
+        """Whether the store holds any record naming `cluster` (its last published records)."""
+        return bool(self._claims.get(cluster))
+
     # -- marking ---------------------------------------------------------------------------
 
     def _mark(self, groups: Iterable[ServiceKey]) -> None:

@@ -34,7 +34,8 @@ class SimCluster:
     up to `capacity` scheduled pods (None: no limit; the rest stay Pending), Ready after
     `ready_delay` seconds, statuses follow, and Services with a selector get an EndpointSlice
     of their pods. `kill()` makes it unreachable (its pods keep running), `revive()` brings it
-    back on the same port.
+    back on the same port. `list_delay` (seconds) holds every list (not watches, not probes)
+    that long before answering: a member slow to sync while it answers its health checks.
     """
 
     def __init__(self, *, name: str, token: str | None = None, history_limit: int = 10_000,
@@ -59,12 +60,14 @@ class SimCluster:
         self.host = "127.0.0.1"
         self.port = 0
         self.state = "new"  # new | running | stopped | hung | closed
+        self.list_delay = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._runner = web.AppRunner(handlers.build_app(self._served), handle_signals=False,
-                                     access_log=None)
+        app = handlers.build_app(self._served)
+        app.middlewares.append(self._slow_lists)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         self.host = host
         if self.use_tls:
@@ -81,6 +84,13 @@ class SimCluster:
         self.port = self._server.sockets[0].getsockname()[1]
         self._served.url = self.url
         self.state = "running"
+
+    @web.middleware
+    async def _slow_lists(self, request: web.Request, handler):
+        if self.list_delay and request.method == "GET" and request.path.startswith("/api") \
+                and request.query.get("watch") not in ("1", "true"):
+            await asyncio.sleep(self.list_delay)
+        return await handler(request)
 
     @property
     def url(self) -> str:

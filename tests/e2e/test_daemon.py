@@ -320,6 +320,23 @@ def test_no_nxdomain_before_members_are_decided(tmp_path, sims, zone):
         d.stop()
 
 
+def test_not_ready_until_a_slow_member_is_in_the_table(tmp_path, etcd_server, sims, zone):
+    """etcd holds nothing for a new zone: a replica whose member is slow to list (its health
+    checks answer) must not say ready while its answers lack that member's records (a
+    follower once said ready as soon as the empty etcd was loaded, and answered NXDOMAIN)."""
+    sims.call(setattr, sims.clusters["c3"], "list_delay", 3.0)
+    d = Daemon(tmp=tmp_path, sims=sims, etcd_url=etcd_server.url, zone=zone)
+    d.config_path.write_text(yaml.safe_dump(d.config))
+    d.start_process()
+    name = f"mysql.ns.{zone}"
+    try:
+        timed(d.ready, timeout=30, what="ready")
+        assert d.addresses(name) == all_addresses()
+        assert d.status()["ready"] is True
+    finally:
+        d.stop()
+
+
 def test_dns_workers_share_the_port_and_follow_a_failover(tmp_path, sims, zone):
     import dns.message
     import dns.query

@@ -430,3 +430,14 @@ def test_decode_never_reads_a_cluster_the_index_missed(pairs, canonical, ascii_o
     except ValueError:
         return
     assert record.cluster in _claimed(value) or record.cluster == ""
+
+
+def test_holds_says_whether_the_store_names_a_member():
+    """What readiness asks: does etcd hold a member's last records (kept while it is unknown)?"""
+    state = ZoneState(settings=SETTINGS)
+    state.load_current({f"{BASE}/ns/web/c1": ours("10.1.0.1", "c1"),
+                        f"{BASE}/ns/web/c2": ours("10.2.0.1", "c2")})
+    assert [state.holds(c) for c in ("c1", "c2", "c3")] == [True, True, False]
+    state.update_current(puts={f"{BASE}/ns/db/c3": ours("10.3.0.1", "c3")},
+                         deletes=[f"{BASE}/ns/web/c1"])
+    assert [state.holds(c) for c in ("c1", "c2", "c3")] == [False, True, True]
