@@ -2,14 +2,17 @@
 
 `service_view` decides, for one Service and the EndpointSlices labelled with its name,
 whether it is exported, which addresses its publish mode selects, whether it is ready, and
-whether every name that would reach a DNS label is valid. The watcher owns the objects and
-calls this on every change of either; nothing here does I/O.
+whether every name that would reach a DNS label is valid. It is the definition: the watcher
+runs the checks of each object once, when it arrives (compact.py, with the functions here),
+and decides from those (decide.py); a test holds both to the same results. Nothing here
+does I/O.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import ipaddress
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -39,6 +42,8 @@ REASONS = frozenset({INVALID_NAMESPACE, INVALID_SERVICE_NAME, INVALID_PUBLISH, I
                      INVALID_ENDPOINT_HOSTNAME, INVALID_ENDPOINT_ADDRESS, INVALID_CLUSTER_IP,
                      INVALID_INGRESS_IP, INVALID_INGRESS_HOSTNAME, INVALID_EXTERNAL_NAME})
 _SHOWN = 80  # characters of a hostile value kept in a Rejection's detail
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"  # ASCII digits, no leading zero
+_CANONICAL_IPV4 = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}")  # only what IPv4Address accepts as is
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,56 +89,68 @@ def service_view(*, service: Mapping, slices: Sequence[Mapping], options: WatchO
     annotations = meta.get("annotations") or {}
     if not is_exported(namespace=namespace, annotations=annotations, options=options):
         return None
-
-    def reject(reason: str, detail: str) -> Rejection:
-        return Rejection(cluster=cluster, kind="Service", name=f"{namespace}/{name}", reason=reason,
-                         detail=detail)
-
-    for reason, what, label in ((INVALID_NAMESPACE, "namespace", namespace),
-                                (INVALID_SERVICE_NAME, "service name", name)):
-        why = check_label(label)
-        if why is not None:
-            return reject(reason, f"{what}: {why}")
-    mode = publish_mode(annotations=annotations, default=options.publish)
-    if mode is None:
-        return reject(INVALID_PUBLISH, f"{PUBLISH_ANNOTATION}: {_shown(annotations.get(PUBLISH_ANNOTATION))}")
-
     spec = service.get("spec") or {}
     try:
+        check_service_names(namespace=namespace, name=name)
+        mode = annotated_publish(annotations) or options.publish
         backends = select_backends(service=service, slices=slices, mode=mode)
         ready = spec.get("type") == "ExternalName" or any(_ready_endpoints(slices))
-    except _Invalid as bad:
-        return reject(bad.reason, bad.detail)
-    probe = str(annotations.get(PROBE_ANNOTATION) or "").strip()
+    except Invalid as bad:
+        return Rejection(cluster=cluster, kind="Service", name=f"{namespace}/{name}", reason=bad.reason,
+                         detail=bad.detail)
     return ServiceView(key=ServiceKey(namespace=namespace, name=name), backends=backends,
-                       ready=ready, probe=probe or None)
+                       ready=ready, probe=probe_of(annotations))
 
 
 def is_exported(*, namespace: str, annotations: Mapping[str, str], options: WatchOptions) -> bool:
     """`fed-dns.io/export: "true"` exports, `"false"` opts out; else export-all + namespaces."""
+    return exported(flag=export_flag(annotations), namespace=namespace, options=options)
+
+
+def export_flag(annotations: Mapping[str, str]) -> bool | None:
+    """The export annotation: True for "true", False for "false", else None (no opinion)."""
     flag = str(annotations.get(EXPORT_ANNOTATION, "")).strip().lower()
-    if flag == "true":
-        return True
-    if flag == "false" or not options.export_all:
+    return True if flag == "true" else False if flag == "false" else None
+
+
+def exported(*, flag: bool | None, namespace: str, options: WatchOptions) -> bool:
+    """The annotation's say (`export_flag`), else export-all and the namespace globs."""
+    if flag is not None:
+        return flag
+    if not options.export_all:
         return False
     return (any(fnmatch.fnmatchcase(namespace, p) for p in options.include)
             and not any(fnmatch.fnmatchcase(namespace, p) for p in options.exclude))
 
 
-def publish_mode(*, annotations: Mapping[str, str], default: Publish) -> Publish | None:
-    """The Service's publish mode: its annotation, else the default; None if unknown."""
+def check_service_names(*, namespace: str, name: str) -> None:
+    """Raises Invalid when the namespace or the name is not a DNS label."""
+    for reason, what, label in ((INVALID_NAMESPACE, "namespace", namespace),
+                                (INVALID_SERVICE_NAME, "service name", name)):
+        why = check_label(label)
+        if why is not None:
+            raise Invalid(reason, f"{what}: {why}")
+
+
+def annotated_publish(annotations: Mapping[str, str]) -> Publish | None:
+    """The publish annotation's mode, None without one; raises Invalid for an unknown mode."""
     value = annotations.get(PUBLISH_ANNOTATION)
     if value is None:
-        return default
+        return None
     try:
         return Publish(str(value).strip().lower())
     except ValueError:
-        return None
+        raise Invalid(INVALID_PUBLISH, f"{PUBLISH_ANNOTATION}: {shown(value)}") from None
+
+
+def probe_of(annotations: Mapping[str, str]) -> str | None:
+    """The probe annotation, stripped; None when unset or blank."""
+    return str(annotations.get(PROBE_ANNOTATION) or "").strip() or None
 
 
 def select_backends(*, service: Mapping, slices: Sequence[Mapping],
                     mode: Publish) -> tuple[Backend, ...]:
-    """The backends `mode` selects, sorted; raises _Invalid for an invalid name or address.
+    """The backends `mode` selects, sorted; raises Invalid for an invalid name or address.
 
     ExternalName Services are a CNAME to spec.externalName whatever the mode (they have no
     addresses to select from). Every address of every IP slice must be an IP of the slice's
@@ -145,7 +162,7 @@ def select_backends(*, service: Mapping, slices: Sequence[Mapping],
         raw = spec.get("externalName") or ""
         if not raw:
             return ()
-        return (Backend(address=_dns_name(raw, reason=INVALID_EXTERNAL_NAME), ports=service_ports(spec)),)
+        return (Backend(address=dns_name(raw, reason=INVALID_EXTERNAL_NAME), ports=service_ports(spec)),)
     check_slice_addresses(slices)
     if mode is Publish.AUTO:
         if kind == "LoadBalancer":
@@ -165,25 +182,25 @@ def select_backends(*, service: Mapping, slices: Sequence[Mapping],
 
 
 def cluster_ips(spec: Mapping) -> list[str]:
-    """spec.clusterIPs (else clusterIP) but "None"; raises _Invalid for one that is not an IP."""
+    """spec.clusterIPs (else clusterIP) but "None"; raises Invalid for one that is not an IP."""
     ips = spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
     return [_ip(ip, reason=INVALID_CLUSTER_IP) for ip in ips if ip and ip != "None"]
 
 
 def load_balancer_addresses(status: Mapping) -> list[str]:
-    """Ingress IPs, and ingress hostnames (which become CNAMEs); raises _Invalid for an `ip`
+    """Ingress IPs, and ingress hostnames (which become CNAMEs); raises Invalid for an `ip`
     that is not an IP or a `hostname` that is not a DNS name."""
     out = []
     for ingress in (status.get("loadBalancer") or {}).get("ingress") or ():
         if ingress.get("ip"):
             out.append(_ip(ingress["ip"], reason=INVALID_INGRESS_IP))
         elif ingress.get("hostname"):
-            out.append(_dns_name(ingress["hostname"], reason=INVALID_INGRESS_HOSTNAME))
+            out.append(dns_name(ingress["hostname"], reason=INVALID_INGRESS_HOSTNAME))
     return out
 
 
 def check_slice_addresses(slices: Iterable[Mapping]) -> None:
-    """Raises _Invalid when an address of an IPv4/IPv6 slice is not an IP of that family.
+    """Raises Invalid when an address of an IPv4/IPv6 slice is not an IP of that family.
 
     FQDN slices (and unknown address types) are never published, so not checked.
     """
@@ -199,21 +216,23 @@ def check_slice_addresses(slices: Iterable[Mapping]) -> None:
 def _ip(value: object, *, reason: str,
         family: type[ipaddress.IPv4Address] | type[ipaddress.IPv6Address] | None = None) -> str:
     """`value` in its canonical text when it is an IP (of `family` if given), no zone index."""
+    if family is not ipaddress.IPv6Address and isinstance(value, str) and _CANONICAL_IPV4.fullmatch(value):
+        return value  # what ipaddress would say, ten times faster: most addresses are these
     try:
         if not isinstance(value, str) or "%" in value:
             raise ValueError(value)
         ip = family(value) if family is not None else ipaddress.ip_address(value)
     except ValueError:
         what = family.__name__.removesuffix("Address") + " address" if family else "IP address"
-        raise _Invalid(reason, f"not an {what}: {_shown(value)}") from None
+        raise Invalid(reason, f"not an {what}: {shown(value)}") from None
     return str(ip)
 
 
-def _dns_name(value: object, *, reason: str) -> str:
+def dns_name(value: object, *, reason: str) -> str:
     """`value` lower-cased without a trailing dot when it is a DNS name: RFC 1123 labels, at
-    most 253 bytes; else raises _Invalid."""
+    most 253 bytes; else raises Invalid."""
     if not isinstance(value, str):
-        raise _Invalid(reason, f"not a string: {_shown(value)}")
+        raise Invalid(reason, f"not a string: {shown(value)}")
     name = value.lower()
     name = name[:-1] if name.endswith(".") else name
     why = "empty name" if not name else None
@@ -223,17 +242,17 @@ def _dns_name(value: object, *, reason: str) -> str:
         if (why := check_label(label)) is not None:
             break
     if why is not None:
-        raise _Invalid(reason, f"{why}: {_shown(value)}")
+        raise Invalid(reason, f"{why}: {shown(value)}")
     return name
 
 
-def _shown(value: object) -> str:
+def shown(value: object) -> str:
     text = repr(value)
     return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
 
 
 def service_ports(spec: Mapping) -> tuple[Port, ...]:
-    return _ports(spec.get("ports") or ())
+    return ports_of(spec.get("ports") or ())
 
 
 def endpoint_backends(slices: Iterable[Mapping]) -> tuple[Backend, ...]:
@@ -244,9 +263,7 @@ def endpoint_backends(slices: Iterable[Mapping]) -> tuple[Backend, ...]:
     """
     merged: dict[str, tuple[str | None, set[Port]]] = {}
     for endpoint, ports in _ready_endpoints(slices):
-        hostname = endpoint.get("hostname") or None
-        if hostname is not None and (why := check_label(hostname)) is not None:
-            raise _Invalid(INVALID_ENDPOINT_HOSTNAME, f"{why}: {_shown(hostname)}")
+        hostname = endpoint_hostname(endpoint)
         for address in endpoint.get("addresses") or ():
             known_host, known_ports = merged.setdefault(address, (hostname, set()))
             known_ports.update(ports)
@@ -254,6 +271,14 @@ def endpoint_backends(slices: Iterable[Mapping]) -> tuple[Backend, ...]:
                 merged[address] = (hostname, known_ports)
     return tuple(Backend(address=address, hostname=host, ports=tuple(sorted(ports)))
                  for address, (host, ports) in sorted(merged.items()))
+
+
+def endpoint_hostname(endpoint: Mapping) -> str | None:
+    """The endpoint's pod hostname or None; raises Invalid when it is not a DNS label."""
+    hostname = endpoint.get("hostname") or None
+    if hostname is not None and (why := check_label(hostname)) is not None:
+        raise Invalid(INVALID_ENDPOINT_HOSTNAME, f"{why}: {shown(hostname)}")
+    return hostname
 
 
 def is_ready(endpoint: Mapping) -> bool:
@@ -269,23 +294,24 @@ def _ready_endpoints(slices: Iterable[Mapping]) -> Iterable[tuple[Mapping, tuple
         for endpoint in s.get("endpoints") or ():
             if endpoint.get("addresses") and is_ready(endpoint):
                 if ports is None:
-                    ports = _ports(s.get("ports") or ())
+                    ports = ports_of(s.get("ports") or ())
                 yield endpoint, ports
 
 
-def _ports(raw: Iterable[Mapping]) -> tuple[Port, ...]:
+def ports_of(raw: Iterable[Mapping]) -> tuple[Port, ...]:
+    """Service or EndpointSlice ports, sorted; raises Invalid for a name that is not a label."""
     out = set()
     for p in raw:
         name = p.get("name") or ""
         if name and (why := check_label(name)) is not None:
-            raise _Invalid(INVALID_PORT_NAME, f"{why}: {_shown(name)}")
+            raise Invalid(INVALID_PORT_NAME, f"{why}: {shown(name)}")
         if p.get("port") is None:
             continue
         out.add(Port(name=name, port=int(p["port"]), protocol=p.get("protocol") or "TCP"))
     return tuple(sorted(out))
 
 
-class _Invalid(ValueError):
+class Invalid(ValueError):
     """A name or address that cannot be published (caught into a Rejection)."""
 
     def __init__(self, reason: str, detail: str) -> None:
