@@ -34,7 +34,8 @@ import kubernetes.client
 
 from fed_dns.model import ClusterSpec, ClusterView, ServiceKey, ServiceView
 from fed_dns.watch import backoff, stream
-from fed_dns.watch.index import ClusterObjects, resource_version
+from fed_dns.watch.compact import resource_version
+from fed_dns.watch.index import ClusterObjects
 from fed_dns.watch.parse import Rejection, WatchOptions
 
 log = logging.getLogger("fed_dns.watch")
@@ -167,12 +168,12 @@ class ClusterWatcher:
                     self._count_events(kind, changes)
                     raise stream.Gone(str(obj.get("message") or "410 Gone"))
                 raise stream.StreamError(f"watch error {obj.get('code')}: {str(obj.get('message'))[:200]}")
-            rv = resource_version(obj) or rv
-            if type_ == "BOOKMARK":
-                _count(self.stats.bookmarks, kind)
+            if type_ not in stream.OBJECT_EVENTS:  # the raw object
+                rv = resource_version(obj) or rv
+                if type_ == "BOOKMARK":
+                    _count(self.stats.bookmarks, kind)
                 continue
-            if type_ not in ("ADDED", "MODIFIED", "DELETED"):
-                continue
+            rv = obj.resource_version or rv
             changes += 1
             self._mark(self._objects.apply(kind=kind, type=type_, obj=obj))
         self._count_events(kind, changes)

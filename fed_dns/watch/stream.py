@@ -2,7 +2,8 @@
 
 The client is synchronous. Each call runs in a thread of its own (a member holds two long
 watches; a shared pool would starve). Responses are read raw (`_preload_content=False`) and
-the JSON parsed here, which is far cheaper than the client's model deserialisation. A watch
+the JSON parsed here, which is far cheaper than the client's model deserialisation, and each
+object kept in its compact form (compact.py), which is all the watcher keeps. A watch
 thread hands each chunk's events to the event loop with `call_soon_threadsafe`, in order, onto
 an asyncio.Queue. `Call.close()` shuts the socket down, so a thread blocked on a read ends at
 once when its watcher is cancelled or its stream is declared dead.
@@ -23,7 +24,7 @@ from typing import Any
 
 import kubernetes.client
 
-from fed_dns.watch.index import ENDPOINT_SLICES, SERVICES, slim
+from fed_dns.watch.compact import ENDPOINT_SLICES, SERVICES, Compact, Malformed, parse_object
 
 LIST_PAGE = 500
 CONNECT_TIMEOUT = 10.0
@@ -35,7 +36,9 @@ MiB = 1024 * 1024
 MAX_LIST_PAGE = 16 * MiB
 MAX_WATCH_LINE = 4 * MiB
 
-Event = tuple[str, dict]  # (ADDED | MODIFIED | DELETED | BOOKMARK | ERROR, object)
+# (ADDED | MODIFIED | DELETED, its Compact object) or (BOOKMARK | ERROR | another type, the raw object)
+Event = tuple[str, Compact | Any]
+OBJECT_EVENTS = frozenset({"ADDED", "MODIFIED", "DELETED"})
 
 
 class Gone(Exception):
@@ -126,10 +129,10 @@ async def in_thread(fn: Callable[[], Any], *, name: str) -> Any:
 
 
 def list_all(*, api_client: kubernetes.client.ApiClient, resource: Resource, call: Call,
-             read_timeout: float) -> tuple[list[dict], str]:
-    """Every object (slimmed) and the list's resourceVersion, page by page. Blocking."""
+             read_timeout: float) -> tuple[list[Compact], str]:
+    """Every object (compact) and the list's resourceVersion, page by page. Blocking."""
     method = resource.method(api_client)
-    items: list[dict] = []
+    items: list[Compact] = []
     token = None
     while True:
         kwargs = {"limit": LIST_PAGE, "_preload_content": False,
@@ -151,7 +154,10 @@ def list_all(*, api_client: kubernetes.client.ApiClient, resource: Resource, cal
             raise StreamError("list: the answer is not a list")
         if call.closed:
             raise StreamError("list: closed")
-        items.extend(slim(kind=resource.name, obj=o) for o in body.get("items") or ())
+        try:
+            items.extend(parse_object(kind=resource.name, obj=o) for o in body.get("items") or ())
+        except Malformed as exc:
+            raise StreamError(f"list: {exc}") from None
         meta = body.get("metadata") or {}
         token = meta.get("continue")
         if not token:
@@ -169,7 +175,7 @@ def _read_bounded(response: Any, *, limit: int, what: str) -> bytes:
     return bytes(body)
 
 
-async def list_with_deadline(*, page_timeout: float, thread_name: str, **kwargs: Any) -> tuple[list[dict], str]:
+async def list_with_deadline(*, page_timeout: float, thread_name: str, **kwargs: Any) -> tuple[list[Compact], str]:
     """list_all in a new thread; StreamError when a page is not read whole within
     `page_timeout` seconds of asking for it (a member that accepts and never answers, sends
     headers then nothing, or part of a body then nothing or a trickle). The abandoned thread
@@ -237,8 +243,11 @@ def _event(line: bytes, kind: str) -> Event:
         type_, obj = raw["type"], raw["object"]
     except (ValueError, KeyError, TypeError) as exc:
         raise StreamError("watch: an event is not JSON") from exc
-    if type_ in ("ADDED", "MODIFIED", "DELETED"):
-        obj = slim(kind=kind, obj=obj)
+    if type_ in OBJECT_EVENTS:
+        try:
+            obj = parse_object(kind=kind, obj=obj)
+        except Malformed as exc:
+            raise StreamError(f"watch: {exc}") from None
     return type_, obj
 
 

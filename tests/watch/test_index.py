@@ -8,7 +8,8 @@ import urllib3
 
 from fed_dns.model import ServiceKey
 from fed_dns.watch import backoff, stream
-from fed_dns.watch.index import ENDPOINT_SLICES, SERVICES, ClusterObjects, slim
+from fed_dns.watch.compact import CompactService, CompactSlice, Endpoint, parse_object
+from fed_dns.watch.index import ENDPOINT_SLICES, SERVICES, ClusterObjects
 from fed_dns.watch.parse import WatchOptions
 
 BACKOFF = {
@@ -25,17 +26,25 @@ def test_backoff(attempt, jitter, expected):
     assert backoff.delay(attempt=attempt, initial=0.5, maximum=30.0, jitter=jitter) == pytest.approx(expected)
 
 
-def svc(name, rv, namespace="ns"):
+def raw_svc(name, rv, namespace="ns"):
     return {"metadata": {"name": name, "namespace": namespace, "resourceVersion": rv,
                          "annotations": {"fed-dns.io/export": "true"}},
             "spec": {"clusterIP": "10.0.0.1", "ports": [{"port": 80}]}}
 
 
-def eps(name, service, rv, ready=True):
+def raw_eps(name, service, rv, ready=True):
     return {"metadata": {"name": name, "namespace": "ns", "resourceVersion": rv,
                          "labels": {"kubernetes.io/service-name": service}},
             "addressType": "IPv4", "ports": [{"port": 80}],
             "endpoints": [{"addresses": ["10.1.0.1"], "conditions": {"ready": ready}}]}
+
+
+def svc(name, rv, namespace="ns"):
+    return parse_object(kind=SERVICES, obj=raw_svc(name, rv, namespace))
+
+
+def eps(name, service, rv, ready=True):
+    return parse_object(kind=ENDPOINT_SLICES, obj=raw_eps(name, service, rv, ready))
 
 
 def key(name):
@@ -64,17 +73,25 @@ def test_relist_diff_deletes_what_is_gone_and_touches_only_changes():
     assert set(objs.slices) == {("ns", "a-1")}
 
 
-def test_slim_keeps_what_parsing_reads():
-    full = dict(svc("a", "1"), status={"loadBalancer": {"ingress": [{"ip": "1.2.3.4"}]}, "conditions": []})
+def test_compact_forms_keep_what_parsing_reads():
+    full = dict(raw_svc("a", "1"), status={"loadBalancer": {"ingress": [{"ip": "1.2.3.4"}]}, "conditions": []})
     full["metadata"]["managedFields"] = [{"manager": "x"}]
     full["spec"]["sessionAffinity"] = "None"
-    small = slim(kind=SERVICES, obj=full)
-    assert "managedFields" not in small["metadata"] and "sessionAffinity" not in small["spec"]
-    assert small["status"] == {"loadBalancer": {"ingress": [{"ip": "1.2.3.4"}]}}
-    e = eps("s", "a", "1")
+    small = parse_object(kind=SERVICES, obj=full)
+    assert isinstance(small, CompactService) and not hasattr(small, "__dict__")
+    assert (small.ingress, small.cluster_ips, small.resource_version) == (("1.2.3.4",), ("10.0.0.1",), "1")
+    e = raw_eps("s", "a", "1")
     e["endpoints"][0]["nodeName"] = "n1"
-    assert slim(kind=ENDPOINT_SLICES, obj=e)["endpoints"] == [
-        {"addresses": ["10.1.0.1"], "conditions": {"ready": True}}]
+    e["endpoints"].append({"addresses": ["10.1.0.2"], "conditions": {"ready": False}})
+    small = parse_object(kind=ENDPOINT_SLICES, obj=e)
+    assert isinstance(small, CompactSlice) and small.service == "a"
+    assert small.endpoints == (Endpoint(addresses=("10.1.0.1",), hostname=None),)  # the ready ones
+
+
+def test_equal_ports_and_names_are_shared_between_objects():
+    one, two = svc("a", "1"), svc("a", "2")
+    assert one.ports is two.ports and one.key.name is two.key.name
+    assert eps("a-1", "a", "1").ports is eps("b-1", "b", "1").ports
 
 
 def _raising(status):
