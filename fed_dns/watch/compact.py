@@ -63,28 +63,21 @@ class CompactService:
     ports: tuple[Port, ...] | Flaw
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """A ready endpoint with addresses: its addresses (IPs of its slice's family) and pod
-    hostname (None: none)."""
-
-    addresses: tuple[str, ...]
-    hostname: str | Flaw | None
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CompactSlice:
     """What decides from an EndpointSlice. `service`: its kubernetes.io/service-name label
-    (None: none). Only IPv4/IPv6 slices carry anything: `addresses` is the first of their
-    addresses that is not an IP of the slice's family, `endpoints` the ready ones, `ports`
-    read only when there are some."""
+    (None: none). Only IPv4/IPv6 slices carry anything: `bad_address` is the first of their
+    addresses that is not an IP of the slice's family; `ready` the addresses of the ready
+    endpoints, in order, and `hostnames` the pod hostname of each (None: none has one);
+    `ports` are read only when some endpoint is ready."""
 
     namespace: str
     name: str
     resource_version: str
     service: str | None
-    addresses: Flaw | None = None
-    endpoints: tuple[Endpoint, ...] = ()
+    bad_address: Flaw | None = None
+    ready: tuple[str, ...] = ()
+    hostnames: tuple[str | Flaw | None, ...] | None = None
     ports: tuple[Port, ...] | Flaw = ()
 
     @property
@@ -125,7 +118,8 @@ def parse_service(obj: Mapping) -> CompactService:
         ingress = _outcome(lambda: tuple(parse.load_balancer_addresses(obj.get("status") or {})))
         ports = _shared(_outcome(parse.service_ports, spec))
     return CompactService(
-        key=ServiceKey(namespace=namespace, name=name), resource_version=_text(meta.get("resourceVersion")),
+        key=ServiceKey(namespace=namespace, name=name),
+        resource_version=_text(meta.get("resourceVersion"), intern=False),
         export=parse.export_flag(annotations),
         names=_outcome(parse.check_service_names, namespace=namespace, name=name),
         publish=_outcome(parse.annotated_publish, annotations), probe=parse.probe_of(annotations),
@@ -136,15 +130,20 @@ def parse_service(obj: Mapping) -> CompactService:
 def parse_slice(obj: Mapping) -> CompactSlice:
     meta = obj.get("metadata") or {}
     service = (meta.get("labels") or {}).get(parse.SERVICE_NAME_LABEL)
-    common = {"namespace": _text(meta.get("namespace")), "name": _text(meta.get("name")),
-              "resource_version": _text(meta.get("resourceVersion")),
+    common = {"namespace": _text(meta.get("namespace")), "name": _text(meta.get("name"), intern=False),
+              "resource_version": _text(meta.get("resourceVersion"), intern=False),
               "service": _text(service) if service else None}
     if obj.get("addressType", "IPv4") not in parse.IP_ADDRESS_TYPES:
         return CompactSlice(**common)  # FQDN (or unknown): never published, never checked
-    ready = tuple(Endpoint(addresses=tuple(e["addresses"]), hostname=_hostname(e))
-                  for e in obj.get("endpoints") or () if e.get("addresses") and parse.is_ready(e))
-    return CompactSlice(**common, addresses=_outcome(parse.check_slice_addresses, [obj]),
-                        endpoints=ready,
+    ready: list[str] = []
+    hostnames: list[str | Flaw | None] = []
+    for e in obj.get("endpoints") or ():
+        if e.get("addresses") and parse.is_ready(e):  # then one address at least
+            addresses = tuple(e["addresses"])
+            ready += addresses
+            hostnames += [_hostname(e)] * len(addresses)
+    return CompactSlice(**common, bad_address=_outcome(parse.check_slice_addresses, [obj]), ready=tuple(ready),
+                        hostnames=tuple(hostnames) if any(h is not None for h in hostnames) else None,
                         ports=_shared(_outcome(parse.ports_of, obj.get("ports") or ())) if ready else ())
 
 
@@ -166,13 +165,14 @@ def _hostname(endpoint: Mapping) -> str | Flaw | None:
     return sys.intern(hostname) if type(hostname) is str else hostname  # pod-0 in many Services
 
 
-def _text(value: object) -> str:
-    """A name-like field: interned; "" for an unset one; Malformed when it is no string."""
+def _text(value: object, *, intern: bool = True) -> str:
+    """A name-like field, interned (unless unique to its object: a resourceVersion, a slice's
+    name); "" for an unset one; Malformed when it is no string."""
     if not value:
         return ""
-    if not isinstance(value, str):
+    if type(value) is not str:
         raise Malformed(f"a name is a {type(value).__name__}, not a string")
-    return sys.intern(value)
+    return sys.intern(value) if intern else value
 
 
 _ports: dict[tuple[Port, ...], tuple[Port, ...]] = {}

@@ -8,6 +8,7 @@ the Rejection `parse.service_view` would have returned at that point. Pure, no I
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import TypeVar
 
@@ -51,7 +52,7 @@ def _backends(*, service: CompactService, slices: Sequence[CompactSlice], mode: 
             return ()
         return (Backend(address=_ok(service.external), ports=_ok(service.ports)),)
     for s in slices:
-        _ok(s.addresses)
+        _ok(s.bad_address)
     if mode is Publish.AUTO:
         if service.kind == LOAD_BALANCER:
             mode = Publish.LOADBALANCER
@@ -71,19 +72,18 @@ def _endpoint_backends(slices: Sequence[CompactSlice]) -> tuple[Backend, ...]:
     the first pod hostname it was given."""
     merged: dict[str, tuple[str | None, tuple[Port, ...]]] = {}
     for s in slices:
-        if not s.endpoints:
+        if not s.ready:
             continue
         ports = _ok(s.ports)  # sorted, no duplicates: an address of one slice shares its tuple
-        for endpoint in s.endpoints:
-            hostname = _ok(endpoint.hostname)
-            for address in endpoint.addresses:
-                known = merged.get(address)
-                if known is None:
-                    merged[address] = (hostname, ports)
-                else:
-                    host, had = known
-                    merged[address] = (hostname if host is None else host,
-                                       had if had is ports else tuple(sorted({*had, *ports})))
+        for address, hostname in zip(s.ready, s.hostnames or itertools.repeat(None)):
+            hostname = _ok(hostname)  # an endpoint's, at its first address: where parse reads it
+            known = merged.get(address)
+            if known is None:
+                merged[address] = (hostname, ports)
+            else:
+                host, had = known
+                merged[address] = (hostname if host is None else host,
+                                   had if had is ports else tuple(sorted({*had, *ports})))
     return tuple(Backend(address=address, hostname=host, ports=ports)
                  for address, (host, ports) in sorted(merged.items()))
 
@@ -92,7 +92,7 @@ def _any_ready(slices: Sequence[CompactSlice]) -> bool:
     """Whether an IP slice has a ready endpoint; the first such slice's ports are read (as
     parse.service_view reads them), so a Flaw there rejects."""
     for s in slices:
-        if s.endpoints:
+        if s.ready:
             _ok(s.ports)
             return True
     return False
