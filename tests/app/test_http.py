@@ -146,12 +146,12 @@ def test_status_command_sends_the_token_file(tmp_path):
             endpoint = HttpEndpoint(host=LOOPBACK, port=0, metrics=Metrics(process=False),
                                     status=lambda: doc, ready=lambda: True, token="tok-55aa")
             await endpoint.start()
+            holder["loop"] = asyncio.get_running_loop()
             holder["port"], holder["stop"] = endpoint.port, asyncio.Event()
             ready.set()
             await holder["stop"].wait()
             await endpoint.close()
-        holder["loop"] = asyncio.new_event_loop()
-        holder["loop"].run_until_complete(main())
+        asyncio.run(main())  # closes its loop (a loop left open is a ResourceWarning)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
