@@ -13,6 +13,13 @@ their failures. Code that uses the stubs directly (`ranges`, the mirror's watch 
 reports a failure with `failed(generation, reason)`; `call(fn, ..., timeout=)` runs a call
 under a deadline of the caller's and counts running out of it as a failure too.
 
+A call that only ran out of time is not enough to leave a member: under load (a busy
+daemon, a CPU-starved etcd) a big transaction may take longer than the deadline while the
+member is fine, and moving closes the channel under every other user (the leader lease's
+keepalive among them: a move there costs the leadership). So a timeout starts one check,
+a linearizable read with a deadline of its own: the client moves only when that fails too
+(a hung or cut-off member answers neither).
+
 Several users share one ClusterClient. `generation` counts dials, and a failure reported for
 a channel that is no longer current is ignored: one broken member causes one move, not one
 per call in flight. Error texts name the endpoint, never the password.
@@ -60,6 +67,13 @@ def moves_away(exc: BaseException) -> bool:
     return False
 
 
+def timed_out(exc: BaseException) -> bool:
+    """Whether an error says only that a call ran out of time."""
+    if isinstance(exc, (TimeoutError, aetcd.ConnectionTimeoutError)):
+        return True
+    return isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
 def usable(status: rpc.StatusResponse) -> str | None:
     """Why a member that answered Status must not be used (None: use it)."""
     if not status.leader:
@@ -80,6 +94,8 @@ class ClusterClient(aetcd.Client):
         self._closing: set[asyncio.Task] = set()
         self.generation = 0  # channels opened so far; the current one's number
         self.failovers = 0  # channels given up on after a failure
+        self.timeouts_kept = 0  # timeouts after which the member answered the check: kept
+        self._checking: asyncio.Task | None = None
         self.last_error: str | None = None
 
     def __repr__(self) -> str:
@@ -164,8 +180,38 @@ class ClusterClient(aetcd.Client):
 
     def failed(self, generation: int, reason: BaseException | str) -> bool:
         """The channel numbered `generation` failed for `reason`: when it is still the
-        current one, close it and make the next call dial the next endpoint. True when this
-        moved the client; False when it had moved already (or was not connected)."""
+        current one, close it and make the next call dial the next endpoint. A reason that
+        is only a timeout first checks the member (see the module's doc). True when this
+        moved the client; False when it had moved already, was not connected, or a check
+        decides."""
+        if generation != self.generation or not self._connected.is_set():
+            return False
+        if not isinstance(reason, str) and timed_out(reason):
+            if self._checking is None or self._checking.done():
+                self._checking = asyncio.get_running_loop().create_task(
+                    self._check(generation, reason), name="etcd-check")
+            return False
+        return self._move(generation, reason)
+
+    async def _check(self, generation: int, reason: BaseException) -> None:
+        """After a timeout on channel `generation`: keep it if the member serves a
+        linearizable read within the deadline (it has a raft quorum and answers), else move."""
+        try:
+            await self.kvstub.Range(rpc.RangeRequest(key=b"\0", count_only=True),
+                                    timeout=self.settings.timeout, metadata=self.metadata)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in MOVE_CODES:
+                self._move(generation, reason)
+                return
+        except Exception:  # noqa: BLE001 - a closed channel, a dead transport: move
+            self._move(generation, reason)
+            return
+        if generation == self.generation:
+            self.timeouts_kept += 1
+            log.info("etcd %s: a call ran out of time (%s) but the member answers: staying",
+                     self.endpoint, self._reason(reason))
+
+    def _move(self, generation: int, reason: BaseException | str) -> bool:
         if generation != self.generation or not self._connected.is_set():
             return False
         endpoint = self.endpoint
@@ -190,13 +236,30 @@ class ClusterClient(aetcd.Client):
         try:
             async with asyncio.timeout(timeout):  # not wait_for (3.11)
                 return await fn(*args, **kwargs)
+        except asyncio.CancelledError:
+            self._closed_under(generation)
+            raise
         except Exception as exc:
             if moves_away(exc):
                 self.failed(generation, exc)
             raise
 
+    def _closed_under(self, generation: int) -> None:
+        """A CancelledError out of a call: grpc.aio cancels the calls in flight on a channel
+        being closed, and the caller's task gets that cancellation though nobody cancelled
+        it. When the channel was ours and we moved off it, raise a connection error instead
+        (the caller retries); a real cancellation of the task goes on."""
+        task = asyncio.current_task()
+        if generation != self.generation or not self._connected.is_set():
+            if task is not None and not task.cancelling():
+                raise aetcd.ConnectionFailedError(
+                    "the channel was closed: moving to another endpoint") from None
+
     async def close(self) -> None:
         self._connected.clear()
+        if self._checking is not None:
+            self._checking.cancel()
+            await asyncio.gather(self._checking, return_exceptions=True)
         channel, watch, self._watcher = self.channel, self._watcher, None
         self._init_channel_attrs()
         await _close_channel(channel, watch)
@@ -218,6 +281,9 @@ def _reporting(name: str):
         generation = self.generation
         try:
             return await method(self, *args, **kwargs)
+        except asyncio.CancelledError:
+            self._closed_under(generation)
+            raise
         except Exception as exc:
             if moves_away(exc):
                 self.failed(generation, exc)

@@ -15,7 +15,7 @@ from aetcd import rpc
 
 from fed_dns.etcd import ranges
 from fed_dns.etcd.client import EtcdSettings, EtcdUnreachable, connect
-from fed_dns.etcd.connection import ClusterClient, moves_away, usable
+from fed_dns.etcd.connection import ClusterClient, moves_away, timed_out, usable
 from fed_dns.etcd.leader import LeaderElector
 from fed_dns.etcd.mirror import ZoneMirror
 from fed_dns.etcd.writer import WriteFailed, Writer
@@ -25,7 +25,7 @@ from tests.etcd.faults import Flow, Leaders
 from tests.etcd.helpers import Changes, running, until
 
 TIMEOUT = 1.0  # EtcdSettings.timeout: how long a hung member may keep a call
-RECOVERY = 3 * TIMEOUT + 2.0  # a fault detected (one deadline), a redial, a raft election
+RECOVERY = 4 * TIMEOUT + 2.0  # a fault detected (a call's deadline, then the check's), a redial, a raft election
 TTL = 3.0
 
 
@@ -198,3 +198,51 @@ async def test_connect_passes_over_a_dead_first_endpoint_and_names_each(cluster,
         assert cluster.urls[0] in str(err.value)
     finally:
         cluster.restart(0)
+
+
+@pytest.mark.parametrize("exc, timeout", [
+    (TimeoutError(), True),
+    (aetcd.ConnectionTimeoutError("deadline"), True),
+    (_Rpc(grpc.StatusCode.DEADLINE_EXCEEDED), True),
+    (_Rpc(grpc.StatusCode.UNAVAILABLE), False),
+    (aetcd.ConnectionFailedError("etcdserver: no leader"), False),
+    (ConnectionResetError(), False),
+], ids=["timeout", "aetcd-deadline", "rpc-deadline", "rpc-unavailable", "no-leader", "reset"])
+def test_which_errors_are_only_timeouts(exc, timeout):
+    assert timed_out(exc) is timeout
+
+
+async def test_a_slow_call_on_a_member_that_answers_keeps_the_channel(cluster_settings, prefix):
+    """A call that ran out of time (a big transaction under load) on a member that serves a
+    linearizable read is no reason to move: moving closes the channel under the lease's
+    keepalive. The same timeout on a paused member moves (checked: it answers nothing)."""
+    client = await connect(cluster_settings)
+    try:
+        lease = await client.lease(ttl=int(TTL))
+        generation = client.generation
+        with pytest.raises(TimeoutError):
+            await client.call(asyncio.sleep, 5, timeout=0.05)
+        await until(lambda: client.timeouts_kept == 1, timeout=5, what="the check")
+        assert client.generation == generation and client.failovers == 0 and client.connected
+        await client.refresh_lease(lease.id)  # the lease's channel still works
+        assert client.generation == generation
+    finally:
+        await client.close()
+
+
+async def test_a_timeout_on_a_paused_member_moves_after_the_check(cluster, cluster_settings):
+    client = await connect(cluster_settings)
+    index = cluster.urls.index(client.endpoint)
+    cluster.pause(index)
+    try:
+        generation = client.generation
+        with pytest.raises(TimeoutError):
+            await client.call(asyncio.sleep, 5, timeout=0.05)
+        assert client.generation == generation and client.connected  # checking, not moved yet
+        await until(lambda: client.failovers == 1, timeout=TIMEOUT + 2, what="the move")
+        await client.get(b"anything")  # dials another member
+        assert client.endpoint != cluster.urls[index] and client.timeouts_kept == 0
+    finally:
+        cluster.resume(index)
+        await asyncio.to_thread(cluster.wait_healthy)
+        await client.close()
