@@ -74,6 +74,7 @@ class Daemon:
         self.table = None  # server.table.ZoneTable: what DNS answers from once settled
         self.state = ZoneState(settings=self.settings)
         self._ready = False  # latched by ready()
+        self._unfrozen = 0  # table keys changed since the last gc.freeze()
         self._drained_mark: int | None = None  # reconcile drains counted when all was answerable
         for name, member in self.members.items():
             self.state.set_health(name, member.health)
@@ -100,8 +101,14 @@ class Daemon:
         deletes = tuple(deletes)
         if puts or deletes:
             self.table = table.update(previous=self.table, puts=puts, deletes=deletes)
-            if len(puts) + len(deletes) >= runtime.BIG_CHANGE:
+            changed = len(puts) + len(deletes)
+            self._unfrozen += changed
+            # A big change, or (until ready) every BIG_CHANGE keys the load adds in slices:
+            # the zone loaded in 20 ms slices was never one big change, so full collections
+            # walked the whole growing zone again and again (seconds of start, long stalls).
+            if changed >= runtime.BIG_CHANGE or (self._unfrozen >= runtime.BIG_CHANGE and not self.ready()):
                 runtime.after_big_change()
+                self._unfrozen = 0
         live = self.settled()
         if self.dns is not None and live and self.dns.table is not self.table:
             self.dns.swap(self.table)
