@@ -77,7 +77,7 @@ FAMILIES: dict[str, Family] = {
     "federated_conflicts": Family("gauge", (), "(workload, member) pairs where an object fed-dns does not own holds the name."),
     "dns_tcp_closed_total": Family("counter", ("reason",), "TCP connections the server closed: idle (no query within the deadline), evicted (the cap was full), unread (answers left unread past dns.max_tcp_unsent)."),
     "leader": Family("gauge", (), "1 while this replica holds the leader lease, else 0."),
-    "rejected_objects_total": Family("counter", ("reason",), "Objects not published because they failed validation, by reason code (cluster, namespace, service, hostname, port, protocol, address, name, duplicate); the objects themselves are logged."),
+    "rejected_objects_total": Family("counter", ("reason",), "Objects not published because they failed validation, by reason code (cluster, namespace, service, hostname, port, protocol, address, name, duplicate; undecidable: a Service whose objects no API server would send, kept as last published); the objects themselves are logged."),
     "source_stale_seconds": Family("gauge", (), "Age of the record source (etcd) data while it is unreachable, 0 when live."),
     "reconcile_runs_total": Family("counter", (), "Reconcile runs."),
     "reconcile_failures_total": Family("counter", (), "Reconcile runs that failed (and were retried)."),

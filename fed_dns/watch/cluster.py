@@ -57,6 +57,9 @@ class WatchStats:
     last_error: str | None = None
 
 
+UNDECIDABLE = "undecidable"  # a Service whose objects made the decision raise: kept as it was
+
+
 def _count(counter: dict[str, int], key: str, n: int = 1) -> None:
     counter[key] = counter.get(key, 0) + n
 
@@ -207,8 +210,7 @@ class ClusterWatcher:
             self._dirty -= dirty
             self._schedule_flush()
         synced = self._view.synced or (self._synced and not self._dirty)  # never flips back
-        changed = frozenset(key for key in dirty if self._store(
-            key, self._objects.view_of(key=key, options=self.options, cluster=self.spec.name)))
+        changed = frozenset(key for key in dirty if self._recompute(key))
         if not changed and synced == self._view.synced:
             return
         self._view = ClusterView(cluster=self.spec.name, synced=synced, services=self._live)
@@ -216,6 +218,20 @@ class ClusterWatcher:
             self._on_change(self._view, changed)
         except Exception:  # noqa: BLE001 - a callback must not stop the watcher
             log.exception("cluster %s: on_change failed", self.spec.name)
+
+    def _recompute(self, key: ServiceKey) -> bool:
+        """One Service's view from its objects; True when the published view changes. A
+        decision that raises (objects no API server sends) keeps what was published for
+        that Service, is counted (`undecidable`) and logged; the rest of the chunk goes on."""
+        try:
+            result = self._objects.view_of(key=key, options=self.options, cluster=self.spec.name)
+        except Exception as exc:  # noqa: BLE001 - one bad Service must not drop its chunk
+            _count(self.stats.rejected, UNDECIDABLE)
+            log.warning("cluster %s: Service %s/%s kept as it was: its objects could not be "
+                        "decided (%s)", self.spec.name, key.namespace, key.name,
+                        type(exc).__name__)
+            return False
+        return self._store(key, result)
 
     def _store(self, key: ServiceKey, result: ServiceView | Rejection | None) -> bool:
         """Record one Service's new state; True when the published view changes."""

@@ -188,3 +188,25 @@ async def test_cancel_stops_threads_promptly(sim, watch):
 def _watch_threads(cluster: str) -> list[str]:
     return [t.name for t in threading.enumerate()
             if t.name.startswith(("fed-dns-watch-", "fed-dns-list-")) and f"-{cluster}-" in t.name]
+
+
+async def test_a_service_whose_objects_cannot_be_decided_keeps_its_view_and_spares_the_rest(sim, watch):
+    """Slices no API server sends (a port protocol that is a number, merged with a string one) make
+    the decision raise: that Service keeps what was published and is counted `undecidable`;
+    the other Services changed in the same chunk are published."""
+    endpoints = web(annotations={**EXPORT, "fed-dns.io/publish": "endpoints"})
+    sim.apply(endpoints)
+    sim.apply(web_slice(("10.1.0.1", True)))
+    w = await watch(sim)
+    await until(lambda: w.view.synced and WEB in w.view.services, what="web published")
+    before = w.view.services[WEB]
+    bad = web_slice(("10.1.0.1", True), name="web-b")  # the same address: its ports merge
+    bad["ports"][0]["protocol"] = 5
+    sim.apply(bad)
+    sim.apply(objects.service(name="other", namespace="ns", cluster_ip="10.0.0.2",
+                              ports=[("http", 80)], annotations=EXPORT))
+    other = ServiceKey(namespace="ns", name="other")
+    await until(lambda: other in w.view.services, what="the other Service published")
+    await until(lambda: w.watcher.stats.rejected.get("undecidable"), what="counted")
+    assert w.view.services[WEB] == before
+    assert not w.errors
