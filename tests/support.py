@@ -41,17 +41,20 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 def wait_for(predicate, *, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
     """Poll until predicate() is truthy; return its value or raise AssertionError."""
     deadline = time.monotonic() + timeout
-    last_exc: BaseException | None = None
+    last_error = ""
     while time.monotonic() < deadline:
         try:
             value = predicate()
             if value:
                 return value
         except Exception as exc:  # noqa: BLE001 - reported below
-            last_exc = exc
+            # Its text only: the exception's traceback holds this frame, so keeping the
+            # exception made a cycle that left what it holds (an HTTPError's response and
+            # socket, say an etcd /health 503) unclosed until a collection.
+            last_error = repr(exc)
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}"
-                         + (f" (last error: {last_exc!r})" if last_exc else ""))
+                         + (f" (last error: {last_error})" if last_error else ""))
 
 
 async def until(predicate, *, timeout: float = 5.0, what: str = "condition", interval: float = 0.005):
