@@ -163,7 +163,8 @@ class ClusterProber:
         if timed_out and self.stalls.stalled(start=started, end=loop.time(),
                                              longer_than=self._timeout / 2):
             self.counters.inconclusive += 1  # our loop stalled, not (shown to be) the member
-            return
+            self._wake.set()  # ask again at once, not a period later: a hung member is
+            return  # still declared after `failure_threshold` conclusive timeouts, soon
         if error is not None:
             self.counters.failures += 1
         self.last_error = error

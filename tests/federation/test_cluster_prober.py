@@ -182,3 +182,21 @@ async def test_a_stalled_event_loop_never_declares_a_healthy_member_unreachable(
         server.mode = "hang"  # now the member itself stops answering; our loop runs freely
         await until(lambda: prober.health is Health.UNREACHABLE, timeout=10 * PERIOD + 2)
         assert "no answer within" in prober.last_error
+
+
+async def test_an_inconclusive_probe_is_followed_by_another_at_once():
+    """A probe made inconclusive by our own stall is asked again at once, not a period later:
+    a member that hangs while our loop is often stalled is still declared soon."""
+    server = FakeApiServer()
+    await server.start()
+    period = 30.0  # no periodic probe comes during the test
+    async with probing(server, period=period, timeout=PERIOD) as prober:
+        await until(lambda: prober.counters.probes >= 1)
+        server.mode = "hang"
+        before = prober.counters.probes
+        prober.poke()  # a probe now, into the hung member ...
+        await asyncio.sleep(PERIOD / 2)
+        time.sleep(2 * PERIOD)  # ... that times out while our loop is stalled: inconclusive
+        await until(lambda: prober.counters.inconclusive >= 1, timeout=5)
+        await until(lambda: prober.counters.probes >= before + 2, timeout=5 * PERIOD,
+                    what="a probe right after the inconclusive one")
