@@ -225,11 +225,19 @@ class Daemon:
         if self._drained_mark is None:
             self._drained_mark = stats.drained
         # Everything marked so far is in the table: nothing dirty now, or a run has drained
-        # the queue since (under steady churn the queue is rarely empty when asked).
-        if self.state.dirty and stats.drained <= self._drained_mark:
+        # the queue since (under steady churn the queue is rarely empty when asked); or etcd
+        # holds every member's records and the table holds etcd's (a restart: the pass over
+        # every Service then changes only what differs).
+        if self.state.has_work and stats.drained <= self._drained_mark and not self._etcd_served():
             return False
         self._ready = True
         return True
+
+    def _etcd_served(self) -> bool:
+        loaded = self.etcd is not None and getattr(self.etcd.mirror, "loaded", False)
+        seeded = self.state.seeded
+        return loaded and not self.state.seed_pending and all(
+            n in seeded for n, m in self.members.items() if not m.joined)
 
     def unanswered(self) -> list[str]:
         """Config members whose records the table cannot hold yet: not synced, not declared

@@ -223,7 +223,7 @@ class Reconciler:
         try:
             stepped = 0
             published = False
-            while self.state.dirty:
+            while self.state.has_work:
                 t0 = time.monotonic()
                 puts: dict[str, bytes] = {}
                 deletes: set[str] = set()
@@ -242,7 +242,7 @@ class Reconciler:
                     self._count_failovers(step, failovers)
                     if step.changes:
                         writes.merge(step.changes)
-                    if not self.state.dirty or time.monotonic() - t0 >= self._slice:
+                    if not self.state.has_work or time.monotonic() - t0 >= self._slice:
                         break
                 if puts or deletes:
                     self._publish(puts, deletes)
@@ -252,7 +252,7 @@ class Reconciler:
                     planned.merge(changes)
                     self._hand_to_writer(changes)
                 self.stats.longest_step = max(self.stats.longest_step, time.monotonic() - t0)
-                if self.state.dirty:
+                if self.state.has_work:
                     await asyncio.sleep(YIELD)  # leases, probes, watches and DNS go first
             self.stats.drained += 1
             self._log_failovers(failovers)

@@ -114,6 +114,8 @@ class _Result:
     table: tuple[str, ...]  # the group's keys in the table
 
 
+SEED_CHUNK = 1_000  # seeded table entries emitted per limited step (a step stays short)
+
 _EMPTY = _Result(records=0, rejected=frozenset(), fallbacks=(), conflicts=(), table=())
 
 
@@ -136,6 +138,9 @@ class ZoneState:
         self._held: dict[ServiceKey, set[str]] = {}  # group -> its current keys
         self._claims: dict[str, dict[ServiceKey, int]] = {}  # cluster -> groups with values naming it
         self._outside_pending: set[str] = set()
+        self._seed: dict[str, bytes] = {}  # table entries seeded from the store, not yet emitted
+        self._seed_fresh: set[str] = set()  # seeded keys the table's reader never had
+        self._seeded: frozenset[str] = frozenset()  # members with records in the last load
         # results
         self._parts: dict[ServiceKey, dict[str, _Cached]] = {}
         self._parted: dict[str, set[ServiceKey]] = {}  # cluster -> groups with a part there
@@ -162,7 +167,28 @@ class ZoneState:
         self._claims = {}
         for key, value in entries.items():
             self._put_current(key, value)
+        self._seed_table()
         self.mark_all()
+
+    def _seed_table(self) -> None:
+        """Groups with no result yet (a start, or new in a reload) enter the table as the
+        store holds them, so DNS answers what etcd holds (as CoreDNS on the same etcd does)
+        before the first pass has recomputed them; each group's recompute then changes
+        only what differs. Steps emit the seed as table puts (SEED_CHUNK per limited step)."""
+        table, current, results, seed = self._table, self._current, self._results, self._seed
+        self._seeded = frozenset(c for c, claims in self._claims.items() if claims)
+        for group, keys in self._held.items():
+            if group in results:
+                continue
+            for key in keys:
+                value = current[key]
+                there = table.get(key)
+                if there != value:
+                    if there is None:
+                        self._seed_fresh.add(key)  # the table's reader has never had it
+                    table[key] = seed[key] = value
+            results[group] = _Result(records=0, rejected=frozenset(), fallbacks=(), conflicts=(),
+                                     table=tuple(keys))
 
     def update_current(self, *, puts: Mapping[str, bytes], deletes: Iterable[str]) -> None:
         """Store events (deletes applied first): marks only the groups of the keys."""
@@ -267,6 +293,12 @@ class ZoneState:
         rejected: set[Rejection] = set()
         failovers: list[tuple[str, str]] = []
         table_puts: dict[str, bytes] = {}
+        seed = self._seed  # a chunk of it first (a step stays short); a recompute below may
+        emitted = []  # still change or delete those in this same step
+        for _ in range(len(seed) if limit is None else min(SEED_CHUNK, len(seed))):
+            key, value = seed.popitem()
+            table_puts[key] = value
+            emitted.append(key)
         table_deletes: list[str] = []
         self._flush_outside(table_puts, table_deletes)
         done = []
@@ -280,6 +312,7 @@ class ZoneState:
             deletes.extend(plan.changes.deletes)
             conflicts.extend(plan.conflicts)
             rejected |= result.rejected
+        self._seed_fresh.difference_update(emitted)  # the reader has them now
         deletes.sort(key=deepest_first)
         return Step(changes=Changes(puts=puts, deletes=tuple(deletes)), table_puts=table_puts,
                     table_deletes=tuple(table_deletes), rejected=tuple(sorted(rejected)),
@@ -324,6 +357,21 @@ class ZoneState:
     @property
     def dirty(self) -> int:
         return len(self._queue)
+
+    @property
+    def has_work(self) -> bool:
+        """Whether a step would do anything: dirty groups, or seeded entries to emit."""
+        return bool(self._queue) or bool(self._seed)
+
+    @property
+    def seeded(self) -> frozenset[str]:
+        """The members the store held records of when it was last loaded whole."""
+        return self._seeded
+
+    @property
+    def seed_pending(self) -> bool:
+        """Whether table entries seeded from the store wait for the next step to emit them."""
+        return bool(self._seed)
 
     @property
     def keep_clusters(self) -> frozenset[str]:
@@ -493,12 +541,21 @@ class ZoneState:
         for key in old.table:
             if key in gone or (key not in current and key not in puts):
                 if table.pop(key, None) is not None:
-                    table_deletes.append(key)
+                    # A seeded key not yet emitted, or emitted in this same step, is
+                    # withdrawn; the reader holds a value only if it was not fresh.
+                    pending = (self._seed.pop(key, None) is not None
+                               or table_puts.pop(key, None) is not None)
+                    if not (pending and key in self._seed_fresh):
+                        table_deletes.append(key)
+                    self._seed_fresh.discard(key)
         for key in new_keys:
             value = puts[key] if key in puts else current[key]
             there = table.get(key)
             if there is not value and there != value:
                 table[key] = table_puts[key] = value
+                if self._seed:  # a pending seed of this key is superseded
+                    self._seed.pop(key, None)
+                    self._seed_fresh.discard(key)
 
         result = _Result(records=len(desired), rejected=frozenset(rejected),
                          fallbacks=tuple(fallbacks), conflicts=plan.conflicts, table=tuple(new_keys))
