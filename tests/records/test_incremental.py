@@ -466,12 +466,7 @@ def test_a_loaded_store_enters_the_table_at_the_first_step_whole():
     what differs."""
     _, views, _, first = fleet()
     store = dict(first.changes.puts)
-    restarted = ZoneState(settings=SETTINGS)
-    for view in views.values():
-        restarted.set_view(view, changed=None)
-    for cluster in views:
-        restarted.set_health(cluster, READY)
-    restarted.load_current(store)
+    restarted = restarted_with(views, store)
     assert restarted.seed_pending and restarted.dirty == 20 and restarted.seeded == set(views)
     step = restarted.step(limit=1)
     assert len(step.services) == 1 and not restarted.seed_pending
@@ -487,12 +482,7 @@ def test_a_big_seed_is_emitted_in_chunks_by_limited_steps(monkeypatch):
     monkeypatch.setattr(incremental, "SEED_CHUNK", 10)
     _, views, _, first = fleet(count=100)
     store = dict(first.changes.puts)
-    restarted = ZoneState(settings=SETTINGS)
-    for view in views.values():
-        restarted.set_view(view, changed=None)
-    for cluster in views:
-        restarted.set_health(cluster, READY)
-    restarted.load_current(store)
+    restarted = restarted_with(views, store)
     seen: dict[str, bytes] = {}
     sizes = []
     while restarted.dirty:
@@ -513,12 +503,7 @@ def test_a_seeded_value_recomputed_before_it_is_emitted_is_never_emitted_stale(m
     monkeypatch.setattr(incremental, "SEED_CHUNK", 1)
     _, views, _, first = fleet()
     store = {key: value.replace(b'"ttl":5', b'"ttl":7') for key, value in first.changes.puts.items()}
-    restarted = ZoneState(settings=SETTINGS)
-    for view in views.values():
-        restarted.set_view(view, changed=None)
-    for cluster in views:
-        restarted.set_health(cluster, READY)
-    restarted.load_current(store)
+    restarted = restarted_with(views, store)
     reader: dict[str, bytes] = {}
     while restarted.has_work:
         step = restarted.step(limit=1)
@@ -526,3 +511,14 @@ def test_a_seeded_value_recomputed_before_it_is_emitted_is_never_emitted_stale(m
             del reader[key]
         reader.update(step.table_puts)
     assert reader == dict(restarted.entries) == dict(first.changes.puts)
+
+
+def restarted_with(views: dict[str, ClusterView], store: dict[str, bytes]) -> ZoneState:
+    """A new state (a restarted daemon): every member READY with its view, the store loaded."""
+    state = ZoneState(settings=SETTINGS)
+    for view in views.values():
+        state.set_view(view, changed=None)
+    for cluster in views:
+        state.set_health(cluster, READY)
+    state.load_current(store)
+    return state
