@@ -57,6 +57,7 @@ class SimCluster:
                               watch_timeout=watch_timeout)
         self._runner: web.AppRunner | None = None
         self._server: asyncio.AbstractServer | None = None
+        self._unlistening: asyncio.Task | None = None  # the listener's close, after kill()
         self.host = "127.0.0.1"
         self.port = 0
         self.state = "new"  # new | running | stopped | hung | closed
@@ -108,11 +109,35 @@ class SimCluster:
             self._served.hang()
             self.state = "hung"
             return
-        self._server.close()
-        self._server = None
+        self._stop_listening()
         self._cut_connections()
         self.store.close_watchers()
         self.state = "stopped"
+
+    def _stop_listening(self) -> None:
+        """Accept nothing more at once; close the listener when what it accepted is served.
+
+        asyncio (CPython gh-109564, open) attaches an accepted connection to its server one
+        loop step after accepting it, and a server closed in between makes that attach fail:
+        the connection's socket is never closed or served (a ResourceWarning when collected).
+        So the listener stops accepting now and closes after that step, then the connections
+        it attached meanwhile (in aiohttp's list only after their connection_made) are cut."""
+        server, self._server = self._server, None
+        loop = asyncio.get_running_loop()
+        for sock in server.sockets:
+            loop.remove_reader(sock.fileno())  # an accept already due is cancelled too
+
+        async def close_listener() -> None:
+            server.close()  # this step runs after the attach steps queued before it
+            await asyncio.sleep(0)  # ... and the connection_made calls those steps queued
+            self._cut_connections()
+
+        self._unlistening = loop.create_task(close_listener(), name=f"sim-{self.name}-unlisten")
+
+    async def _stopped_listening(self) -> None:
+        if self._unlistening is not None:
+            await self._unlistening
+            self._unlistening = None
 
     def _cut_connections(self) -> None:
         if self._runner is None or self._runner.server is None:
@@ -130,6 +155,7 @@ class SimCluster:
             self.store.close_watchers()
             self._served.resume()
         elif self.state == "stopped":
+            await self._stopped_listening()  # the port is free again
             await self._listen(self.port)
         else:
             raise RuntimeError(f"cluster {self.name} is {self.state}: nothing to revive")
@@ -141,8 +167,8 @@ class SimCluster:
         if self.controllers is not None:
             self.controllers.stop()
         if self._server is not None:
-            self._server.close()
-            self._server = None
+            self._stop_listening()
+        await self._stopped_listening()
         self._cut_connections()
         self.store.close_watchers()
         self._served.resume()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import socket
 import threading
+import warnings
 
 import aiohttp
 import kubernetes
@@ -130,3 +133,41 @@ async def test_close_while_hung_or_stopped(tmp_path):
                 await pending
             watch.release()
         assert cluster.state == "closed"
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    """Closed (FIN) or reset (RST: aborted, or never accepted when the listener closed)."""
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+@pytest.mark.parametrize("how", ["kill", "close"])
+async def test_a_connection_accepted_as_the_listener_closes_is_closed_too(how):
+    """asyncio attaches an accepted connection to its server a loop step after accepting it;
+    a server closed in between (CPython gh-109564) left its socket open and unserved for the
+    collector, and aiohttp's shutdown waited 60 s on it. Each count of loop steps between a
+    client's connect and the kill or close, the race's one included (two steps), leaves
+    nothing open: the client sees its connection closed at once."""
+    from fed_dns.sim.cluster import SimCluster
+
+    for steps in range(5):
+        cluster = SimCluster(name="c2")
+        await cluster.start()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            client = socket.create_connection((cluster.host, cluster.port))
+            try:
+                for _ in range(steps):
+                    await asyncio.sleep(0)
+                if how == "kill":
+                    cluster.kill("stop")
+                    await cluster.revive()
+                await asyncio.wait_for(cluster.close(), 5)
+                client.settimeout(5)
+                assert await asyncio.to_thread(_closed_by_peer, client)
+            finally:
+                client.close()
+            gc.collect()
+        assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == [], steps
