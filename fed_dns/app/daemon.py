@@ -200,8 +200,7 @@ class Daemon:
         """Whether the table can answer for the whole zone: every member's health is decided,
         or etcd holds its last records (kept for an `unknown` member). Until then the server
         answers SERVFAIL in the zone, never an NXDOMAIN a resolver would cache."""
-        loaded = self.etcd is not None and getattr(self.etcd.mirror, "loaded", False)
-        return all(m.health is not Health.UNKNOWN or (loaded and self.state.holds(name))
+        return all(m.health is not Health.UNKNOWN or self._held(name)
                    for name, m in self.members.items() if not m.joined)
 
     def ready(self) -> bool:
@@ -233,18 +232,23 @@ class Daemon:
         self._ready = True
         return True
 
+    def _etcd_loaded(self) -> bool:
+        return self.etcd is not None and getattr(self.etcd.mirror, "loaded", False)
+
+    def _held(self, name: str) -> bool:
+        """Whether etcd, loaded, holds records of member `name` (its last published ones)."""
+        return self._etcd_loaded() and self.state.holds(name)
+
     def _etcd_served(self) -> bool:
-        loaded = self.etcd is not None and getattr(self.etcd.mirror, "loaded", False)
+        """Whether the table holds etcd's records of every member (the restart seed is out)."""
         seeded = self.state.seeded
-        return loaded and not self.state.seed_pending and all(
+        return self._etcd_loaded() and not self.state.seed_pending and all(
             n in seeded for n, m in self.members.items() if not m.joined)
 
     def unanswered(self) -> list[str]:
         """Config members whose records the table cannot hold yet: not synced, not declared
         unreachable, and no records of theirs in etcd."""
-        loaded = self.etcd is not None and getattr(self.etcd.mirror, "loaded", False)
-        return [n for n in self.unsynced() if not self.members[n].joined
-                and not (loaded and self.state.holds(n))]
+        return [n for n in self.unsynced() if not self.members[n].joined and not self._held(n)]
 
     def cluster_states(self) -> list:
         """The members as the federation API's Cluster kind shows them."""

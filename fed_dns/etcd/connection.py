@@ -236,13 +236,17 @@ class ClusterClient(aetcd.Client):
         try:
             async with asyncio.timeout(timeout):  # not wait_for (3.11)
                 return await fn(*args, **kwargs)
-        except asyncio.CancelledError:
+        except BaseException as exc:
+            self._report(generation, exc)
+            raise
+
+    def _report(self, generation: int, exc: BaseException) -> None:
+        """A call on channel `generation` ended with `exc`: a failure that says the member
+        is away is reported (`failed`); a cancellation is checked (`_closed_under`)."""
+        if isinstance(exc, asyncio.CancelledError):
             self._closed_under(generation)
-            raise
-        except Exception as exc:
-            if moves_away(exc):
-                self.failed(generation, exc)
-            raise
+        elif isinstance(exc, Exception) and moves_away(exc):
+            self.failed(generation, exc)
 
     def _closed_under(self, generation: int) -> None:
         """A CancelledError out of a call: grpc.aio cancels the calls in flight on a channel
@@ -281,12 +285,8 @@ def _reporting(name: str):
         generation = self.generation
         try:
             return await method(self, *args, **kwargs)
-        except asyncio.CancelledError:
-            self._closed_under(generation)
-            raise
-        except Exception as exc:
-            if moves_away(exc):
-                self.failed(generation, exc)
+        except BaseException as exc:
+            self._report(generation, exc)
             raise
 
     return wrapper
