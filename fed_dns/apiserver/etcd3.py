@@ -25,7 +25,8 @@ import grpc
 from aetcd import rpc, utils
 
 from fed_dns.apiserver.kinds import Kind
-from fed_dns.apiserver.status import ApiError, already_exists, conflict, expired, not_found
+from fed_dns.apiserver.status import (ApiError, already_exists, conflict, continue_expired,
+                                      expired, not_found)
 from fed_dns.apiserver.storage import (Key, Listing, Matcher, Stored, bookmark, bump_generation,
                                        key_of,
                                        preconditions_fail, prepare, stale, with_status)
@@ -74,10 +75,7 @@ class EtcdStorage:
                                                   metadata=self.client.metadata)
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.OUT_OF_RANGE:
-                raise ApiError(code=410, reason="Expired", message=(
-                    "The provided continue parameter is too old to display a consistent list "
-                    "result. You can start a new list without the continue parameter.")) \
-                    from None
+                raise continue_expired() from None
             raise _unavailable(exc) from None
 
     async def _txn(self, compare: rpc.Compare, op: rpc.RequestOp) -> rpc.TxnResponse:

@@ -14,7 +14,8 @@ import secrets
 from collections import deque
 
 from fed_dns.apiserver.kinds import Kind
-from fed_dns.apiserver.status import already_exists, conflict, expired, not_found
+from fed_dns.apiserver.status import (already_exists, conflict, continue_expired, expired,
+                                      not_found)
 from fed_dns.apiserver.storage import (Key, Listing, Matcher, Stored, bookmark, bump_generation,
                                        key_of, preconditions_fail, prepare, stale, with_status)
 from fed_dns.apiserver.watchers import Event, Watcher, dumps, event_line
@@ -212,6 +213,8 @@ class MemoryStorage:
     async def list(self, kind: Kind, *, namespace: str | None, matcher: Matcher | None,
                    after: Key | None = None, limit: int = 0,
                    revision: int | None = None) -> Listing:
+        if revision is not None and revision < self.store.compacted:
+            raise continue_expired()  # a later page of a list whose revision is gone
         items, last = self.store.list(kind, namespace=namespace, matcher=matcher, after=after,
                                       limit=limit)
         return Listing(items=items, after=last, revision=revision or self.store.rv)

@@ -73,3 +73,10 @@ def invalid(*, kind: str, name: str, message: str) -> ApiError:
 def expired(*, rv: int, oldest: int) -> ApiError:
     return ApiError(code=410, reason="Expired",
                     message=f"too old resource version: {rv} ({oldest})")
+
+
+def continue_expired() -> ApiError:
+    """A continue token whose revision was compacted away (kube-apiserver's words)."""
+    return ApiError(code=410, reason="Expired", message=(
+        "The provided continue parameter is too old to display a consistent list result. "
+        "You can start a new list without the continue parameter."))

@@ -240,3 +240,36 @@ async def test_bookmark_revision_covers_what_the_watcher_saw(backend):
     await events(w, 1)
     assert s.bookmark_revision(w) >= int(created.obj["metadata"]["resourceVersion"])
     s.unwatch(w)
+
+
+async def test_a_list_continued_past_a_compaction_is_gone(fresh_backend):
+    s = fresh_backend.storage
+    for name in ("a", "b", "c"):
+        await s.create(CONFIG_MAP, cm(name))
+    first = await s.list(CONFIG_MAP, namespace=None, matcher=None, limit=1)
+    assert first.after is not None
+    await s.update(CONFIG_MAP, cm("a", data={"k": "v"}))
+    await fresh_backend.compact()
+    with pytest.raises(ApiError) as exc:
+        await s.list(CONFIG_MAP, namespace=None, matcher=None, limit=1, after=first.after,
+                     revision=first.revision)
+    assert (exc.value.code, exc.value.status["reason"]) == (410, "Expired")
+    assert "continue parameter is too old" in exc.value.status["message"]
+    # a new list works
+    assert len((await s.list(CONFIG_MAP, namespace=None, matcher=None)).items) == 3
+
+
+async def test_watch_sending_initial_events_ends_them_with_a_bookmark(backend):
+    s = backend.storage
+    await s.create(CONFIG_MAP, cm("a"))
+    last = await s.create(CONFIG_MAP, cm("b"))
+    w = await s.watch(CONFIG_MAP, namespace=None, matcher=None, resource_version=None,
+                      send_initial=True)
+    await s.delete(CONFIG_MAP, namespace="default", name="a")
+    got = await events(w, 4)
+    assert [(e["type"], e["object"]["metadata"].get("name")) for e in got] == \
+        [("ADDED", "a"), ("ADDED", "b"), ("BOOKMARK", None), ("DELETED", "a")]
+    mark = got[2]["object"]["metadata"]
+    assert mark["annotations"] == {"k8s.io/initial-events-end": "true"}
+    assert int(mark["resourceVersion"]) >= int(last.obj["metadata"]["resourceVersion"])
+    s.unwatch(w)

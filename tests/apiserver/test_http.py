@@ -18,8 +18,7 @@ CMS = "/api/v1/namespaces/default/configmaps"
 DEPLOYS = "/apis/apps/v1/namespaces/default/deployments"
 
 
-@pytest.fixture
-async def http(backend):
+async def _client(backend):
     served = Served(storage=backend.storage, registry=REGISTRY, tokens=(TOKEN,),
                     bookmark_interval=0.2)
     client = TestClient(TestServer(handlers.build_app(served)))
@@ -28,6 +27,19 @@ async def http(backend):
         yield client
     finally:
         await client.close()
+
+
+@pytest.fixture
+async def http(backend):
+    async for client in _client(backend):
+        yield client
+
+
+@pytest.fixture
+async def http_fresh(fresh_backend):
+    """`http` on a store that may be compacted (the etcd one on an etcd of its own)."""
+    async for client in _client(fresh_backend):
+        yield client, fresh_backend
 
 
 async def call(http, method: str, path: str, body=None, *, ctype="application/json",
@@ -130,7 +142,10 @@ async def test_unknown_kind_is_404_and_no_token_is_401(http):
     assert doc["reason"] == "NotFound"
     resp = await http.get(CMS)
     assert resp.status == 401
-    assert (await http.get("/healthz")).status == 200
+    for path in ("/healthz", "/readyz", "/livez"):
+        assert (await http.get(path)).status == 200
+    bad = await http.get(CMS, headers={"Authorization": f"Bearer {TOKEN}x"})
+    assert bad.status == 401 and (await bad.json())["reason"] == "Unauthorized"
     resp = await http.post(CMS, data=b"{not json", headers=AUTH)
     assert resp.status == 400
 
@@ -140,3 +155,22 @@ async def test_discovery_names_every_kind(http):
     assert "apps" in [g["name"] for g in groups["groups"]]
     core = await call(http, "GET", "/api/v1")
     assert {"namespaces", "secrets", "configmaps"} <= {r["name"] for r in core["resources"]}
+
+
+async def test_after_a_compaction_a_watch_gets_an_error_event_and_a_continue_410(http_fresh):
+    http, backend = http_fresh
+    for i in range(3):
+        created = await call(http, "POST", CMS, {"metadata": {"name": f"c{i}"}}, expect=201)
+    old = created["metadata"]["resourceVersion"]
+    page = await call(http, "GET", f"{CMS}?limit=1")
+    await call(http, "PUT", f"{CMS}/c0", {"metadata": {"name": "c0"}, "data": {"k": "v"}})
+    await backend.compact()
+    # as kube-apiserver: 200, then one ERROR event carrying the 410 Status
+    resp = await http.get(f"{CMS}?watch=1&resourceVersion={old}", headers=AUTH)
+    assert resp.status == 200
+    lines = [json.loads(line) async for line in resp.content]
+    assert [(e["type"], e["object"]["code"], e["object"]["reason"]) for e in lines] == \
+        [("ERROR", 410, "Expired")]
+    doc = await call(http, "GET", f"{CMS}?limit=1&continue={page['metadata']['continue']}",
+                     expect=410)
+    assert doc["reason"] == "Expired"
