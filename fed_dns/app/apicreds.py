@@ -9,6 +9,8 @@ keys are never logged.
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -28,10 +30,14 @@ class Credentials:
 
 
 def _write_private(path: Path, data: bytes) -> None:
+    """Mode 0600 from the start, and whole or not at all: written aside, then renamed (a
+    reader never sees a file still being written). Callers hold `_generating`."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    aside = path.with_name(f".{path.name}.new")
+    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
+    os.rename(aside, path)
 
 
 def read_tokens(path: Path) -> tuple[str, ...]:
@@ -44,21 +50,39 @@ def serving_host(listen_host: str) -> str:
     return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(listen_host, listen_host)
 
 
+@contextlib.contextmanager
+def _generating(base: Path):
+    """Held while files are generated in `base`: two processes starting at once (a daemon and
+    `fed-dns kubeconfig`, two replicas on one volume) make one set of credentials, and neither
+    reads a file the other is still writing."""
+    base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(base / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def ensure(section, *, generate: bool = True) -> Credentials:
     """The credentials of `section` (config.api), generating what is missing when `generate`
     (else FileNotFoundError)."""
     base = Path(os.path.expanduser(section.dir or DEFAULT_DIR))
+    if bool(section.cert_file) != bool(section.key_file):
+        given, missing = ("cert_file", "key_file") if section.cert_file else \
+            ("key_file", "cert_file")
+        raise ValueError(f"api.{given} needs api.{missing} too")
     if section.cert_file:
         cert, key = Path(section.cert_file), Path(section.key_file)
     else:
         cert, key = base / "tls.crt", base / "tls.key"
-        if not cert.exists() and generate:
-            made = tls.self_signed(serving_host(section.host))
-            _write_private(key, made.key_pem)
-            _write_private(cert, made.cert_pem)
     token_file = Path(section.token_file) if section.token_file else base / "token"
-    if not token_file.exists() and generate:
-        _write_private(token_file, secrets.token_urlsafe(32).encode() + b"\n")
+    made = not section.cert_file and not cert.exists()
+    if generate and (made or not token_file.exists()):
+        with _generating(base):
+            if not section.cert_file and not cert.exists():
+                pair = tls.self_signed(serving_host(section.host))
+                _write_private(key, pair.key_pem)
+                _write_private(cert, pair.cert_pem)
+            if not token_file.exists():
+                _write_private(token_file, secrets.token_urlsafe(32).encode() + b"\n")
     tokens = read_tokens(token_file)
     if not tokens:
         raise ValueError(f"api: the token file {token_file} holds no token")
