@@ -10,8 +10,10 @@ makes the running members match: a new Cluster joins (a kube ApiClient from its 
 credentials: `add(spec, api_client=...)`), a deleted one leaves (`await remove(name)`), one
 whose endpoint, labels or credentials changed leaves and joins again. Then it writes each
 object's status: a Ready condition (True/False/Unknown, reason, message) from the member's
-health, or why it cannot run (no Secret, bad credentials, a name taken). Only where
-`may_write()` (the leader) are statuses written; every replica runs the members.
+health, or why it cannot run (no Secret, bad credentials, a name taken). A Karmada Cluster's
+status also carries the member's `kubernetesVersion` (its VERSION column), asked of the
+member's /version once it is Ready. Only where `may_write()` (the leader) are statuses
+written; every replica runs the members.
 
 A credential is never in a message, a log line or a status: messages are built from the
 object's names, and the client library's errors are redacted of every secret value.
@@ -24,6 +26,7 @@ import contextlib
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -39,11 +42,26 @@ log = logging.getLogger("fed_dns.joins")
 ObjectKey = tuple[str, str, str]  # (format, namespace, name)
 
 
+VERSION_RETRY = 10.0  # seconds between two /version asks of a member that failed one
+
+
 @dataclass
 class _Running:
     join: Join
     credentials: Credentials
     files: list[str]  # private temp files (a CA bundle) removed when it leaves
+    client: object = None  # the member's kube ApiClient (the daemon owns it)
+    version: str = ""  # its /version gitVersion, once asked
+    asking: asyncio.Task | None = None
+    failed_at: float = float("-inf")  # monotonic time of the last failed ask
+
+
+def fetch_version(client, *, timeout: float = 2.0) -> str:
+    """The member's gitVersion from /version (blocking: run it in a thread)."""
+    import kubernetes.client
+
+    info = kubernetes.client.VersionApi(client).get_code(_request_timeout=timeout)
+    return info.git_version or ""
 
 
 def build_client(credentials: Credentials):
@@ -62,6 +80,9 @@ def build_client(credentials: Credentials):
             return Refusal(reason="InvalidKubeconfig", message="the kubeconfig is not YAML")
         if not isinstance(doc, dict):
             return Refusal(reason="InvalidKubeconfig", message="the kubeconfig is not a mapping")
+        refusal = joining.kubeconfig_refusal(doc)
+        if refusal is not None:
+            return refusal
         secrets = kubeconfig.secret_values(doc) | set(credentials.secrets)
         try:
             client = kubernetes.config.new_client_from_config_dict(doc, persist_config=False)
@@ -92,9 +113,10 @@ def spec_of(join: Join) -> ClusterSpec:
 
 
 def status_of(join: Join | None, *, api_version: str, state: ClusterState | None,
-              refusal: Refusal | None) -> dict:
-    """The status a Cluster object of `api_version` shows: the Ready condition (and for
-    Federation v1 the fields `kubectl get clusters` prints)."""
+              refusal: Refusal | None, version: str = "") -> dict:
+    """The status a Cluster object of `api_version` shows: the Ready condition (for
+    Federation v1 the fields `kubectl get clusters` prints; for Karmada the member's
+    kubernetesVersion once known)."""
     health = state.health if state is not None and refusal is None else "unknown"
     condition = joining.ready_condition(
         health=health, synced=bool(state is not None and state.synced),
@@ -106,6 +128,8 @@ def status_of(join: Join | None, *, api_version: str, state: ClusterState | None
                       region=(join.region if join else None) or "",
                       zone=(join.zone if join else None) or "",
                       synced=bool(state is not None and refusal is None and state.synced))
+    elif api_version == joining.KARMADA and version and refusal is None:
+        status["kubernetesVersion"] = version
     return status
 
 
@@ -114,7 +138,7 @@ class JoinLoop:
                  remove: Callable[[str], Awaitable[None]],
                  states: Callable[[], Sequence[ClusterState]],
                  may_write: Callable[[], bool], period: float = 0.5,
-                 build: Callable = build_client) -> None:
+                 build: Callable = build_client, version: Callable = fetch_version) -> None:
         self.storage = storage
         self._add = add
         self._remove = remove
@@ -122,6 +146,7 @@ class JoinLoop:
         self._may_write = may_write
         self._period = period
         self._build = build
+        self._fetch_version = version
         self.running: dict[str, _Running] = {}
         self._broken: dict[tuple, Refusal] = {}  # credentials that made no client, by print
         self.last_error = ""
@@ -137,6 +162,7 @@ class JoinLoop:
                 await asyncio.sleep(self._period)
         finally:
             for running in self.running.values():
+                _stop_asking(running)
                 _unlink(running.files)
 
     async def sync(self) -> None:
@@ -184,9 +210,11 @@ class JoinLoop:
             for key, (kind, obj, read) in objects.items():
                 refusal = refused.get(key)
                 state = states.get(key[2]) if refusal is None else None
+                version = self._version(read, state) if kind.api_version == joining.KARMADA \
+                    and isinstance(read, Join) else ""
                 await self._write_status(kind, obj, status_of(
                     read if isinstance(read, Join) else None, api_version=kind.api_version,
-                    state=state, refusal=refusal))
+                    state=state, refusal=refusal, version=version))
 
     def _join(self, join: Join, creds: Credentials) -> Refusal | None:
         mark = (join, creds)
@@ -212,16 +240,40 @@ class JoinLoop:
             with contextlib.suppress(Exception):
                 client.close()
             return Refusal(reason="NameConflict", message=str(exc))
-        self.running[join.name] = _Running(join=join, credentials=creds, files=files)
+        self.running[join.name] = _Running(join=join, credentials=creds, files=files,
+                                           client=client)
         log.info("cluster %s joined from %s %s", join.name, join.format,
                  f"{join.namespace}/{join.name}" if join.namespace else join.name)
         return None
 
     async def _leave(self, name: str) -> None:
         running = self.running.pop(name)
+        _stop_asking(running)
         await self._remove(name)
         _unlink(running.files)
         log.info("cluster %s left (%s)", name, running.join.format)
+
+    def _version(self, join: Join, state: ClusterState | None) -> str:
+        """The member's version if known; else, once it is Ready, ask its /version (in a
+        thread, off this loop's path; the answer shows in a later pass)."""
+        running = self.running.get(join.name)
+        if running is None or running.join != join:
+            return ""
+        if running.version or running.asking is not None or state is None or \
+                state.health != "ready" or time.monotonic() - running.failed_at < VERSION_RETRY:
+            return running.version
+        running.asking = asyncio.create_task(self._ask_version(running),
+                                             name=f"version-{join.name}")
+        return ""
+
+    async def _ask_version(self, running: _Running) -> None:
+        try:
+            running.version = await asyncio.to_thread(self._fetch_version, running.client)
+        except Exception as exc:  # noqa: BLE001 - a column left empty, never a crash
+            running.failed_at = time.monotonic()
+            log.info("cluster %s: /version: %s", running.join.name, type(exc).__name__)
+        finally:
+            running.asking = None
 
     async def _write_status(self, kind, obj: dict, status: dict) -> None:
         if (obj.get("status") or {}) == status:
@@ -231,6 +283,12 @@ class JoinLoop:
         except ApiError as exc:
             if exc.code not in (404, 409):  # gone or changed meanwhile: the next pass
                 raise
+
+
+def _stop_asking(running: _Running) -> None:
+    if running.asking is not None:
+        running.asking.cancel()
+        running.asking = None
 
 
 def _unlink(paths: list[str]) -> None:

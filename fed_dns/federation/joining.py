@@ -12,7 +12,9 @@ Three formats name a member and where its credentials are:
   `spec.insecureSkipTLSVerification`.
 
 `read_join` gives a `Join` (or why the object cannot be one), `credentials_of` the
-credentials from its Secret (or a `Refusal` whose message never holds a credential), `winners`
+credentials from its Secret (or a `Refusal` whose message never holds a credential),
+`kubeconfig_refusal` why a Federation v1 kubeconfig is not accepted (a command or a local
+file in it), `winners`
 who holds each member name, and `ready_condition` the status condition of each format.
 """
 
@@ -190,6 +192,30 @@ def credentials_of(join: Join, secret: Mapping | None) -> Credentials | Refusal:
         ca = secret_value(secret, "caBundle") or b""
     return Credentials(endpoint=join.endpoint, token=token, ca_pem=ca,
                        insecure=join.insecure, secrets=(token,))
+
+
+# What a kubeconfig from the federation API may not hold: a command to run or a local file to
+# read (a token file, a key) would let whoever may write Secrets and Clusters run programs on
+# the fed-dns host or send its files to an endpoint of their choice. Inline data only.
+_USER_LOCAL = ("exec", "auth-provider", "tokenFile", "client-certificate", "client-key")
+_CLUSTER_LOCAL = ("certificate-authority",)
+
+
+def kubeconfig_refusal(doc: Mapping) -> Refusal | None:
+    """Why a joined cluster's kubeconfig (parsed) is not accepted, or None: every user and
+    cluster entry must carry its credentials inline (token, *-data, username/password)."""
+    for section, entry, banned in (("users", "user", _USER_LOCAL),
+                                   ("clusters", "cluster", _CLUSTER_LOCAL)):
+        rows = doc.get(section)
+        for row in rows if isinstance(rows, list) else ():
+            fields = _dict(_dict(row).get(entry))
+            found = [key for key in banned if fields.get(key)]
+            if found:
+                name = _str(_dict(row).get("name")) or "?"
+                return Refusal(reason="UnsupportedKubeconfig", message=(
+                    f"{section[:-1]} {name!r} uses {', '.join(found)}: a joined cluster's "
+                    "kubeconfig must carry its credentials inline (no commands, no local files)"))
+    return None
 
 
 def _secret_lines(text: str) -> tuple[str, ...]:

@@ -133,3 +133,42 @@ CONDITIONS = [
 def test_ready_condition(given, want):
     c = joining.ready_condition(**given)
     assert (c["type"], c["status"], c["reason"]) == ("Ready", *want)
+
+
+def kubeconfig(user: dict, cluster: dict | None = None) -> dict:
+    return {"apiVersion": "v1", "kind": "Config", "current-context": "m",
+            "contexts": [{"name": "m", "context": {"cluster": "m", "user": "u"}}],
+            "clusters": [{"name": "m", "cluster": {"server": "https://m:6443",
+                                                   **(cluster or {})}}],
+            "users": [{"name": "u", "user": user}]}
+
+
+KUBECONFIGS = [
+    pytest.param(kubeconfig({"token": TOKEN}, {"certificate-authority-data": b64(PEM)}), None,
+                 id="inline-token-and-ca"),
+    pytest.param(kubeconfig({"client-certificate-data": b64(PEM), "client-key-data": b64("k")}),
+                 None, id="inline-client-certificate"),
+    pytest.param(kubeconfig({"username": "admin", "password": TOKEN}), None, id="basic-auth"),
+    pytest.param(kubeconfig({"exec": {"command": "/bin/sh", "args": ["-c", "id"],
+                                      "apiVersion": "client.authentication.k8s.io/v1"}}),
+                 "user 'u' uses exec", id="exec-plugin"),
+    pytest.param(kubeconfig({"auth-provider": {"name": "gcp", "config": {"cmd-path": "/bin/sh"}}}),
+                 "user 'u' uses auth-provider", id="auth-provider"),
+    pytest.param(kubeconfig({"tokenFile": "/var/lib/fed-dns/api/token"}),
+                 "user 'u' uses tokenFile", id="token-file"),
+    pytest.param(kubeconfig({"client-certificate": "/etc/c.crt", "client-key": "/etc/c.key"}),
+                 "user 'u' uses client-certificate, client-key", id="key-files"),
+    pytest.param(kubeconfig({"token": TOKEN}, {"certificate-authority": "/etc/ca.crt"}),
+                 "cluster 'm' uses certificate-authority", id="ca-file"),
+    pytest.param({"users": "not-a-list", "clusters": 3}, None, id="odd-shapes-are-no-crash"),
+]
+
+
+@pytest.mark.parametrize(("doc", "want"), KUBECONFIGS)
+def test_a_joined_kubeconfig_carries_its_credentials_inline(doc, want):
+    got = joining.kubeconfig_refusal(doc)
+    if want is None:
+        assert got is None
+    else:
+        assert got.reason == "UnsupportedKubeconfig" and got.message.startswith(want)
+        assert "no commands, no local files" in got.message and TOKEN not in got.message
