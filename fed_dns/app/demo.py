@@ -11,6 +11,10 @@ rebalance) in the federation API, and each member has an exported Service `tomca
 selecting its pods, so tomcat.default.fed.example.com answers the addresses of the ready
 pods (10.N.1.x) wherever the replica loop placed them. With `--kill`, the guide prints the
 replicas moving off the killed cluster and the answers following them.
+
+With `--join-after S`, a fourth member starts after S seconds and joins with `kubectl apply`
+of a Karmada Cluster + Secret on the federation API (written to the workdir); without kubectl
+on PATH the demo says so and writes the same objects through the API storage instead.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -119,14 +124,15 @@ def join_manifests(*, sim, name: str) -> list[dict]:
     ]
 
 
-async def join_member(*, daemon, sims: dict, workdir: Path) -> str:
-    """Start one more simulated member and join it through the federation API, as `kubectl
-    apply -f <workdir>/<name>-join.yaml` would (the file is written for the reader to see)."""
+async def join_member(*, daemon, sims: dict, workdir: Path, federation_kubeconfig: Path | None,
+                      kubectl: str | None) -> tuple[str, list[str]]:
+    """Start one more simulated member and join it with `kubectl apply -f
+    <workdir>/<name>-join.yaml` on the federation API (what `karmadactl join` makes: a
+    Namespace, a Secret, a Karmada Cluster). Without kubectl (or if it fails), the same
+    objects are written through the daemon's federation API storage, and the lines say so.
+    Returns the member's name and the lines to show (kubectl's own output)."""
     import yaml
 
-    from fed_dns.apiserver import fedkinds
-    from fed_dns.apiserver.clusters import KARMADA_CLUSTER
-    from fed_dns.apiserver.status import ApiError
     from fed_dns.sim import scenario
     from fed_dns.sim.cluster import SimCluster
 
@@ -139,14 +145,50 @@ async def join_member(*, daemon, sims: dict, workdir: Path) -> str:
     sim.write_kubeconfig(workdir / f"{name}.kubeconfig")
     sims[name] = sim
     docs = join_manifests(sim=sim, name=name)
-    (workdir / f"{name}-join.yaml").write_text(yaml.safe_dump_all(docs))
-    for kind, doc in zip((fedkinds.NAMESPACE, fedkinds.SECRET, KARMADA_CLUSTER), docs):
+    manifest = workdir / f"{name}-join.yaml"
+    manifest.write_text(yaml.safe_dump_all(docs))
+    command = f"kubectl --kubeconfig {federation_kubeconfig} apply -f {manifest}"
+    if kubectl is None or federation_kubeconfig is None:
+        why = "kubectl not found on PATH" if kubectl is None else "no federation kubeconfig"
+        await _create_all(daemon, docs)
+        return name, [f"{why}: wrote {manifest} through the federation API (what "
+                      "`kubectl apply -f` of it would do)"]
+    code, out = await run_kubectl(kubectl, "--kubeconfig", str(federation_kubeconfig),
+                                  "apply", "-f", str(manifest))
+    lines = [f"$ {command}", *(f"  {line}" for line in out.splitlines() if line.strip())]
+    if code != 0:
+        await _create_all(daemon, docs)
+        lines.append(f"kubectl exited {code}: wrote {manifest.name} through the federation "
+                     "API instead")
+    return name, lines
+
+
+async def run_kubectl(kubectl: str, *args: str, timeout: float = 30.0) -> tuple[int, str]:
+    """kubectl's exit code and output (stdout then stderr); a hung kubectl is killed."""
+    proc = await asyncio.create_subprocess_exec(kubectl, *args, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    try:
+        async with asyncio.timeout(timeout):  # not wait_for (3.11)
+            out, err = await proc.communicate()
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return -1, f"kubectl did not finish in {timeout:.0f}s"
+    return proc.returncode, (out + err).decode(errors="replace")
+
+
+async def _create_all(daemon, docs: list[dict]) -> None:
+    """The join manifests written through the federation API storage (kubectl's fallback)."""
+    from fed_dns.apiserver import fedkinds
+    from fed_dns.apiserver.status import ApiError
+
+    for doc in docs:
+        kind = fedkinds.REGISTRY.for_object(doc)
         try:
             await daemon.api.storage.create(kind, doc)
         except ApiError as exc:
             if exc.code != 409:  # the namespace may be there already
                 raise
-    return name
 
 
 def tomcat_replicas(daemon) -> dict[str, int]:
@@ -310,10 +352,14 @@ Try:
             last_tomcat = tomcat
         if args.join_after is not None and joined is None and daemon.api is not None \
                 and now - started >= args.join_after:
-            joined = await join_member(daemon=daemon, sims=sims, workdir=workdir)
-            print(f"[{time.monotonic() - started:5.1f}s] joined cluster {joined}: kubectl apply -f "
-                  f"{workdir / (joined + '-join.yaml')} (a cluster.karmada.io Cluster + Secret)",
+            joined, lines = await join_member(daemon=daemon, sims=sims, workdir=workdir,
+                                              federation_kubeconfig=fed_kc,
+                                              kubectl=shutil.which("kubectl"))
+            print(f"[{time.monotonic() - started:5.1f}s] joining cluster {joined} (a "
+                  "cluster.karmada.io Cluster + its Secret, as karmadactl join makes them):",
                   flush=True)
+            for line in lines:
+                print(f"        {line}", flush=True)
             continue
         if args.kill and killed_at is None and now - started >= args.after:
             # after the answers above: the guide shows how things stood before the kill

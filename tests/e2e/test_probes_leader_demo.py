@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -204,23 +206,53 @@ def test_demo_serves_the_federation_api_to_kubectl_from_its_workdir(tmp_path):
     assert f"kubectl --kubeconfig {workdir / 'federation.kubeconfig'} get clusters" in out
 
 
-def test_demo_joins_a_fourth_cluster_through_the_federation_api():
-    """`--join-after`: c4 starts, is joined with a Karmada Cluster + Secret through the API,
-    and then answers in DNS and receives tomcat replicas."""
+def run_join_demo(*, env: dict | None = None) -> str:
+    """`fed-dns demo --join-after 2`: its output (it exited 0)."""
     dns_port, http_port = free_port(), free_port()
     result = subprocess.run(
         [sys.executable, "-m", "fed_dns.cli", "demo", "--listen", f"127.0.0.1:{dns_port}",
          "--http", f"127.0.0.1:{http_port}", "--api", "127.0.0.1:0", "--join-after", "2",
-         "--duration", "15"],
-        cwd=REPO, capture_output=True, text=True, timeout=90)
+         "--duration", "10"],
+        cwd=REPO, capture_output=True, text=True, timeout=90, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
-    out = result.stdout
-    assert "joined cluster c4: kubectl apply -f" in out and "c4-join.yaml" in out
-    after = out.split("joined cluster c4", 1)[1]
+    return result.stdout
+
+
+def joined_c4(out: str) -> tuple[str, str]:
+    """What the demo printed for the join, and what it printed after: c4's Service in the
+    global answer, and tomcat replicas on c4 (with their pods' addresses answered)."""
+    assert "joining cluster c4" in out, out
+    join, after = out.split("joining cluster c4", 1)[1].split("\n[", 1)
     mysql = [line for line in after.splitlines() if "] mysql.ns.fed.example.com. ->" in line]
-    assert mysql and "10.4.0.1" in mysql[-1] and "10.4.0.2" in mysql[-1]
+    assert mysql and "10.4.0.1" in mysql[-1] and "10.4.0.2" in mysql[-1], after
     replicas = [line for line in after.splitlines() if "tomcat replicas:" in line]
     assert replicas and "c4=" in replicas[-1].split("->")[-1] and "c4=0" not in replicas[-1]
+    tomcat = [line for line in after.splitlines() if "] tomcat.default.fed.example.com. ->" in line]
+    assert tomcat and "10.4.1." in tomcat[-1], after
+    return join, after
+
+
+def test_demo_joins_a_fourth_cluster_with_kubectl_apply():
+    """`--join-after`: c4 starts and is joined by `kubectl apply` of a Karmada Cluster +
+    Secret on the federation API (kubectl's own output shows), then answers in DNS and
+    receives tomcat replicas."""
+    join, _ = joined_c4(run_join_demo())
+    assert "$ kubectl --kubeconfig " in join and "federation.kubeconfig apply -f " in join
+    assert "c4-join.yaml" in join
+    for created in ("secret/c4-creds created", "cluster.cluster.karmada.io/c4 created"):
+        assert created in join, join
+    assert "instead" not in join
+
+
+def test_demo_without_kubectl_says_so_and_joins_through_the_api(tmp_path):
+    """No kubectl on PATH: the demo says so, writes the same manifest through the federation
+    API, and c4 still joins."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "openssl").symlink_to(shutil.which("openssl"))  # the members' TLS needs it
+    join, _ = joined_c4(run_join_demo(env={**os.environ, "PATH": str(bin_dir)}))
+    assert "kubectl not found on PATH" in join and "c4-join.yaml" in join, join
+    assert "created" not in join
 
 
 def test_demo_rejects_an_unknown_cluster_to_kill():
