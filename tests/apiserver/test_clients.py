@@ -7,6 +7,7 @@ import json
 import subprocess
 
 import kubernetes
+import pytest
 import yaml
 from kubernetes.dynamic import DynamicClient
 
@@ -71,3 +72,11 @@ async def test_dynamic_client(tmp_path, etcd_server):
         assert (replicas, names, left) == (3, ["c1", "c2"], [])
     finally:
         await server.close()
+
+
+@pytest.mark.parametrize("command", ["apply", "get", "delete"])
+def test_the_old_object_commands_are_gone(command):
+    """kubectl does their job now (README: The federation API)."""
+    out = subprocess.run(fed_dns_command(command, "-f", "rs.yaml"), capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 2 and f"invalid choice: '{command}'" in out.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fed_dns.apiserver import fedkinds
-from fed_dns.apiserver.clusters import CLUSTER, ClusterState, ClusterStorage
+from fed_dns.apiserver.clusters import CLUSTER, ClusterState, ClusterStorage, cluster_object
 from fed_dns.apiserver.memory import MemoryStorage, MemoryStore
 from fed_dns.apiserver.status import ApiError
 
@@ -42,3 +42,21 @@ async def test_a_config_member_cannot_be_taken_changed_or_deleted(store, verb):
     assert exc.value.code == {"create": 409, "update": 403, "delete": 403}[verb]
     assert "config file" in exc.value.status["message"]
     assert (await store.get(CLUSTER, namespace="", name="c1")).obj["status"]["health"] == "ready"
+
+
+@pytest.mark.parametrize(("state", "ready"), [
+    pytest.param(ClusterState(name="c1", health="ready", since="2024-01-01T00:00:00Z"),
+                 ("True", "ClusterReady", "cluster is reachable"), id="ready"),
+    pytest.param(ClusterState(name="c1", health="unreachable", message="probe timed out"),
+                 ("False", "ClusterNotReachable", "probe timed out"), id="unreachable"),
+    pytest.param(ClusterState(name="c1"), ("Unknown", "ClusterStateUnknown", "cluster is unknown"),
+                 id="not-probed-yet"),
+])
+def test_each_cluster_has_a_ready_condition_as_federation_v1s(state, ready):
+    obj = cluster_object(state, revision=3)
+    [condition] = obj["status"]["conditions"]
+    assert condition["type"] == "Ready"
+    assert (condition["status"], condition["reason"], condition["message"]) == ready
+    assert ("lastTransitionTime" in condition) == bool(state.since)
+    assert obj["metadata"]["resourceVersion"] == "3"
+    assert CLUSTER.cells(obj)[0] == state.health
