@@ -28,8 +28,8 @@ from fed_dns.apiserver.kinds import Kind
 from fed_dns.apiserver.status import (ApiError, already_exists, conflict, continue_expired,
                                       expired, not_found)
 from fed_dns.apiserver.storage import (Key, Listing, Matcher, Stored, bookmark, bump_generation,
-                                       key_of,
-                                       preconditions_fail, prepare, stale, with_status)
+                                       generate_name, key_of, preconditions_fail, prepare, stale,
+                                       with_status)
 from fed_dns.apiserver.watchers import Event, Watcher, dumps, event_line
 
 log = logging.getLogger(__name__)
@@ -137,6 +137,7 @@ class EtcdStorage:
     # -- writes --------------------------------------------------------------------------
 
     async def create(self, kind: Kind, obj: dict) -> Stored:
+        generate_name(obj)
         key = key_of(kind, obj)
         if not key[1]:
             raise ApiError(code=422, reason="Invalid",

@@ -18,7 +18,7 @@ from fed_dns.apiserver.context import Served
 from fed_dns.apiserver.kinds import Kind, Registry
 from fed_dns.apiserver.selectors import both, field_selector, label_selector
 from fed_dns.apiserver.status import ApiError, not_found, status
-from fed_dns.apiserver.storage import Stored
+from fed_dns.apiserver.storage import Stored, generate_name
 from fed_dns.apiserver.watchers import dumps
 
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
@@ -281,6 +281,7 @@ async def _admit(served: Served, kind: Kind, obj: dict, old: dict | None) -> Non
 async def _create(request: web.Request, served: Served, target: Target) -> web.Response:
     _no_dry_run(request)
     obj = _object_body(await _body(request), target, name=None)
+    generate_name(obj)  # before admission, which checks the name
     await _admit(served, target.kind, obj, None)
     stored = await served.storage.create(target.kind, obj)
     return respond(_as_served(target, stored.data), code=201)

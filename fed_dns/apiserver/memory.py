@@ -10,14 +10,14 @@ behaviour of their kinds through the hooks `validate`, `fill`, `on_spec_change`,
 from __future__ import annotations
 
 import bisect
-import secrets
 from collections import deque
 
 from fed_dns.apiserver.kinds import Kind
 from fed_dns.apiserver.status import (already_exists, conflict, continue_expired, expired,
                                       not_found)
 from fed_dns.apiserver.storage import (Key, Listing, Matcher, Stored, bookmark, bump_generation,
-                                       key_of, preconditions_fail, prepare, stale, with_status)
+                                       generate_name, key_of, preconditions_fail, prepare, stale,
+                                       with_status)
 from fed_dns.apiserver.watchers import Event, Watcher, dumps, event_line
 
 
@@ -86,10 +86,8 @@ class MemoryStore:
     # -- writes --------------------------------------------------------------------------
 
     def create(self, kind: Kind, obj: dict, *, strict: bool = True) -> Stored:
+        generate_name(obj)
         key = key_of(kind, obj)
-        if not key[1] and (obj.get("metadata") or {}).get("generateName"):
-            obj["metadata"]["name"] = obj["metadata"]["generateName"] + secrets.token_hex(3)[:5]
-            key = key_of(kind, obj)
         if strict:
             self.validate(kind, obj)
             self.before_create(kind, key)

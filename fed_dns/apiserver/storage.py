@@ -7,6 +7,7 @@ compare-and-swap writes, etcd watches). `tests/apiserver` runs one conformance t
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,6 +72,19 @@ class Storage(Protocol):
 
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+GENERATED_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # kube-apiserver's (no vowels, no 0/1/3)
+
+
+def generate_name(obj: dict) -> None:
+    """kube-apiserver's generateName, in place: with no name, the prefix (cut to 58
+    characters) and five random characters."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict) and not meta.get("name") and \
+            isinstance(meta.get("generateName"), str) and meta["generateName"]:
+        meta["name"] = meta["generateName"][:58] + "".join(
+            secrets.choice(GENERATED_ALPHABET) for _ in range(5))
 
 
 def key_of(kind: Kind, obj: dict) -> Key:

@@ -7,6 +7,7 @@ import pytest
 
 from fed_dns.apiserver.selectors import both, field_selector, label_selector
 from fed_dns.apiserver.status import ApiError
+from fed_dns.apiserver.storage import GENERATED_ALPHABET
 from tests.apiserver.conftest import CONFIG_MAP, DEPLOYMENT, NAMESPACE, events
 
 
@@ -273,3 +274,19 @@ async def test_watch_sending_initial_events_ends_them_with_a_bookmark(backend):
     assert mark["annotations"] == {"k8s.io/initial-events-end": "true"}
     assert int(mark["resourceVersion"]) >= int(last.obj["metadata"]["resourceVersion"])
     s.unwatch(w)
+
+
+async def test_generate_name(backend):
+    s = backend.storage
+    names = set()
+    for _ in range(3):
+        made = await s.create(CONFIG_MAP, {"metadata": {"generateName": "job-",
+                                                        "namespace": "default"}})
+        names.add(made.obj["metadata"]["name"])
+    assert len(names) == 3
+    assert all(n.startswith("job-") and len(n) == 9 and
+               set(n[4:]) <= set(GENERATED_ALPHABET) for n in names)
+    long = await s.create(CONFIG_MAP, {"metadata": {"generateName": "x" * 70,
+                                                    "namespace": "default"}})
+    assert len(long.obj["metadata"]["name"]) == 63
+    assert await s.get(CONFIG_MAP, namespace="default", name=long.obj["metadata"]["name"])

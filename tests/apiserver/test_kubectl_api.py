@@ -291,3 +291,13 @@ async def test_etcd_restart_and_two_servers(etcd_server, tmp_path):
     finally:
         await other.close()
         await again.close()
+
+
+async def test_kubectl_create_with_generate_name(api):
+    """Admission checks the generated name (a name was required before it was made)."""
+    _, kubectl, _ = api
+    manifest = TOMCAT.format(api="apps/v1", prefs=PREFS, replicas=1).replace(
+        "name: tomcat\n", "generateName: tomcat-\n", 1)
+    out = await kubectl.ok("create", "-f", "-", stdin=manifest)
+    assert out.startswith("replicaset.apps/tomcat-") and out.strip().endswith(" created"), out
+    assert (await kubectl.ok("get", "rs", "-o", "name")).strip() == out.split()[0]
