@@ -1,7 +1,7 @@
 """Federated replicas moving when a member dies and returns (run by hand; prints JSON).
 
     .venv/bin/python bench/reschedule.py [--runs 10] [--default-runs 5] [--workloads 200]
-        [--clusters 5]
+        [--clusters 5] [--takeover-runs 10] [--lease-ttl 5]
 
 In one process, on loopback: simulated members (SimCluster), the federation API (memory
 store), a real health prober per member (period 0.1 s, 2 failures declare it unreachable,
@@ -15,6 +15,13 @@ store), a real health prober per member (period 0.1 s, 2 failures declare it unr
 - `failover_default_health`: the same with the default health settings (period 1 s,
   timeout 1 s, 3 failures declare it unreachable, 2 successes ready): the time from the
   kill a user sees (`--default-runs` runs).
+- `takeover`: `--takeover-runs` times: two `fed-dns run` on one real etcd (leader election
+  with `--lease-ttl`, default 5 s as in the config), c1 + c2 simulated members, the tomcat
+  Deployment at 2 + 2; the leader SIGKILLed (no resign: its lease must expire) and the
+  federated Deployment scaled at once through the survivor's API (kubectl scale): seconds
+  from the kill until the survivor leads (`kill_to_leader`) and until the members carry the
+  new spread (`kill_to_written`, a write only the new leader can make); the killed one is
+  started again (a follower) for the next run.
 - `round`: `--workloads` plain Deployments (one replica per member) over `--clusters`
   members (controller-free: spec.replicas is what is measured; pods would only add the
   simulated kubelets' work to this one process); one member killed: seconds from the
@@ -27,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import statistics
 import sys
 import tempfile
@@ -144,16 +152,73 @@ async def round_time(workloads: int, clusters: int) -> dict:
             await fed.close()
 
 
+def takeover(runs: int, *, lease_ttl: float) -> dict:
+    """Two daemons on one etcd: SIGKILL the leader, time the survivor's takeover and its
+    first write to the members (see the module's docstring)."""
+    from tests.e2e.harness import SimThread
+    from tests.e2e.test_daemon_replicas import (
+        TOMCAT, daemon, kubeconfig_of, kubectl, leader_of, member_replicas)
+    from tests.support import running_etcd, wait_for
+
+    with tempfile.TemporaryDirectory() as tmp, running_etcd() as etcd:
+        tmp = Path(tmp)
+        sims = SimThread()
+        pair = []
+        try:
+            for name in ("c1", "c2"):
+                sims.add(name, use_tls=True)
+            pair = [daemon(tmp, name, sims, etcd.url, lease_ttl=lease_ttl) for name in "ab"]
+            for d in pair:
+                d.start()
+            configs = {id(d): kubeconfig_of(d, tmp / f"{i}.kubeconfig") for i, d in enumerate(pair)}
+            leader, follower = wait_for(lambda: leader_of(pair), timeout=30, what="one leader")
+            applied = kubectl(configs[id(follower)], "apply", "-f", "-",
+                              stdin=json.dumps(TOMCAT))
+            assert applied.returncode == 0, applied.stderr
+
+            def members() -> tuple:
+                return member_replicas(sims, "c1"), member_replicas(sims, "c2")
+
+            wait_for(lambda: members() == (2, 2), timeout=30, what="2 + 2")
+            to_leader, to_written = [], []
+            for run in range(runs):
+                total = 6 if run % 2 == 0 else 4
+                killed = time.monotonic()
+                leader.stop(signal.SIGKILL)
+                scaled = kubectl(configs[id(follower)], "scale", "deployment", "tomcat",
+                                 f"--replicas={total}")
+                assert scaled.returncode == 0, scaled.stderr
+                wait_for(lambda: follower.status()["leader"] is True, timeout=30,
+                         what="takeover")
+                to_leader.append(time.monotonic() - killed)
+                wait_for(lambda: members() == (total // 2, total // 2), timeout=30,
+                         what=f"{total // 2} + {total // 2}")
+                to_written.append(time.monotonic() - killed)
+                leader.start()  # back, as a follower
+                leader, follower = wait_for(lambda: leader_of(pair), timeout=30,
+                                            what="one leader")
+            return {"lease_ttl": lease_ttl, "kill_to_leader": spread(to_leader),
+                    "kill_to_written": spread(to_written)}
+        finally:
+            for d in pair:
+                d.stop()
+            sims.close()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--workloads", type=int, default=200)
     parser.add_argument("--clusters", type=int, default=5)
     parser.add_argument("--default-runs", type=int, default=5)
+    parser.add_argument("--takeover-runs", type=int, default=10)
+    parser.add_argument("--lease-ttl", type=float, default=5.0)
     args = parser.parse_args()
     out = {"failover": await failover(args.runs),
            "failover_default_health": await failover(args.default_runs, default_health=True),
-           "round": await round_time(args.workloads, args.clusters)}
+           "round": await round_time(args.workloads, args.clusters),
+           "takeover": await asyncio.to_thread(takeover, args.takeover_runs,
+                                               lease_ttl=args.lease_ttl)}
     print(json.dumps(out, indent=2))
 
 

@@ -53,6 +53,7 @@ log = logging.getLogger("fed_dns.replicas")
 FED_KINDS = {"Deployment": fedkinds.DEPLOYMENT, "ReplicaSet": fedkinds.REPLICA_SET,
              "FederatedDeployment": fedkinds.FEDERATED_DEPLOYMENT}
 CONCURRENCY = 16  # workloads synced at once (each writes its members concurrently)
+RELEASE_PERIOD = 0.2  # seconds between asking may_write() again while writes are held back
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,6 +123,8 @@ class ReplicaLoop:
         self._caps: dict[tuple[WorkloadKey, str], int] = {}
         self._placements: dict[WorkloadKey, dict] = {}
         self._timers: dict[WorkloadKey, asyncio.TimerHandle] = {}
+        # writes may_write() refused, by workload or dependent: how to plan each again
+        self._held: dict[tuple[str, str, str], Callable[[], None]] = {}
         # dependents: workload -> cluster -> what it uses there (clusters with replicas only)
         self._uses: dict[WorkloadKey, dict[str, frozenset[dependents.Ref]]] = {}
         self._refs: dict[WorkloadKey, frozenset[DependentKey]] = {}  # wherever it runs
@@ -395,6 +398,7 @@ class ReplicaLoop:
                 self._member_tasks[name] = group.create_task(objects.run(),
                                                              name=f"replicas-{name}")
             group.create_task(self._resync(), name="replicas-resync")
+            group.create_task(self._release(), name="replicas-release")
             try:
                 await self._loop()
             finally:
@@ -408,6 +412,18 @@ class ReplicaLoop:
             self._foreign.clear()
             self.mark_all()
             self._mark_leftover_dependents()
+
+    async def _release(self) -> None:
+        """What was held back because may_write() said no is planned again once it says yes.
+        `on_leader(True)` does that for a new leader; this also covers a leader that could
+        not write for a moment without losing its leadership (its lease not known to be alive
+        just then): nothing it skipped waits for the next resync."""
+        while True:
+            await asyncio.sleep(RELEASE_PERIOD)
+            if self._held and self._may_write():
+                held, self._held = self._held, {}
+                for again in held.values():
+                    again()
 
     async def _loop(self) -> None:
         limit = asyncio.Semaphore(CONCURRENCY)
@@ -644,7 +660,10 @@ class ReplicaLoop:
 
         async def write(action: propagation.Action) -> bool:
             objects = self.members.get(action.cluster)
-            if objects is None or not self._may_write():  # None: it left meanwhile
+            if objects is None:  # it left meanwhile
+                return False
+            if not self._may_write():  # not now: once allowed, planned again
+                self._held[foreign_key] = lambda: again(0)
                 return False
             try:
                 await objects.apply(action)
@@ -681,7 +700,10 @@ class ReplicaLoop:
 
     async def _write_status(self, key: WorkloadKey, obj: dict, status: dict) -> None:
         old = obj.get("status") or {}
-        if old == status or not self._may_write():
+        if old == status:
+            return
+        if not self._may_write():
+            self._held[key] = lambda: self.mark([key])
             return
         kind = FED_KINDS[key[0]]
         try:

@@ -116,6 +116,40 @@ async def test_a_non_leader_writes_nothing(fed):
     await spread(fed, {"c1": 2, "c2": 2})
 
 
+async def test_writes_refused_for_a_moment_are_made_once_allowed(fed):
+    """may_write() is asked right before each write; a leader that may not write for a moment
+    (its lease not known to be alive just then: no on_leader call) loses no write: what it
+    skipped is planned again once it may write, not at the next resync (30 s)."""
+    fed.leader = False
+    await fed.start()
+    await fed.create(tomcat())
+    await until(lambda: fed.loop.placements(), what="a plan")
+    await _hold(fed, {}, seconds=0.5)
+    fed.leader = True  # and no on_leader(True)
+    await spread(fed, {"c1": 2, "c2": 2}, timeout=5.0)
+    await until(lambda: _status_ready(fed, 4), what="status written")
+
+
+async def test_a_member_changed_by_hand_is_put_back_at_once(fed):
+    """Level-triggered on the members' watches: a managed object scaled or deleted in a member
+    is put back within a moment, not at the next resync (30 s)."""
+    await fed.start()
+    await fed.create(tomcat())
+    await spread(fed, {"c1": 2, "c2": 2})
+    edited = fed.member_object("c1", "Deployment", "tomcat")
+    fed.members["c1"].apply(dict(edited, spec=dict(edited["spec"], replicas=7)))
+    fed.members["c2"].delete(kind="Deployment", namespace="default", name="tomcat")
+    await spread(fed, {"c1": 2, "c2": 2}, timeout=3.0)
+
+
+async def test_a_member_no_longer_placed_loses_its_copy(fed):
+    await fed.start()
+    await fed.create(tomcat())
+    await spread(fed, {"c1": 2, "c2": 2})
+    await fed.replace(tomcat(clusters={"c1": {"weight": 1}}))
+    await spread(fed, {"c1": 4})
+
+
 async def test_deleted_workload_removed_from_members(fed):
     await fed.start()
     await fed.create(tomcat())
@@ -312,6 +346,14 @@ def seed_replica_set(*, api_version: str = "apps/v1", rebalance: bool = True) ->
                                       "ports": [{"containerPort": 80}]}]}}}}
 
 
+def sigstop(member) -> None:
+    """What SIGSTOP does to a member's API server: connections are still accepted (the
+    kernel's backlog) but nothing is answered and open watches stall, so the member is
+    declared unreachable by probe timeouts, not by refused connections. `revive()` is the
+    SIGCONT (what was asked meanwhile is cut, as clients have given up on it by then)."""
+    member.kill("hang")
+
+
 def rs_spread(fed: Federation) -> dict[str, int]:
     return fed.spec_replicas("ReplicaSet", "tomcat")
 
@@ -398,7 +440,7 @@ async def test_seed_scenario_replica_set_fails_over_and_back(fed, api_version):
     await assert_kubectl_get_rs_4_4_4(fed)
 
     killed = time.monotonic()
-    fed.members["c2"].kill("stop")
+    sigstop(fed.members["c2"])
     await until(lambda: rs_spread(fed).get("c1") == 4, timeout=DETECTION + 2.0,
                 what=f"c1 holds 4 (have {rs_spread(fed)})")
     moved = time.monotonic()
@@ -428,7 +470,7 @@ async def test_seed_scenario_c1_waits_for_the_returning_members_pods(fed):
     await until(lambda: member_ready(fed, "c1") == 2 and member_ready(fed, "c2") == 2,
                 what="2 + 2 ready")
     c2 = fed.members["c2"]
-    c2.kill("stop")
+    sigstop(c2)
     await until(lambda: rs_spread(fed).get("c1") == 4, timeout=DETECTION + 2.0, what="c1 holds 4")
     await until(lambda: member_ready(fed, "c1") == 4, what="c1's 4 ready")
     c2.capacity = 0
@@ -460,7 +502,7 @@ async def test_seed_scenario_rebalance_false(fed):
     await kubectl_create(fed, seed_replica_set(rebalance=False))
     await until(lambda: member_ready(fed, "c1") == 2 and member_ready(fed, "c2") == 2,
                 what="2 + 2 ready")
-    fed.members["c2"].kill("stop")
+    sigstop(fed.members["c2"])
     await until(lambda: rs_spread(fed) == {"c1": 4, "c2": 2}, timeout=DETECTION + 2.0,
                 what="c1 holds 4")
     await fed.members["c2"].revive()
@@ -481,7 +523,7 @@ async def test_c1_keeps_its_starting_replicas_until_c2s_are_ready(fed):
                 what="2 + 2 ready")
     c1, c2 = fed.members["c1"], fed.members["c2"]
     c1.capacity = 2
-    c2.kill("stop")
+    sigstop(c2)
     await until(lambda: rs_spread(fed).get("c1") == 4, timeout=DETECTION + 2.0, what="c1 holds 4")
     c2.capacity = 0
     for pod in c2.list(kind="Pod", namespace="default"):

@@ -338,6 +338,33 @@ def test_member_object_applies_overrides_then_replicas_and_marks_the_owner():
     assert wl.template["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.25"
 
 
+@pytest.mark.parametrize(("override", "where", "want"), [
+    pytest.param({"op": "add", "path": "/spec/template/spec/nodeSelector", "value": {"d": "ssd"}},
+                 ("spec", "template", "spec", "nodeSelector"), {"d": "ssd"}, id="add"),
+    pytest.param({"path": "/spec/template/spec/containers/0/image", "value": "nginx:2"},
+                 ("spec", "template", "spec", "containers", 0, "image"), "nginx:2",
+                 id="replace-by-default"),
+    pytest.param({"op": "remove", "path": "/spec/template/metadata/labels/tier"},
+                 ("spec", "template", "metadata", "labels"), {"app": "web"}, id="remove"),
+])
+def test_kubefed_override_ops_in_one_cluster(override, where, want):
+    fd = yaml.safe_load(yaml.safe_dump(FEDERATED))
+    fd["spec"]["template"]["spec"]["template"]["metadata"]["labels"]["tier"] = "front"
+    fd["spec"]["overrides"] = [{"clusterName": "c2", "clusterOverrides": [override]}]
+    wl = w.from_kubefed(fd, None)
+    objs = {c: w.member_object(wl, cluster=c, replicas=3, owner="o") for c in ("c1", "c2")}
+
+    def at(obj):
+        for step in where:
+            obj = obj[step]
+        return obj
+
+    assert at(objs["c2"]) == want
+    assert objs["c1"]["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.25"
+    assert objs["c1"]["spec"]["template"]["metadata"]["labels"] == {"app": "web", "tier": "front"}
+    assert "nodeSelector" not in objs["c1"]["spec"]["template"]["spec"]
+
+
 @pytest.mark.parametrize(
     "owner", ["fed-dns/fed.example.com.", "x" * 300, "///", "fed-dns/fed.example.com"],
     ids=["owner-id", "long", "only-bad-characters", "without-dot"])
