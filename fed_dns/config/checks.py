@@ -33,13 +33,17 @@ def _clusters(data: Mapping, *, source: str) -> tuple[list[Problem], set[str] | 
 
 
 def _pairs(data: Mapping, *, source: str) -> list[Problem]:
-    """Keys that only make sense together: a client cert and its key, a user and a password."""
+    """Keys that only make sense together: a certificate and its key (etcd client, federation
+    API server), a user and a password."""
     etcd = _section(data, "etcd")
     tls = _section(etcd, "tls")
+    api = _section(data, "api")
     pairs = [(tls, "cert_file", "key_file", "etcd.tls", "a client key file"),
              (tls, "key_file", "cert_file", "etcd.tls", "a client certificate file"),
              (etcd, "username", "password", "etcd", "a password"),
-             (etcd, "password", "username", "etcd", "a user name")]
+             (etcd, "password", "username", "etcd", "a user name"),
+             (api, "cert_file", "key_file", "api", "the certificate's key file"),
+             (api, "key_file", "cert_file", "api", "the key's certificate file")]
     return [Problem(file=source, path=f"{where}.{missing}", message=f"expected {what} to go with {where}.{given}")
             for section, given, missing, where, what in pairs
             if section.get(given) is not None and section.get(missing) is None]

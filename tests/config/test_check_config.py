@@ -120,3 +120,16 @@ def test_yaml_error_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith(f"{path}:2: YAML syntax error: mapping values are not allowed here")
     assert "Traceback" not in result.stderr
+
+
+def test_api_certificate_without_its_key(tmp_path: Path) -> None:
+    """Reported with the other problems, not only when `run` starts the API."""
+    (tmp_path / "api.crt").write_text("-----BEGIN CERTIFICATE-----\n")
+    path = tmp_path / "api.yaml"
+    path.write_text(yaml.safe_dump({"zone": "fed.test.", "clusters": [],
+                                    "api": {"cert_file": str(tmp_path / "api.crt")}}))
+    result = check(path, env={"KUBECONFIG": str(tmp_path / "none")})
+    assert result.returncode == 2, result.stdout
+    assert result.stderr.splitlines() == [
+        f"{path}: api.key_file: expected the certificate's key file to go with api.cert_file",
+        f"{path}: 1 problem"]
