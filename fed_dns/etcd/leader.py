@@ -49,6 +49,7 @@ class LeaderElector:
         self._is_leader = False
         self._lease: aetcd.Lease | None = None
         self._revision = 0  # create revision of our key while we lead
+        self._confirmed = 0.0  # monotonic time our lease was last known to be alive
         self._leader: str | None = None
         self._resigned = False
         self.campaigns = 0
@@ -57,7 +58,11 @@ class LeaderElector:
 
     @property
     def is_leader(self) -> bool:
-        return self._is_leader
+        """We lead and our lease was confirmed alive less than 2/3 of the TTL ago. The age
+        check is what stops a process woken from SIGSTOP (or a long stall): it still holds
+        `_is_leader` until its next refresh fails, but the monotonic clock ran while it was
+        stopped, so it acts on nothing before it has heard from etcd again."""
+        return self._is_leader and time.monotonic() - self._confirmed < self._ttl * 2 / 3
 
     @property
     def leader(self) -> str | None:
@@ -104,6 +109,7 @@ class LeaderElector:
 
     async def _campaign(self) -> None:
         self.campaigns += 1
+        granted = time.monotonic()
         lease = await self._client.lease(self._lease_ttl)
         tx = self._client.transactions
         won, responses = await self._client.transaction(
@@ -119,6 +125,7 @@ class LeaderElector:
                 await self._wait_for_vacancy(holder)
             return
         self._lease, self._revision = lease, holder.create_revision
+        self._confirmed = granted
         self._leader = self._identity.decode()
         self.terms += 1
         self._set_leader(True)
@@ -137,7 +144,6 @@ class LeaderElector:
         after a short backoff, not a whole period."""
         period = self._ttl / 3
         patience = period / 2
-        confirmed = time.monotonic()
         failures = 0
         while not self._resigned:
             check_cancelled()
@@ -150,9 +156,9 @@ class LeaderElector:
                                      timeout=patience)
             except _ERRORS as exc:
                 failures += 1
-                if time.monotonic() - confirmed >= self._ttl * 2 / 3:
+                if time.monotonic() - self._confirmed >= self._ttl * 2 / 3:
                     log.warning("stepping down from %s: lease not refreshed for %.1fs (%s)",
-                                self._key.decode(), time.monotonic() - confirmed, exc)
+                                self._key.decode(), time.monotonic() - self._confirmed, exc)
                     self.errors += 1
                     await self._revoke_quietly(lease)
                     return
@@ -165,7 +171,7 @@ class LeaderElector:
                 log.warning("leader key %s was deleted or replaced", self._key.decode())
                 await self._revoke_quietly(lease)
                 return
-            confirmed = sent
+            self._confirmed = sent
 
     async def _wait_for_vacancy(self, holder: aetcd.Get) -> None:
         """Until the key is deleted (or a TTL passes: then the campaign simply runs again)."""
