@@ -54,7 +54,7 @@ async def start_dns(*, config, settings):
     # SERVFAIL in the zone until the first reconcile run: resolvers must not cache an NXDOMAIN
     server = dns.DnsServer(
         host=host, port=port, table=table.loading(zone=settings.zone, prefix=settings.prefix),
-        reuse_port=config.dns.workers > 1,
+        reuse_port=False,  # the only process answering (with workers, the daemon answers none)
         identity=f"{socket.gethostname()} worker 0 pid {os.getpid()}",
         tcp_idle_timeout=config.dns.tcp_idle_timeout,
         max_tcp_connections=config.dns.max_tcp_connections,
@@ -143,19 +143,26 @@ def topology(*, config, members: tuple[ClusterSpec, ...]):
         weights=tuple((m.name, m.weight) for m in members if m.weight != 1))
 
 
-def dns_workers(*, config, settings, port: int, topology=None):
-    """Worker processes 1..N-1 on the daemon's DNS port, or None with one worker."""
-    if config.dns.workers <= 1:
+async def dns_workers(*, config, settings, topology=None):
+    """The worker processes that answer DNS (started and listening), or None when the daemon
+    answers itself (`dns.workers` 0, or `auto` on one CPU)."""
+    count = config.dns.worker_processes
+    if count == 0:
         return None
+    from fed_dns.app import logs
     from fed_dns.app.workers import WorkerPool, WorkerSettings
 
-    pool = WorkerPool(count=config.dns.workers, settings=WorkerSettings(
-        zone=settings.zone, prefix=settings.prefix, host=config.dns.host, port=port,
+    pool = WorkerPool(count=count, settings=WorkerSettings(
+        zone=settings.zone, prefix=settings.prefix, host=config.dns.host, port=config.dns.port,
         tcp_idle_timeout=config.dns.tcp_idle_timeout,
         max_tcp_connections=config.dns.max_tcp_connections,
         max_udp_size=config.dns.max_udp_size, max_tcp_unsent=config.dns.max_tcp_unsent,
-        topology=topology))
-    pool.start()
+        log_format=logs.current()[0], log_level=logs.current()[1], topology=topology))
+    try:
+        await pool.start()
+    except BaseException:
+        await pool.close()
+        raise
     return pool
 
 

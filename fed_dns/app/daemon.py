@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from fed_dns.app import runtime
 from fed_dns.app.components import EtcdParts
 from fed_dns.app.reconcile import Reconciler
 from fed_dns.federation import targets
@@ -61,7 +62,7 @@ class Daemon:
         self.identity = f"{socket.gethostname()}-{os.getpid()}"
         self.started = time.monotonic()
         self.dns = None
-        self.workers = None  # extra DNS worker processes (dns.workers > 1)
+        self.workers = None  # app.workers.WorkerPool: the DNS processes (None: self.dns answers)
         self.topology = None  # server.topology.Topology: answer order by region and weight
         self.http = None
         self.api = None  # app.api.ApiServer: the federation API (kubectl), when api.enabled
@@ -71,10 +72,10 @@ class Daemon:
         self._tasks: dict[str, asyncio.Task] = {}
         self.etcd: EtcdParts | None = None
         self.backend_prober = None
-        self.table = None  # server.table.ZoneTable: what DNS answers from once settled
+        self.table = None  # server.table.ZoneTable: what self.dns answers from once settled
         self.state = ZoneState(settings=self.settings)
         self._ready = False  # latched by ready()
-        self._unfrozen = 0  # table keys changed since the last gc.freeze()
+        self._freezer = runtime.Freezer()  # gc.freeze() after big changes and during the load
         self._drained_mark: int | None = None  # reconcile drains counted when all was answerable
         for name, member in self.members.items():
             self.state.set_health(name, member.health)
@@ -92,28 +93,29 @@ class Daemon:
     # -- outputs of the reconcile loop ---------------------------------------------------------
 
     def _publish(self, puts: Mapping[str, bytes], deletes: Iterable[str]) -> None:
-        """A table delta: applied to the daemon's table at once (O(delta)); DNS answers from
-        that table once the daemon is settled (until then SERVFAIL in the zone). The DNS
-        worker processes get the same delta."""
-        from fed_dns.app import runtime
+        """A table delta, O(delta). With DNS workers it is queued for them (they answer, the
+        daemon keeps no table); otherwise applied to the daemon's table at once. DNS answers
+        from that table once the daemon is settled (until then SERVFAIL in the zone)."""
         from fed_dns.server import table
 
         deletes = tuple(deletes)
-        if puts or deletes:
-            self.table = table.update(previous=self.table, puts=puts, deletes=deletes)
-            changed = len(puts) + len(deletes)
-            self._unfrozen += changed
-            # A big change, or (until ready) every BIG_CHANGE keys the load adds in slices:
-            # the zone loaded in 20 ms slices was never one big change, so full collections
-            # walked the whole growing zone again and again (seconds of start, long stalls).
-            if changed >= runtime.BIG_CHANGE or (self._unfrozen >= runtime.BIG_CHANGE and not self.ready()):
-                runtime.after_big_change()
-                self._unfrozen = 0
         live = self.settled()
-        if self.dns is not None and live and self.dns.table is not self.table:
-            self.dns.swap(self.table)
         if self.workers is not None:
             self.workers.publish(puts=puts, deletes=deletes, live=live)
+        elif puts or deletes:
+            self.table = table.update(previous=self.table, puts=puts, deletes=deletes)
+        if puts or deletes:
+            self._freezer.changed(len(puts) + len(deletes), loading=lambda: not self.ready())
+        if self.dns is not None and live and self.dns.table is not self.table:
+            self.dns.swap(self.table)
+
+    def _answering(self) -> bool:
+        """DNS answers from the daemon's live records: the workers' tables or its own."""
+        if not self.settled():
+            return False
+        if self.workers is not None:
+            return self.workers.answering()
+        return self.dns is not None and self.dns.table is self.table
 
     def _may_write(self) -> bool:
         if self.etcd is None:
@@ -211,10 +213,8 @@ class Daemon:
         in /status and metrics, and the others' records are served (one stuck member must not
         take every replica out of DNS service). Once ready, a replica stays ready while it
         serves its live table."""
-        if self.dns is None or not self.settled() or self.dns.table is not self.table:
-            return False  # the table DNS answers from is not the daemon's live one yet
-        if self.workers is not None and not self.workers.alive():
-            return False
+        if not self._answering():
+            return False  # DNS does not answer from the daemon's live records yet
         if self._ready:
             return True
         waiting = self.unanswered()
@@ -291,10 +291,11 @@ class Daemon:
 
         self.topology = components.topology(config=self.config,
                                             members=tuple(m.spec for m in self.members.values()))
-        self.table = components.empty_table(settings=self.settings, topology=self.topology)
-        self.dns = await components.start_dns(config=self.config, settings=self.settings)
-        self.workers = components.dns_workers(config=self.config, settings=self.settings,
-                                              port=self.dns.port, topology=self.topology)
+        self.workers = await components.dns_workers(config=self.config, settings=self.settings,
+                                                    topology=self.topology)
+        if self.workers is None:  # the daemon answers DNS itself
+            self.table = components.empty_table(settings=self.settings, topology=self.topology)
+            self.dns = await components.start_dns(config=self.config, settings=self.settings)
         self.http = await components.start_http(config=self.config, daemon=self)
         self.api = await components.start_api(config=self.config, members=self.cluster_states)
         if self.config.etcd.endpoints:

@@ -138,6 +138,7 @@ def setup(*, fmt: str = "text", level: str = "info", stream: TextIO | None = Non
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(RedactFilter())
     handler.set_name("fed-dns")
+    handler.fed_dns_settings = (fmt, level.lower())  # for processes started later (current())
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == "fed-dns"]:
         root.removeHandler(old)
@@ -149,3 +150,11 @@ def setup(*, fmt: str = "text", level: str = "info", stream: TextIO | None = Non
     logging.getLogger("urllib3").setLevel(max(numeric, logging.ERROR))
     logging.captureWarnings(True)
     return handler
+
+
+def current() -> tuple[str, str]:
+    """The (format, level) of the last setup, for a child process to log alike."""
+    for handler in logging.getLogger().handlers:
+        if handler.get_name() == "fed-dns":
+            return getattr(handler, "fed_dns_settings", ("text", "info"))
+    return ("text", "info")

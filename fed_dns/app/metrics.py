@@ -267,18 +267,18 @@ def daemon_metrics(daemon: Any) -> Metrics:
                        lambda: {} if replicas() is None else replicas().stats.reschedules)
     metrics.add_source("federated_conflicts",
                        lambda: {} if replicas() is None else replicas().stats.conflicts)
-    dns_stats = lambda: getattr(daemon.dns, "stats", None)  # noqa: E731
-    metrics.add_source("dns_tcp_closed_total", lambda: {} if dns_stats() is None else {
-        ("idle",): getattr(dns_stats(), "tcp_idle_closed", 0),
-        ("evicted",): getattr(dns_stats(), "tcp_evicted", 0),
-        ("unread",): getattr(dns_stats(), "tcp_unread_closed", 0)})
+    from fed_dns.app.workers import tcp_closed
+
+    dns_stats = lambda: getattr(daemon.dns, "stats", None)  # noqa: E731 - None with DNS workers
+    metrics.add_source("dns_tcp_closed_total", lambda: {} if dns_stats() is None else tcp_closed(dns_stats()))
     metrics.add_source("dns_requests_total", lambda: getattr(dns_stats(), "requests", None) or {})
     metrics.add_source("dns_dropped_total", lambda: getattr(dns_stats(), "dropped", None) or {})
     metrics.add_source("dns_request_duration_seconds", lambda: getattr(dns_stats(), "durations", None) or {})
-    pool = getattr(daemon, "workers", None)  # extra DNS worker processes (started before HTTP)
-    for index in range(1, pool.count if pool is not None else 1):
+    pool = getattr(daemon, "workers", None)  # the DNS worker processes (started before HTTP)
+    for index in pool.indices if pool is not None else ():
         for metric, kind in (("dns_requests_total", "requests"), ("dns_dropped_total", "dropped"),
-                             ("dns_request_duration_seconds", "durations")):
+                             ("dns_request_duration_seconds", "durations"),
+                             ("dns_tcp_closed_total", "tcp_closed")):
             metrics.add_source(metric, lambda i=index, k=kind: pool.counters(i, k))
     return metrics
 

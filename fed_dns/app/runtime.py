@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import sys
+from collections.abc import Callable
 
 SWITCH_INTERVAL = 0.0005  # seconds a thread may hold the GIL while another waits
 BIG_CHANGE = 1_000  # Services (or keys) in one run past which its new objects are frozen
@@ -32,3 +33,19 @@ def after_big_change() -> None:
     now out of the collector's sight (O(1)). Only after big changes, which are rare, so the
     cycles that happen to be alive then and die later (never collected) stay few."""
     gc.freeze()
+
+
+class Freezer:
+    """When to call `after_big_change` for a table that changes in deltas: after a big delta,
+    and while the zone is still loading every BIG_CHANGE keys (a zone loaded in 20 ms slices
+    is never one big change, and full collections walked the growing zone again and again:
+    seconds of start, long stalls)."""
+
+    def __init__(self) -> None:
+        self.unfrozen = 0  # keys changed since the last freeze
+
+    def changed(self, count: int, *, loading: Callable[[], bool]) -> None:
+        self.unfrozen += count
+        if count >= BIG_CHANGE or (self.unfrozen >= BIG_CHANGE and loading()):
+            after_big_change()
+            self.unfrozen = 0

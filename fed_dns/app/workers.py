@@ -1,24 +1,35 @@
-"""Extra DNS worker processes for `fed-dns run` (`dns.workers: N`).
+"""DNS worker processes for `fed-dns run` (`dns.workers: N`, `auto` by default).
 
-The daemon's own DnsServer is worker 0; workers 1..N-1 are processes that each run a
-DnsServer on the same port (SO_REUSEPORT) and get the daemon's table changes over a pipe:
-`("diff", puts, deletes)` with each run's delta, `("live",)` once the daemon's table goes
-live. Until then a worker answers SERVFAIL like the daemon and only accumulates the deltas;
-at live it builds its table once, then applies each delta with `table.update`. A worker
-exits when the pipe closes, so no worker outlives the daemon. Each worker sends its DNS
-counters back every `STATS_PERIOD` (`("stats", requests, dropped, durations)`), so the
-daemon's /metrics counts every process's queries.
+With workers, the daemon answers no DNS itself and keeps no table: N processes each run a
+DnsServer on the DNS port (SO_REUSEPORT when N > 1) and build their tables from the deltas
+the daemon's reconcile emits, so a query never waits behind the control work (watch events,
+reconcile steps, etcd writes) that holds the daemon's GIL and loop.
+
+Messages, daemon -> worker: `("diff", puts, deletes)` (one or several runs' delta, deletes
+applied first), `("live",)` once the daemon is settled. A worker applies each delta to its
+table as it comes (O(delta)) but answers SERVFAIL in the zone until live, like the daemon.
+Worker -> daemon: `("bound", port)` or `("failed", reason)` at start, `("live",)` once it
+answers from its table (the daemon is ready only then), `("stats", counters)` every
+`STATS_PERIOD` so /metrics counts every process's queries.
+
+No event loop touches a pipe: `publish` queues the delta and a sender thread sends it (deltas
+that queued up while a worker was slow to read are merged into one: a later put or delete of
+a key wins), and on each side a reader thread receives whole messages and hands them to the
+loop. A worker exits on `("stop",)` or when its pipe closes, so none outlives the daemon.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import multiprocessing
 import os
+import queue
 import signal
 import socket
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -26,6 +37,7 @@ log = logging.getLogger("fed_dns.workers")
 
 STOP_GRACE = 5.0
 STATS_PERIOD = 1.0
+START_TIMEOUT = 30.0  # a worker that has not bound its sockets by then fails the start
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,89 +55,204 @@ class WorkerSettings:
     topology: object | None = None  # server.topology.Topology: answer order (None: off)
 
 
-class Pending:
-    """Deltas accumulated before going live: a later put or delete of a key wins."""
+class WorkerStartError(RuntimeError):
+    """A worker could not listen (the port taken, an address not on this host) or died."""
 
-    def __init__(self) -> None:
-        self.entries: dict[str, bytes] = {}
 
-    def add(self, *, puts: Mapping[str, bytes], deletes: Iterable[str]) -> None:
-        """Deletes first, then puts (as `table.update` applies them)."""
+def coalesce(messages: Iterable[tuple]) -> list[tuple]:
+    """Messages in order, with each run of consecutive diffs merged into one: deletes before
+    puts within a diff, a later put or delete of a key wins over an earlier one."""
+    out: list[tuple] = []
+    merged: dict[str, bytes | None] | None = None
+    for message in messages:
+        if message[0] != "diff":
+            if merged is not None:
+                out.append(_diff(merged))
+                merged = None
+            out.append(message)
+            continue
+        _, puts, deletes = message
+        merged = {} if merged is None else merged
         for key in deletes:
-            self.entries.pop(key, None)
-        self.entries.update(puts)
+            merged[key] = None
+        merged.update(puts)
+    if merged is not None:
+        out.append(_diff(merged))
+    return out
+
+
+def _diff(merged: Mapping[str, bytes | None]) -> tuple:
+    return ("diff", {k: v for k, v in merged.items() if v is not None},
+            [k for k, v in merged.items() if v is None])
+
+
+class _Sender:
+    """A thread that sends queued messages to every worker: the loop only queues."""
+
+    def __init__(self, conns: list) -> None:
+        self._conns = conns
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._gone: set[int] = set()
+        self._thread = threading.Thread(target=self._run, name="dns-worker-sender", daemon=True)
+        self._thread.start()
+
+    def put(self, message: tuple) -> None:
+        self._queue.put(message)
+
+    def stop(self) -> None:
+        """Send what is queued, then end the thread (blocking: call from a thread)."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    batch.append(self._queue.get_nowait())
+            stop = None in batch
+            for message in coalesce(m for m in batch if m is not None):
+                for index, conn in enumerate(self._conns):
+                    if index in self._gone:
+                        continue
+                    try:
+                        conn.send(message)
+                    except (OSError, ValueError) as exc:  # the worker died: reported once
+                        self._gone.add(index)
+                        log.error("DNS worker %d is gone: %s", index + 1, exc)
+            if stop:
+                return
 
 
 class WorkerPool:
-    """Starts the worker processes and keeps them in step with the daemon's table."""
+    """Starts the worker processes and keeps them in step with the daemon's table deltas."""
 
     def __init__(self, *, settings: WorkerSettings, count: int) -> None:
         self.settings = settings
         self.count = count
-        self.live = False
-        self.stats: dict[int, dict[str, dict]] = {}  # worker index -> its latest counters
+        self.port = settings.port  # the bound port once started (settings.port may be 0)
+        self.live = False  # "live" sent
+        self.stats: dict[int, dict] = {}  # worker index -> its latest counters
+        self._acked: set[int] = set()  # workers answering from their live table
         self._workers: list[tuple[multiprocessing.Process, object]] = []
+        self._bound: dict[int, asyncio.Future] = {}
+        self._readers: list[threading.Thread] = []
+        self._sender: _Sender | None = None
 
-    def start(self) -> None:
-        """Start the processes and read their counters on the running event loop."""
+    @property
+    def indices(self) -> range:
+        return range(1, self.count + 1)
+
+    async def start(self) -> None:
+        """Start the processes, each once the one before has bound the port (the first may
+        bind port 0 and the others then share the port it got). Raises WorkerStartError."""
         ctx = multiprocessing.get_context("spawn")
         loop = asyncio.get_running_loop()
-        for index in range(1, self.count):
+        for index in self.indices:
+            settings = self.settings if index == 1 else _with_port(self.settings, self.port)
             mine, theirs = ctx.Pipe(duplex=True)
-            proc = ctx.Process(target=_worker_entry, args=(self.settings, index, theirs, mine),
+            proc = ctx.Process(target=_worker_entry, args=(settings, index, self.count > 1, theirs, mine),
                                name=f"fed-dns-dns-{index}", daemon=True)
+            self._bound[index] = loop.create_future()
             proc.start()
             theirs.close()
             self._workers.append((proc, mine))
-            loop.add_reader(mine.fileno(), self._receive, index, mine)
+            reader = threading.Thread(target=_read, args=(mine, loop, functools.partial(self._receive, index)),
+                                      name=f"dns-worker-{index}-reader", daemon=True)
+            reader.start()
+            self._readers.append(reader)
+            self.port = await self._wait_bound(index, proc)
+        self._sender = _Sender([conn for _, conn in self._workers])
 
-    def _receive(self, index: int, conn) -> None:
-        try:
-            while conn.poll():
-                kind, *payload = conn.recv()
-                if kind == "stats":
-                    requests, dropped, durations = payload
-                    self.stats[index] = {"requests": requests, "dropped": dropped,
-                                         "durations": durations}
-        except (EOFError, OSError):
-            with contextlib.suppress(Exception):
-                asyncio.get_running_loop().remove_reader(conn.fileno())
+    async def _wait_bound(self, index: int, proc) -> int:
+        deadline = asyncio.get_running_loop().time() + START_TIMEOUT
+        while True:
+            with contextlib.suppress(TimeoutError):
+                return await asyncio.wait_for(asyncio.shield(self._bound[index]), 0.2)
+            if not proc.is_alive():
+                raise WorkerStartError(f"DNS worker {index} exited with {proc.exitcode} before listening")
+            if asyncio.get_running_loop().time() > deadline:
+                raise WorkerStartError(f"DNS worker {index} did not listen within {START_TIMEOUT:g} s")
+
+    def _receive(self, index: int, message: tuple | None) -> None:
+        """A worker's message (None: its pipe closed), on the loop."""
+        if message is None:
+            return
+        kind, *payload = message
+        future = self._bound.get(index)
+        if kind == "bound" and future is not None and not future.done():
+            future.set_result(payload[0])
+        elif kind == "failed" and future is not None and not future.done():
+            future.set_exception(WorkerStartError(payload[0]))
+        elif kind == "live":
+            self._acked.add(index)
+        elif kind == "stats":
+            self.stats[index] = payload[0]
 
     def counters(self, index: int, kind: str) -> dict:
-        """Worker `index`'s latest `requests`, `dropped` or `durations` (a metrics source)."""
+        """Worker `index`'s latest counters of one kind (`requests`, `dropped`, `durations`,
+        `tcp_closed`): a metrics source."""
         return self.stats.get(index, {}).get(kind, {})
 
     def publish(self, *, puts: Mapping[str, bytes], deletes: Iterable[str], live: bool) -> None:
-        """Send one run's table delta (deletes applied first, then puts); `live`: the daemon's
-        table is live, so the workers answer from theirs from now on."""
+        """Queue one run's table delta (deletes applied first, then puts); `live`: the daemon
+        is settled, so the workers answer from their tables from now on. O(delta), no I/O."""
         deletes = list(deletes)
-        messages: list[tuple] = []
-        if puts or deletes:
-            messages.append(("diff", dict(puts), deletes))
-        if live and not self.live:
-            messages.append(("live",))
-        if not messages:
+        if self._sender is None:
             return
-        for proc, conn in self._workers:
-            for message in messages:
-                try:
-                    conn.send(message)
-                except OSError as exc:
-                    log.error("DNS worker %s is gone: %s", proc.name, exc)
-        self.live = self.live or live
+        if puts or deletes:
+            self._sender.put(("diff", dict(puts), deletes))
+        if live and not self.live:
+            self._sender.put(("live",))
+            self.live = True
+
+    def answering(self) -> bool:
+        """Every worker is alive and answers from its live table."""
+        return self.alive() and len(self._acked) == self.count
 
     def alive(self) -> bool:
-        return all(proc.is_alive() for proc, _ in self._workers)
+        return bool(self._workers) and all(proc.is_alive() for proc, _ in self._workers)
 
     async def close(self) -> None:
-        loop = asyncio.get_running_loop()
-        for _, conn in self._workers:
-            with contextlib.suppress(Exception):
-                loop.remove_reader(conn.fileno())
-            with contextlib.suppress(OSError):
-                conn.close()  # EOF: each worker stops listening and exits
-        procs, self._workers = [proc for proc, _ in self._workers], []
+        """Send what is queued, ask every worker to stop, wait (killing one that does not
+        stop within STOP_GRACE), then close the pipes."""
+        sender, self._sender = self._sender, None
+        if sender is None and self._workers:
+            sender = _Sender([conn for _, conn in self._workers])  # a start that failed
+        if sender is not None:
+            sender.put(("stop",))
+            await asyncio.to_thread(sender.stop)
+        procs = [proc for proc, _ in self._workers]
         await asyncio.to_thread(_join, procs)
+        for reader in self._readers:  # each sees EOF once its worker has exited
+            await asyncio.to_thread(reader.join, STOP_GRACE)
+        for _, conn in self._workers:
+            with contextlib.suppress(OSError):
+                conn.close()
+        self._workers, self._readers = [], []
+
+
+def _read(conn, loop: asyncio.AbstractEventLoop, deliver) -> None:
+    """A reader thread: blocking reads of whole messages, each handed to the loop; None at
+    the end. (Never `add_reader` on a pipe: uvloop makes the fd non-blocking, and a message
+    arriving in parts then raised BlockingIOError in `recv`, which ended the worker.)"""
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            message = None
+        try:
+            loop.call_soon_threadsafe(deliver, message)
+        except RuntimeError:  # the loop is closed
+            return
+        if message is None or message == ("stop",):
+            return
+
+
+def _with_port(settings: WorkerSettings, port: int) -> WorkerSettings:
+    import dataclasses
+
+    return dataclasses.replace(settings, port=port)
 
 
 def _join(procs: list[multiprocessing.Process]) -> None:
@@ -137,35 +264,36 @@ def _join(procs: list[multiprocessing.Process]) -> None:
 
 
 class Follow:
-    """A worker's side of the pipe: messages -> its server's table."""
+    """A worker's side of the pipe: deltas -> its table, served once live."""
 
     def __init__(self, *, settings: WorkerSettings, server) -> None:
-        self.settings = settings
-        self.server = server
-        self.pending: Pending | None = Pending()  # None once live
-
-    def receive(self, message: tuple) -> None:
         from fed_dns.app import runtime
         from fed_dns.server import table
 
-        s = self.settings
+        self.server = server
+        self.table = table.build(zone=settings.zone, entries={}, prefix=settings.prefix,
+                                 topology=settings.topology)
+        self.live = False
+        self._freezer = runtime.Freezer()
+
+    def receive(self, message: tuple) -> tuple | None:
+        """Apply one message; the reply to send back, if any."""
+        from fed_dns.server import table
+
         if message[0] == "diff":
             _, puts, deletes = message
-            if self.pending is not None:
-                self.pending.add(puts=puts, deletes=deletes)
-            else:
-                self.server.swap(table.update(previous=self.server.table, puts=puts,
-                                              deletes=deletes))
-                if len(puts) + len(deletes) >= runtime.BIG_CHANGE:
-                    runtime.after_big_change()
-        elif message[0] == "live" and self.pending is not None:
-            entries, self.pending = self.pending.entries, None
-            self.server.swap(table.build(zone=s.zone, entries=entries, prefix=s.prefix,
-                                         topology=s.topology))
-            runtime.after_big_change()
+            self.table = table.update(previous=self.table, puts=puts, deletes=deletes)
+            self._freezer.changed(len(puts) + len(deletes), loading=lambda: not self.live)
+            if self.live:
+                self.server.swap(self.table)
+        elif message[0] == "live" and not self.live:
+            self.live = True
+            self.server.swap(self.table)
+            return ("live",)
+        return None
 
 
-def _worker_entry(settings: WorkerSettings, index: int, conn, unused) -> None:
+def _worker_entry(settings: WorkerSettings, index: int, reuse_port: bool, conn, unused) -> None:
     import uvloop
 
     from fed_dns.app import logs, runtime
@@ -174,47 +302,67 @@ def _worker_entry(settings: WorkerSettings, index: int, conn, unused) -> None:
     runtime.tune_for_dns()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group: the daemon decides
     logs.setup(fmt=settings.log_format, level=settings.log_level)
-    uvloop.run(_worker(settings, index, conn))
+    uvloop.run(_worker(settings, index, reuse_port, conn))
 
 
-async def _worker(settings: WorkerSettings, index: int, conn) -> None:
+async def _worker(settings: WorkerSettings, index: int, reuse_port: bool, conn) -> None:
     from fed_dns.server import dns, table
 
     loop = asyncio.get_running_loop()
     identity = f"{socket.gethostname()} worker {index} pid {os.getpid()}"
-    server = dns.DnsServer(host=settings.host, port=settings.port, reuse_port=True,
+    server = dns.DnsServer(host=settings.host, port=settings.port, reuse_port=reuse_port,
                            identity=identity,
                            table=table.loading(zone=settings.zone, prefix=settings.prefix),
                            tcp_idle_timeout=settings.tcp_idle_timeout,
                            max_tcp_connections=settings.max_tcp_connections,
                            max_tcp_unsent=settings.max_tcp_unsent,
                            max_udp_size=settings.max_udp_size)
-    await server.start()
+    try:
+        await server.start()
+    except OSError as exc:
+        conn.send(("failed", f"DNS worker {index} cannot listen on {settings.host}:{settings.port}: {exc}"))
+        return
+    conn.send(("bound", server.port))
     follow = Follow(settings=settings, server=server)
     done = asyncio.Event()
 
-    def readable() -> None:
+    def deliver(message: tuple | None) -> None:
+        if message is None or message == ("stop",):
+            done.set()
+            return
+        reply = follow.receive(message)
+        if reply is not None:
+            send(reply)
+
+    def send(message: tuple) -> None:
         try:
-            while conn.poll():
-                follow.receive(conn.recv())
-        except (EOFError, OSError):
+            conn.send(message)
+        except OSError:
             done.set()
 
     async def report() -> None:
-        while True:
+        while not done.is_set():
             await asyncio.sleep(STATS_PERIOD)
-            stats = server.stats
-            try:
-                conn.send(("stats", stats.requests, stats.dropped, stats.durations))
-            except OSError:
-                done.set()
-                return
+            send(("stats", counters(server.stats)))
 
-    loop.add_reader(conn.fileno(), readable)
+    reader = threading.Thread(target=_read, args=(conn, loop, deliver), name="daemon-reader", daemon=True)
+    reader.start()
     reporter = asyncio.create_task(report(), name="stats-report")
     try:
         await done.wait()
     finally:
         reporter.cancel()
-        loop.remove_reader(conn.fileno())
         await server.close()
+        conn.close()  # the daemon's reader sees EOF
+
+
+def counters(stats) -> dict:
+    """A DnsServer's counters as the metrics read them (sent by workers)."""
+    return {"requests": stats.requests, "dropped": stats.dropped, "durations": stats.durations,
+            "tcp_closed": tcp_closed(stats)}
+
+
+def tcp_closed(stats) -> dict:
+    return {("idle",): getattr(stats, "tcp_idle_closed", 0),
+            ("evicted",): getattr(stats, "tcp_evicted", 0),
+            ("unread",): getattr(stats, "tcp_unread_closed", 0)}

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from fed_dns.config import kubeconfig
 from fed_dns.config.values import (
+    AutoOrCount,
     Cidr,
     FilePath,
     KubeLabelKey,
@@ -97,13 +98,30 @@ class _Listener(Section):
         return split_listen(self.listen)[1]
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
 class DnsSection(_Listener):
     listen: Listen = "127.0.0.1:5353"
-    workers: Count = 1
+    # DNS processes apart from the daemon (0: the daemon's own loop answers); `auto`: one where
+    # the daemon may run on two CPUs or more, so answers never wait on the control work.
+    workers: AutoOrCount = "auto"
     tcp_idle_timeout: PositiveDuration = 10.0
     max_tcp_connections: Count = 1000
     max_udp_size: Annotated[int, Field(strict=True, ge=512, le=65535)] = 1232
     max_tcp_unsent: Annotated[int, Field(strict=True, ge=4096, le=64 * 2**20)] = 131072
+
+    @property
+    def worker_processes(self) -> int:
+        """How many worker processes answer DNS (`workers` with `auto` resolved here)."""
+        if self.workers != "auto":
+            return self.workers
+        return 1 if available_cpus() >= 2 else 0
 
 
 class HttpSection(_Listener):

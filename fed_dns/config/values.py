@@ -241,6 +241,18 @@ def _off_is_false(value: Any) -> Any:
     return "off" if value is False else value
 
 
+MAX_WORKERS = 64
+
+
+def auto_or_count(value: Any) -> str | int:
+    """`auto`, or a whole number of processes 0..MAX_WORKERS."""
+    if value == "auto":
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_WORKERS:
+        raise _fail(f"expected 'auto' or a whole number 0-{MAX_WORKERS}, got {shown(value)}")
+    return value
+
+
 Duration = Annotated[float, BeforeValidator(bounded_duration)]
 Seconds = Annotated[int, BeforeValidator(whole_seconds_duration)]
 Ttl = Annotated[int, BeforeValidator(ttl_seconds)]
@@ -258,3 +270,4 @@ NamespacePattern = Annotated[str, AfterValidator(check_namespace_pattern)]
 OwnerId = Annotated[str, AfterValidator(check_owner_id)]
 FilePath = Annotated[str, AfterValidator(expand_path)]
 OffIsFalse = BeforeValidator(_off_is_false)
+AutoOrCount = Annotated[str | int, BeforeValidator(auto_or_count)]

@@ -1,5 +1,5 @@
-"""DNS worker processes follow the daemon's table deltas: accumulated before live, applied with
-`table.update` after; a real worker process answers over the wire."""
+"""DNS worker processes follow the daemon's table deltas: applied with `table.update` as they
+come, served once live; queued deltas merge; real worker processes answer over the wire."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import dns.message
 import dns.query
 import dns.rcode
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from fed_dns.app.workers import Follow, Pending, WorkerPool, WorkerSettings
+from fed_dns.app.workers import Follow, WorkerPool, WorkerSettings, WorkerStartError, coalesce
 from fed_dns.server import table as table_mod
 from fed_dns.server.dns import DnsServer
 from tests.support import LOOPBACK, free_port
@@ -30,21 +32,40 @@ def value(address: str) -> bytes:
     return json.dumps({"host": address}).encode()
 
 
-@pytest.mark.parametrize(("steps", "expect"), [
-    ([], {}),
-    ([({"a": b"1"}, [])], {"a": b"1"}),
-    ([({"a": b"1"}, []), ({}, ["a"])], {}),
-    ([({"a": b"1"}, []), ({"a": b"2"}, [])], {"a": b"2"}),
-    ([({"a": b"1"}, ["a"])], {"a": b"1"}),
-    ([({}, ["a"]), ({"b": b"1"}, [])], {"b": b"1"}),
-    ([({"a": b"1", "b": b"2"}, []), ({"c": b"3"}, ["a"])], {"b": b"2", "c": b"3"}),
+D = "diff"
+
+
+@pytest.mark.parametrize(("messages", "expect"), [
+    ([], []),
+    ([(D, {"a": b"1"}, [])], [(D, {"a": b"1"}, [])]),
+    ([(D, {"a": b"1"}, []), (D, {}, ["a"])], [(D, {}, ["a"])]),
+    ([(D, {"a": b"1"}, []), (D, {"a": b"2"}, [])], [(D, {"a": b"2"}, [])]),
+    ([(D, {"a": b"1"}, ["a"])], [(D, {"a": b"1"}, [])]),
+    ([(D, {}, ["a"]), (D, {"b": b"1"}, [])], [(D, {"b": b"1"}, ["a"])]),
+    ([(D, {"a": b"1", "b": b"2"}, []), (D, {"c": b"3"}, ["a"])], [(D, {"b": b"2", "c": b"3"}, ["a"])]),
+    ([(D, {"a": b"1"}, []), ("live",), (D, {"a": b"2"}, [])],
+     [(D, {"a": b"1"}, []), ("live",), (D, {"a": b"2"}, [])]),
+    ([("live",), ("live",)], [("live",), ("live",)]),
 ], ids=["nothing", "put", "put-then-delete", "later-put-wins", "put-after-delete-in-one",
-        "delete-of-unknown", "mixed"])
-def test_pending_coalesces_deltas(steps, expect):
-    pending = Pending()
-    for puts, deletes in steps:
-        pending.add(puts=puts, deletes=deletes)
-    assert pending.entries == expect
+        "delete-then-put-elsewhere", "mixed", "live-keeps-its-place", "only-live"])
+def test_queued_deltas_merge_between_live_messages(messages, expect):
+    assert coalesce(messages) == expect
+
+
+@given(st.lists(st.tuples(st.dictionaries(st.sampled_from("abcd"), st.binary(max_size=2), max_size=3),
+                          st.lists(st.sampled_from("abcde"), max_size=3)), max_size=8))
+def test_a_merged_delta_leaves_what_the_deltas_one_by_one_leave(deltas):
+    def apply(state: dict, message: tuple) -> dict:
+        _, puts, deletes = message
+        state = {k: v for k, v in state.items() if k not in deletes}
+        return {**state, **puts}
+
+    one_by_one, merged = {"e": b"x"}, {"e": b"x"}
+    for puts, deletes in deltas:
+        one_by_one = apply(one_by_one, (D, puts, deletes))
+    for message in coalesce((D, puts, deletes) for puts, deletes in deltas):
+        merged = apply(merged, message)
+    assert merged == one_by_one
 
 
 def _settings(port: int = 0) -> WorkerSettings:
@@ -56,19 +77,20 @@ def _addresses(t) -> list[str]:
     return sorted(r[3] for r in t.answer(name=f"svc.ns.{ZONE}", qtype=1).answer)
 
 
-def test_follow_waits_for_live_then_applies_each_delta():
+def test_follow_applies_each_delta_and_answers_once_live():
     server = DnsServer(host=LOOPBACK, port=0, table=table_mod.loading(zone=ZONE))
     follow = Follow(settings=_settings(), server=server)
-    follow.receive(("diff", {key("c1/a"): value("10.0.0.1"), key("c1/b"): value("10.0.0.2")}, []))
+    assert follow.receive(("diff", {key("c1/a"): value("10.0.0.1"), key("c1/b"): value("10.0.0.2")}, [])) is None
     follow.receive(("diff", {}, [key("c1/b")]))
     assert server.table.loading  # SERVFAIL until live
-    follow.receive(("live",))
+    assert _addresses(follow.table) == ["10.0.0.1"]  # built as the deltas came
+    assert follow.receive(("live",)) == ("live",)  # acknowledged: the daemon may say ready
     live = server.table
     assert not live.loading and _addresses(live) == ["10.0.0.1"]
     follow.receive(("diff", {key("c2/a"): value("10.0.0.3")}, [key("c1/a")]))
     assert _addresses(server.table) == ["10.0.0.3"]
     assert server.table.cache is live.cache  # updated in place of a rebuild
-    follow.receive(("live",))  # a repeated live changes nothing
+    assert follow.receive(("live",)) is None  # a repeated live changes nothing
     assert _addresses(server.table) == ["10.0.0.3"]
 
 
@@ -77,29 +99,86 @@ def _ask(port: int) -> dns.message.Message:
     return dns.query.udp(q, LOOPBACK, port=port, timeout=2)
 
 
-async def test_a_worker_process_answers_from_the_published_deltas():
-    port = free_port()
-    pool = WorkerPool(settings=_settings(port), count=2)
-    pool.start()
-    try:
-        async def answers(rcode: int, addresses: set[str] | None = None, *, what: str) -> None:
-            deadline = asyncio.get_running_loop().time() + 20
-            while True:
-                got = None
-                with contextlib.suppress(dns.exception.DNSException, OSError):
-                    reply = await asyncio.to_thread(_ask, port)  # nothing until it listens
-                    got = (reply.rcode(), {rd.address for rrset in reply.answer for rd in rrset})
-                if got is not None and got[0] == rcode and addresses in (None, got[1]):
-                    return
-                assert asyncio.get_running_loop().time() < deadline, f"{what}: {got}"
-                await asyncio.sleep(0.05)
+async def _answers(port: int, rcode: int, addresses: set[str] | None = None, *, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + 20
+    while True:
+        got = None
+        with contextlib.suppress(dns.exception.DNSException, OSError):
+            reply = await asyncio.to_thread(_ask, port)  # nothing until it listens
+            got = (reply.rcode(), {rd.address for rrset in reply.answer for rd in rrset})
+        if got is not None and got[0] == rcode and addresses in (None, got[1]):
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"{what}: {got}"
+        await asyncio.sleep(0.05)
 
+
+async def _until(predicate, *, what: str, timeout: float = 20) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, what
+        await asyncio.sleep(0.02)
+
+
+async def test_worker_processes_answer_from_the_published_deltas():
+    pool = WorkerPool(settings=_settings(0), count=2)  # port 0: the first binds, the second shares
+    await pool.start()
+    try:
+        port = pool.port
+        assert port != 0
         pool.publish(puts={key("c1/a"): value("10.0.0.1")}, deletes=(), live=False)
-        await answers(dns.rcode.SERVFAIL, what="a loading worker")
+        await _answers(port, dns.rcode.SERVFAIL, what="a loading worker")
+        assert not pool.answering()
         pool.publish(puts={key("c1/b"): value("10.0.0.2")}, deletes=[], live=True)
-        await answers(dns.rcode.NOERROR, {"10.0.0.1", "10.0.0.2"}, what="live with both deltas")
+        await _until(pool.answering, what="both workers acknowledge live")
+        for _ in range(10):  # fresh source ports: both SO_REUSEPORT sockets
+            await _answers(port, dns.rcode.NOERROR, {"10.0.0.1", "10.0.0.2"}, what="live with both deltas")
         pool.publish(puts={}, deletes=[key("c1/a")], live=True)
-        await answers(dns.rcode.NOERROR, {"10.0.0.2"}, what="following a delete")
+        await _answers(port, dns.rcode.NOERROR, {"10.0.0.2"}, what="following a delete")
         assert pool.alive()
     finally:
         await pool.close()
+    assert not pool.alive()
+
+
+async def test_publish_never_waits_for_a_worker_that_does_not_read():
+    """A stopped worker: the deltas queue in the sender (the loop goes on at once) and reach
+    it merged when it runs again."""
+    import os
+    import signal
+    import time
+
+    pool = WorkerPool(settings=_settings(0), count=1)
+    await pool.start()
+    try:
+        pool.publish(puts={}, deletes=(), live=True)
+        await _until(pool.answering, what="live")
+        (proc, _), = pool._workers
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            big = {key(f"c1/{i}"): value(f"10.1.{i // 250}.{i % 250}") for i in range(2000)}
+            started = time.monotonic()
+            for round_ in range(30):  # ~30 x 2,000 keys: far more than a pipe buffer holds
+                pool.publish(puts=big, deletes=(), live=True)
+            pool.publish(puts={key("c1/a"): value("10.0.0.9")},
+                         deletes=[key(f"c1/{i}") for i in range(2000)], live=True)
+            assert time.monotonic() - started < 1.0, "publish waited for the pipe"
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        await _answers(pool.port, dns.rcode.NOERROR, {"10.0.0.9"}, what="caught up after SIGCONT")
+    finally:
+        await pool.close()
+
+
+async def test_a_worker_that_cannot_listen_fails_the_start_with_the_reason():
+    import socket
+
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    taken.bind((LOOPBACK, 0))
+    try:
+        pool = WorkerPool(settings=_settings(taken.getsockname()[1]), count=1)
+        with pytest.raises(WorkerStartError, match=f"cannot listen on {LOOPBACK}:{taken.getsockname()[1]}"):
+            await pool.start()
+        await pool.close()
+        assert not pool.alive()
+    finally:
+        taken.close()

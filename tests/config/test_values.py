@@ -19,7 +19,7 @@ def test_defaults() -> None:
     assert config.clusters == ()
     assert (config.health.period, config.health.timeout) == (1.0, 1.0)
     assert (config.health.failure_threshold, config.health.success_threshold) == (3, 2)
-    assert (config.dns.listen, config.dns.workers, config.dns.tcp_idle_timeout) == ("127.0.0.1:5353", 1, 10.0)
+    assert (config.dns.listen, config.dns.workers, config.dns.tcp_idle_timeout) == ("127.0.0.1:5353", "auto", 10.0)
     assert (config.dns.max_tcp_connections, config.dns.max_udp_size) == (1000, 1232)
     assert (config.etcd.endpoints, config.etcd.prefix, config.etcd.timeout) == ((), "/skydns", 5.0)
     assert not config.etcd.enabled and config.etcd.password is None
@@ -142,3 +142,15 @@ def test_cluster_labels_reach_the_spec_with_topology_labels() -> None:
     assert spec.label_map() == {"example.com/team": "db", "tier": "gold",
                                 "topology.kubernetes.io/region": "us-east", "region": "us-east",
                                 "topology.kubernetes.io/zone": "a1", "zone": "a1"}
+
+
+@pytest.mark.parametrize(("workers", "cpus", "processes"), [
+    ("auto", 1, 0), ("auto", 2, 1), ("auto", 16, 1), (0, 16, 0), (1, 1, 1), (3, 2, 3),
+], ids=["auto-one-cpu", "auto-two", "auto-many", "zero", "one-on-one-cpu", "three"])
+def test_dns_worker_processes(monkeypatch, workers, cpus, processes):
+    """`auto`: a worker process answers where the daemon may use two CPUs (answers never wait
+    on the control work), the daemon itself on one; a number is taken as it is."""
+    from fed_dns.config import schema
+
+    monkeypatch.setattr(schema, "available_cpus", lambda: cpus)
+    assert parse({"dns": {"workers": workers}}).dns.worker_processes == processes
