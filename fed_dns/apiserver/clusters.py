@@ -58,7 +58,7 @@ def _kubefed_cells(obj: dict) -> list:
 
 def _karmada_cells(obj: dict) -> list:
     return [(obj.get("status") or {}).get("kubernetesVersion", ""),
-            (obj.get("spec") or {}).get("syncMode") or "Push", _ready(obj)]
+            (obj.get("spec") or {}).get("syncMode") or "Push", _ready(obj) or "Unknown"]
 
 
 CLUSTER = Kind(kind="Cluster", plural="clusters", group="federation", version="v1beta1",
@@ -68,7 +68,7 @@ CLUSTER = Kind(kind="Cluster", plural="clusters", group="federation", version="v
 KUBEFED_CLUSTER = Kind(kind="KubeFedCluster", plural="kubefedclusters", group="core.kubefed.io",
                        version="v1beta1", namespaced=True, singular="kubefedcluster",
                        subresources=("status",), columns=(("Ready", "string"),),
-                       cells=_kubefed_cells)
+                       cells=_kubefed_cells, age_at=0)  # the CRD's columns: age, ready
 KARMADA_CLUSTER = Kind(kind="Cluster", plural="clusters", group="cluster.karmada.io",
                        version="v1alpha1", namespaced=False, singular="cluster",
                        subresources=("status",),

@@ -1,7 +1,8 @@
 """The resource types an API server serves: `Kind` (one resource) and `Registry` (the set).
 
 A Kind carries what discovery, OpenAPI and `kubectl get` need: its URL names, subresources,
-printer columns (`columns` and a `cells` function giving one row's values) and the other
+printer columns (`columns`, a `cells` function giving one row's values, and where Age goes
+among them: `age_at`, as the real server prints that kind) and the other
 group/versions it is also served as (`aliases`: extensions/v1beta1 for apps/v1 kinds; objects
 are always stored in the Kind's own group/version).
 """
@@ -28,8 +29,11 @@ class Kind:
     singular: str = ""
     subresources: tuple[str, ...] = ()  # "status", "scale"
     categories: tuple[str, ...] = ()  # "all": `kubectl get all`
-    columns: tuple[tuple[str, str], ...] = ()  # (name, type) between Name and Age
+    columns: tuple[tuple[str, str], ...] = ()  # (name, type) after Name
     cells: Callable[[dict], list] | None = None  # one row's values for `columns`
+    # where Age goes among `columns`: None after them all (kube-apiserver's built-in
+    # printers, Karmada's), 0 first (kubefed's CRDs list `age` before `ready`)
+    age_at: int | None = None
     aliases: tuple[str, ...] = ()  # other group/versions that serve the same objects
     read_only: bool = False  # get/list/watch only
     delete_returns_object: bool = False  # DELETE answers the object (else a Status)

@@ -1,7 +1,7 @@
 """Server-side printing: the meta.k8s.io/v1 Table that `kubectl get` asks for.
 
-Columns come from the Kind (`columns`, `cells`), between Name and Age as kube-apiserver
-prints them.
+Columns come from the Kind (`columns`, `cells`) after Name, with Age where the kind's real
+server prints it (`age_at`: last for kube-apiserver's kinds, first for kubefed's CRDs).
 """
 
 from __future__ import annotations
@@ -34,19 +34,25 @@ def age(timestamp: str | None, *, now: datetime | None = None) -> str:
     return f"{s // 86400}d"
 
 
+def _at(kind: Kind, columns: list, age: object) -> list:
+    """`columns` with Age put where the kind's real server prints it."""
+    at = len(columns) if kind.age_at is None else kind.age_at
+    return [*columns[:at], age, *columns[at:]]
+
+
 def table(kind: Kind, objs: list[dict], *, resource_version: str | None) -> dict:
     columns = [{"name": "Name", "type": "string", "format": "name", "description": "Name",
                 "priority": 0}]
-    columns += [{"name": n, "type": t, "format": "", "description": n, "priority": 0}
-                for n, t in kind.columns]
-    columns.append({"name": "Age", "type": "string", "format": "", "description": "Age",
+    columns += _at(kind, [{"name": n, "type": t, "format": "", "description": n, "priority": 0}
+                          for n, t in kind.columns],
+                   {"name": "Age", "type": "string", "format": "", "description": "Age",
                     "priority": 0})
     rows = []
     for obj in objs:
         meta = obj.get("metadata") or {}
         cells = kind.cells(obj) if kind.cells is not None else []
         rows.append({
-            "cells": [meta.get("name", ""), *cells, age(meta.get("creationTimestamp"))],
+            "cells": [meta.get("name", ""), *_at(kind, cells, age(meta.get("creationTimestamp")))],
             "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
                        "metadata": meta},
         })
