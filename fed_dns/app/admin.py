@@ -55,7 +55,32 @@ def status_main(args) -> int:
     print(f"records {doc['records']}  reconcile runs {rec['runs']} failures {rec['failures']} "
           f"writes {rec['writes']} failovers {rec['failovers']}"
           + (f"  last error: {rec['last_error']}" if rec["last_error"] else ""))
+    placements = doc.get("placements") or []
+    if placements:
+        print_table(placement_rows(placements))
+    else:
+        print("federated workloads: none")
     return 0
+
+
+def placement_rows(placements: list[dict]) -> list[list[str]]:
+    """The table of federated replicas: one row per workload and member (a workload that
+    cannot be planned: one row with its error), then its conflicts."""
+    rows = [["WORKLOAD", "CLUSTER", "DESIRED", "REPLICAS", "READY", "REASON"]]
+    for p in placements:
+        workload = f"{p.get('kind', '')}/{p.get('namespace', '')}/{p.get('name', '')}"
+        if p.get("error"):
+            rows.append([workload, "-", "-", "-", "-", f"error: {p['error']}"])
+        for c in p.get("clusters") or ():
+            rows.append([workload, str(c.get("cluster", "")), str(c.get("desired", "")),
+                         str(c.get("replicas", "")), str(c.get("ready", "")),
+                         str(c.get("reason", "")) or "-"])
+        for cluster in p.get("conflicts") or ():  # its object there is not fed-dns's
+            rows.append([workload, str(cluster), "-", "-", "-",
+                         "Conflict: an object of that name not managed by fed-dns"])
+        for text in p.get("dependent_conflicts") or ():
+            rows.append([workload, "-", "-", "-", "-", f"Conflict: {text}"])
+    return rows
 
 
 def records_main(args) -> int:
