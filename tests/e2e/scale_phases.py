@@ -105,8 +105,26 @@ def kill(rig: ScaleRig, member: int, timeout: float) -> dict:
             "timeouts_during_write": during_timeouts, **back}
 
 
+def quiet_etcd(kv: EtcdCounts, *, expected: int, prefix: str, quiet: float, timeout: float) -> float | None:
+    """Seconds until etcd holds `expected` keys under `prefix` and no revision came for
+    `quiet` s (None: not within `timeout`): the writes of an earlier phase are over."""
+    start = time.monotonic()
+    last, since = kv.revision(), time.monotonic()
+    while time.monotonic() - start < timeout:
+        time.sleep(0.25)
+        now = kv.revision()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet and kv.count(prefix) >= expected:
+            return round(time.monotonic() - start, 2)
+    return None
+
+
 def restart(rig: ScaleRig, timeout: float) -> dict:
+    """Restart once etcd is quiet (a member revived just before still has its records
+    written back, which are not the restart's), then count the revisions it writes."""
     kv = EtcdCounts(rig.etcd_url)
+    settled = quiet_etcd(kv, expected=rig.expected_keys, prefix=rig.prefix, quiet=3.0, timeout=timeout)
     before = kv.revision()
     rig.restart_daemon()
     sample = rig.sample(SAMPLE, seed=11)
@@ -121,5 +139,5 @@ def restart(rig: ScaleRig, timeout: float) -> dict:
     key = rig.key_of(member, n, address)
     next_change = first_times({"next_change_in_etcd_s": lambda: key in kv.keys(key)}, timeout=timeout,
                               interval=0.05)
-    return {**times, f"revisions_written_in_{settle:g}s_after_start": written, **next_change,
-            "rss_mb": rig.rss()}
+    return {"etcd_quiet_before_s": settled, **times, f"revisions_written_in_{settle:g}s_after_start": written,
+            **next_change, "rss_mb": rig.rss()}

@@ -214,7 +214,15 @@ class ScaleRig:
         return EtcdCounts(self.etcd_url).count(self.prefix)
 
     def rss(self) -> dict[str, float]:
-        return vm_status(self.daemon.proc.pid)
+        """The daemon's VmRSS/VmHWM, and its child processes (the DNS workers) summed."""
+        pid = self.daemon.proc.pid
+        out = vm_status(pid)
+        children = []
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            children += (task / "children").read_text().split()
+        workers = [vm_status(int(child)).get("VmRSS", 0.0) for child in children]
+        return {**out, "children_VmRSS": round(sum(workers), 1),
+                "total_VmRSS": round(out.get("VmRSS", 0.0) + sum(workers), 1)}
 
     # -- changing the members -------------------------------------------------------------------
 
