@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("kubeconfig", help="print a kubeconfig for the federation API "
                        "(context `federation`; use with kubectl)")
     _add_config(p)
+    p.add_argument("--output", "-o", default=None, metavar="FILE",
+                   help="write it to FILE, mode 0600 from its creation (kubectl reads a "
+                        "kubeconfig more than once: a file, not a pipe)")
     p.set_defaults(module="kubeconfig_cmd")
 
     p = sub.add_parser("sim", help="run one simulated member cluster (Kubernetes API) until stopped")

@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,15 +30,21 @@ class Credentials:
     tokens: tuple[str, ...] = field(repr=False)
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Mode 0600 from the start, and whole or not at all: written aside, then renamed (a
-    reader never sees a file still being written). Callers hold `_generating`."""
+def write_private(path: Path, data: bytes) -> None:
+    """Mode 0600 from the start, and whole or not at all: written to a new file of its own
+    beside `path` (created exclusively with mode 0600, whatever the umask or a leftover),
+    then renamed over it (a reader never sees a file still being written, nor one readable
+    by others, even when `path` existed with a wider mode)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    aside = path.with_name(f".{path.name}.new")
-    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.rename(aside, path)
+    fd, aside = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".new")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(aside, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(aside)
+        raise
 
 
 def read_tokens(path: Path) -> tuple[str, ...]:
@@ -65,11 +72,7 @@ def ensure(section, *, generate: bool = True) -> Credentials:
     """The credentials of `section` (config.api), generating what is missing when `generate`
     (else FileNotFoundError)."""
     base = Path(os.path.expanduser(section.dir or DEFAULT_DIR))
-    if bool(section.cert_file) != bool(section.key_file):
-        given, missing = ("cert_file", "key_file") if section.cert_file else \
-            ("key_file", "cert_file")
-        raise ValueError(f"api.{given} needs api.{missing} too")
-    if section.cert_file:
+    if section.cert_file:  # with its key_file: the config refuses one without the other
         cert, key = Path(section.cert_file), Path(section.key_file)
     else:
         cert, key = base / "tls.crt", base / "tls.key"
@@ -79,10 +82,10 @@ def ensure(section, *, generate: bool = True) -> Credentials:
         with _generating(base):
             if not section.cert_file and not cert.exists():
                 pair = tls.self_signed(serving_host(section.host))
-                _write_private(key, pair.key_pem)
-                _write_private(cert, pair.cert_pem)
+                write_private(key, pair.key_pem)
+                write_private(cert, pair.cert_pem)
             if not token_file.exists():
-                _write_private(token_file, secrets.token_urlsafe(32).encode() + b"\n")
+                write_private(token_file, secrets.token_urlsafe(32).encode() + b"\n")
     tokens = read_tokens(token_file)
     if not tokens:
         raise ValueError(f"api: the token file {token_file} holds no token")

@@ -1,10 +1,12 @@
-"""`fed-dns kubeconfig [--config FILE]`: print a kubeconfig for the federation API
-(context `federation`), generating the API's certificate and token if still missing."""
+"""`fed-dns kubeconfig [--config FILE] [--output FILE]`: a kubeconfig for the federation API
+(context `federation`), generating the API's certificate and token if still missing; printed,
+or written to `--output` with mode 0600 from its creation (it holds the token)."""
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 
 def main(args) -> int:
@@ -23,6 +25,13 @@ def main(args) -> int:
         print(f"fed-dns kubeconfig: {exc}", file=sys.stderr)
         return 2
     doc = apicreds.kubeconfig(server=apicreds.server_url(config.api), creds=creds)
-    json.dump(doc, sys.stdout, indent=2)  # JSON is YAML: kubectl reads it as is
-    print()
+    text = json.dumps(doc, indent=2) + "\n"  # JSON is YAML: kubectl reads it as is
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        apicreds.write_private(Path(args.output).expanduser(), text.encode())
+    except OSError as exc:
+        print(f"fed-dns kubeconfig: cannot write {args.output}: {exc}", file=sys.stderr)
+        return 1
     return 0

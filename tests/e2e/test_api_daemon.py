@@ -107,7 +107,7 @@ def test_kubectl_on_two_daemons_one_etcd_with_a_restart(tmp_path, sims, etcd_ser
         first, *rest = FORMATS.values()
         command = shlex.join(fed_dns_command("kubeconfig", "--config", str(a.config_path)))
         readme = subprocess.run(
-            ["bash", "-c", f"(umask 077; {command} > federation.kubeconfig) && "
+            ["bash", "-c", f"{command} --output federation.kubeconfig && "
              "kubectl --kubeconfig federation.kubeconfig apply -f -"],
             input=first, capture_output=True, text=True, timeout=60, cwd=tmp_path,
             env=dict(os.environ, PYTHONPATH=str(REPO)))
