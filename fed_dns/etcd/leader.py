@@ -53,6 +53,7 @@ class LeaderElector:
         self._leader: str | None = None
         self._resigned = False
         self.campaigns = 0
+        self.regains = 0  # leads confirmed again after is_leader had gone stale
         self.terms = 0
         self.errors = 0
 
@@ -171,7 +172,12 @@ class LeaderElector:
                 log.warning("leader key %s was deleted or replaced", self._key.decode())
                 await self._revoke_quietly(lease)
                 return
+            stale = time.monotonic() - self._confirmed >= self._ttl * 2 / 3
             self._confirmed = sent
+            if stale:  # is_leader said no for a while (a stall): what was refused meanwhile
+                log.info("lease on %s confirmed again after a stall", self._key.decode())
+                self.regains += 1
+                self._notify(True)  # is written now, not at the next resync
 
     async def _wait_for_vacancy(self, holder: aetcd.Get) -> None:
         """Until the key is deleted (or a TTL passes: then the campaign simply runs again)."""
@@ -193,6 +199,9 @@ class LeaderElector:
         if leading == self._is_leader:
             return
         self._is_leader = leading
+        self._notify(leading)
+
+    def _notify(self, leading: bool) -> None:
         if self._on_change is not None:
             try:
                 self._on_change(leading)

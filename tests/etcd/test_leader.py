@@ -121,3 +121,27 @@ async def test_etcd_gone_steps_down_and_leads_again_after(etcd_fresh, prefix):
             await elector.resign()
     finally:
         await client.close()
+
+
+async def test_a_stalled_leader_acts_on_nothing_until_confirmed_then_says_so(client, settings, prefix):
+    """A loop stall longer than 2/3 of the TTL: is_leader is False at once (a woken process
+    must not act on an old belief), and when the next refresh confirms the lease the elector
+    calls on_change(True) again, so what its consumers refused meanwhile is written now
+    (the reconcile had nothing else to tell it that writing was allowed again)."""
+    seen: list[bool] = []
+    key = f"{prefix}leader"
+    elector = LeaderElector(client=client, key=key, identity="a", ttl=TTL, on_change=seen.append)
+    task = asyncio.create_task(elector.run())
+    try:
+        await until(lambda: elector.is_leader, what="leads")
+        assert seen == [True]
+        time.sleep(TTL * 0.8)  # the whole loop stalls: no refresh runs meanwhile
+        assert not elector.is_leader  # still believes it leads, but acts on nothing
+        await until(lambda: elector.is_leader, timeout=TTL, what="confirmed again")
+        assert seen == [True, True] and elector.regains == 1
+        assert elector.terms == 1  # the same term: the lease was never lost
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await elector.resign()
