@@ -21,7 +21,7 @@ from fed_dns.app import runtime
 from fed_dns.app.components import EtcdParts
 from fed_dns.app.reconcile import Reconciler
 from fed_dns.federation import targets
-from fed_dns.model import Changes, ClusterSpec, ClusterView, Health, ServiceKey
+from fed_dns.model import Changes, ClusterSpec, ClusterView, Health, ServiceKey, ServiceView
 from fed_dns.records import names
 
 log = logging.getLogger("fed_dns.daemon")
@@ -376,9 +376,10 @@ class Daemon:
                  getattr(getattr(api_client, "configuration", None), "host", "") or "-")
 
     async def remove_member(self, name: str) -> None:
-        """A joined member leaves: its watches and probes stop, its records are withdrawn
-        (the keys naming it deleted from etcd), its backends are no longer probed and the
-        replica loop plans its workloads without it. Config members never leave."""
+        """A joined member leaves: its watches and probes stop, its records go to the
+        fallback CNAMEs (its backends are withdrawn, its cluster-local names point at the
+        global ones), its backends are no longer probed and the replica loop plans its
+        workloads without it. Config members never leave."""
         member = self.members.get(name)
         if member is None or not member.joined:
             return
@@ -391,7 +392,13 @@ class Daemon:
         if self.backend_prober is not None:
             for key in member.view.services:
                 self.backend_prober.update_targets(cluster=name, service=key, targets={})
-        self.state.remove_cluster(name)
+        # Its records go to the fallback (naming.md), as a dead member's do: each of its
+        # Services' keys holds the CNAME to the global name, so a client of the cluster-local
+        # name keeps resolving. No backend of it stays, not even for serve-all: the cluster
+        # is gone, not down. (A restart no longer knows it and deletes those keys.)
+        self.state.set_view(ClusterView(cluster=name, synced=True, services={
+            key: ServiceView(key=key, ready=False) for key in member.view.services}), changed=None)
+        self.state.set_health(name, Health.UNREACHABLE)
         self.reconciler.mark_dirty()
         client, member.api_client = member.api_client, None
         if client is not None:
