@@ -3,7 +3,7 @@
 
 Per size, a fresh etcd, M simulated members in this process (tests/e2e/scale_support.py, the
 harness the e2e scale test shares) and `fed-dns run` as a subprocess (`publish: endpoints`,
-health period 1 s, timeout 1 s, 3 failures: detection about 3 s). Phases, each capped by
+health period 1 s, timeout 1 s, 3 failures: detection about 3 s; lease TTL 5 s, the default). Phases, each capped by
 `--phase-timeout` ("not reached" is null):
 
 - start: daemon start -> /readyz, -> a sample of names answered, -> every key in etcd; RSS;
@@ -18,6 +18,7 @@ health period 1 s, timeout 1 s, 3 failures: detection about 3 s). Phases, each c
 
     .venv/bin/python bench/scale.py [--members 10] [--services 1000,2000,5000] [--rate 1000]
         [--duration 60] [--phase-timeout 180] [--repo DIR]   # DIR: another checkout to measure
+        [--dns-workers auto|N] [--phases churn,kill,hang,restart]
 """
 
 from __future__ import annotations
@@ -58,22 +59,27 @@ def run_size(*, members: int, services: int, args) -> dict:
     results: dict = {"members": members, "services": services, "endpoints": 3,
                      "expected_keys": members * services * 3 * 2}
     with running_etcd() as etcd, tempfile.TemporaryDirectory(prefix="fed-dns-scale-") as tmp:
+        config = {"health": HEALTH, "leader_election": {"lease_ttl": "5s"},  # the defaults
+                  "dns": {"workers": args.dns_workers if args.dns_workers == "auto" else int(args.dns_workers)}}
         with ScaleRig(tmp=Path(tmp), etcd_url=etcd.url, members=members, services=services,
-                      repo=Path(args.repo), config={"health": HEALTH}) as rig:
+                      repo=Path(args.repo), config=config) as rig:
             log(f"seeding {members} x {services}")
             results["seed_members_s"] = round(rig.start_members(), 2)
             phase(results, "start", start, rig, args.phase_timeout)
             if results["start"].get("answered_s") is None:
                 results["note"] = "start not reached: the other phases are skipped"
                 return results
-            phase(results, "churn", churn, rig, args.rate, args.duration, 0)
-            phase(results, "kill", kill, rig, members - 1, args.phase_timeout)
-            if members >= 2:
+            if "churn" in args.phases:
+                phase(results, "churn", churn, rig, args.rate, args.duration, 0)
+            if "kill" in args.phases:
+                phase(results, "kill", kill, rig, members - 1, args.phase_timeout)
+            if members >= 2 and "hang" in args.phases:
                 phase(results, "churn_with_hung_member", lambda: churn(
                     rig, args.rate, max(20.0, args.duration / 2), 10_000_000, hang=members - 2,
                     timeout=args.phase_timeout))
                 rig.revive(members - 2)
-            phase(results, "restart", restart, rig, args.phase_timeout)
+            if "restart" in args.phases:
+                phase(results, "restart", restart, rig, args.phase_timeout)
             results["daemon_log_tail"] = rig.daemon.output()[-1500:]
     return results
 
@@ -86,13 +92,18 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--phase-timeout", type=float, default=180.0)
     parser.add_argument("--repo", default=str(REPO), help="source tree of the daemon under test")
+    parser.add_argument("--dns-workers", default="auto", help="dns.workers of the daemon (auto, 0, N)")
+    parser.add_argument("--phases", default="churn,kill,hang,restart",
+                        help="comma-separated phases after the start (churn, kill, hang, restart)")
     args = parser.parse_args()
+    args.phases = set(args.phases.split(","))
     runs = []
     for services in (int(s) for s in args.services.split(",")):
         runs.append(run_size(members=args.members, services=services, args=args))
         print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
     print(json.dumps({"benchmark": "scale", "rate": args.rate, "duration_s": args.duration,
-                      "health": HEALTH, "repo": args.repo, "runs": runs}, indent=2))
+                      "health": HEALTH, "dns_workers": args.dns_workers, "phases": sorted(args.phases),
+                      "repo": args.repo, "runs": runs}, indent=2))
 
 
 if __name__ == "__main__":

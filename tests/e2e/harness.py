@@ -97,7 +97,9 @@ class Daemon:
             # test asks for it (with its own port and directory)
             "api": {"enabled": False},
         }
-        for key, value in (extra or {}).items():
+        for key, value in (extra or {}).items():  # a section given merges into the default one
+            if isinstance(value, dict) and isinstance(self.config.get(key), dict):
+                value = {**self.config[key], **value}
             self.config[key] = value
         self.config_path = tmp / "fed-dns.yaml"
         self.log_path = tmp / "daemon.log"
