@@ -15,9 +15,11 @@ import json
 from collections.abc import Callable, Collection
 
 from fed_dns.apiserver import fedkinds as k
+from fed_dns.apiserver import services
 from fed_dns.apiserver.clusters import CLUSTER_KINDS
 from fed_dns.apiserver.context import Admit
-from fed_dns.apiserver.invalid import FieldErrors, dns_label, dns_subdomain, non_negative_int
+from fed_dns.apiserver.invalid import (FieldErrors, dns1035_label, dns_label, dns_subdomain,
+                                      non_negative_int)
 from fed_dns.apiserver.kinds import Kind
 
 PREFERENCES = "federation.kubernetes.io/replica-set-preferences"
@@ -75,6 +77,8 @@ def _metadata(errors: FieldErrors, kind: Kind, obj: dict) -> str:
         errors.required("metadata.name", "name or generateName is required")
     elif kind is k.NAMESPACE or kind in CLUSTER_KINDS:  # a member name is a DNS label
         dns_label(errors, "metadata.name", name)
+    elif kind is k.SERVICE:
+        dns1035_label(errors, "metadata.name", name)
     else:
         dns_subdomain(errors, "metadata.name", name)
     if kind.namespaced and meta.get("namespace"):
@@ -266,7 +270,12 @@ def _karmada_cluster(errors: FieldErrors, obj: dict, known: Collection[str]) -> 
     _secret_ref(errors, spec, with_namespace=True)
 
 
+def _service(errors: FieldErrors, obj: dict, known: Collection[str]) -> None:
+    services.validate(errors, obj)
+
+
 _CHECKS: dict[str, Callable[[FieldErrors, dict, Collection[str]], None]] = {
+    k.SERVICE.key: _service,
     k.DEPLOYMENT.key: _workload,
     k.REPLICA_SET.key: _workload,
     k.FEDERATED_DEPLOYMENT.key: _federated_deployment,
@@ -277,6 +286,12 @@ _CHECKS: dict[str, Callable[[FieldErrors, dict, Collection[str]], None]] = {
     k.KUBEFED_CLUSTER.key: _kubefed_cluster,
     k.KARMADA_CLUSTER.key: _karmada_cluster,
 }
+
+
+def defaults(kind: Kind, obj: dict) -> None:
+    """What kube-apiserver fills in before it validates (in place)."""
+    if kind is k.SERVICE:
+        services.defaults(obj)
 
 
 def validate(kind: Kind, obj: dict, *, clusters: Collection[str],
@@ -296,5 +311,6 @@ def validate(kind: Kind, obj: dict, *, clusters: Collection[str],
 def admit_for(*, clusters: Callable[[], Collection[str]],
               reserved: Callable[[], Collection[str]] = tuple) -> Admit:
     async def admit(kind: Kind, obj: dict, old: dict | None) -> None:
+        defaults(kind, obj)
         validate(kind, obj, clusters=frozenset(clusters()), reserved=frozenset(reserved()))
     return admit

@@ -28,6 +28,33 @@ def _config_map(obj: dict) -> list:
     return [len(obj.get("data") or {}) + len(obj.get("binaryData") or {})]
 
 
+def _ports(ports: list | None) -> str:
+    out = []
+    for p in ports or []:
+        if not isinstance(p, dict):
+            continue
+        text = f"{p.get('port', '')}"
+        if p.get("nodePort"):
+            text += f":{p['nodePort']}"
+        out.append(f"{text}/{p.get('protocol', 'TCP')}")
+    return ",".join(out) or "<none>"
+
+
+def _service(obj: dict) -> list:
+    """TYPE CLUSTER-IP EXTERNAL-IP PORT(S), as kube-apiserver's printer fills them."""
+    spec, st = obj.get("spec") or {}, obj.get("status") or {}
+    ingress = (st.get("loadBalancer") or {}).get("ingress") or []
+    external = [i.get("ip") or i.get("hostname") for i in ingress
+                if isinstance(i, dict) and (i.get("ip") or i.get("hostname"))]
+    external += [ip for ip in spec.get("externalIPs") or [] if isinstance(ip, str)]
+    if spec.get("type") == "ExternalName":
+        external = [spec.get("externalName", "")]
+    elif not external:
+        external = ["<pending>"] if spec.get("type") == "LoadBalancer" else ["<none>"]
+    return [spec.get("type", ""), spec.get("clusterIP") or "<none>", ",".join(external),
+            _ports(spec.get("ports"))]
+
+
 NAMESPACE = Kind(kind="Namespace", plural="namespaces", group="", version="v1", namespaced=False,
                  short_names=("ns",), singular="namespace", subresources=("status",),
                  columns=(("Status", "string"),), cells=_namespace, delete_returns_object=True)
@@ -47,3 +74,8 @@ SECRET = Kind(kind="Secret", plural="secrets", group="", version="v1", namespace
 CONFIG_MAP = Kind(kind="ConfigMap", plural="configmaps", group="", version="v1",
                   namespaced=True, short_names=("cm",), singular="configmap",
                   columns=(("Data", "integer"),), cells=_config_map)
+SERVICE = Kind(kind="Service", plural="services", group="", version="v1", namespaced=True,
+               short_names=("svc",), singular="service", subresources=("status",),
+               categories=("all",), delete_returns_object=True,
+               columns=(("Type", "string"), ("Cluster-IP", "string"), ("External-IP", "string"),
+                        ("Port(s)", "string")), cells=_service)

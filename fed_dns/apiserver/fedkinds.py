@@ -1,4 +1,5 @@
-"""The kinds of the federation API: built-in workloads (apps/v1, also extensions/v1beta1),
+"""The kinds of the federation API: built-in workloads (apps/v1, also extensions/v1beta1) and
+the v1 kinds that follow them (Namespace, ConfigMap, Secret, Service),
 kubefed's FederatedDeployment and ReplicaSchedulingPreference, Karmada's PropagationPolicy
 and OverridePolicy, and the Cluster kinds of the three formats (Federation v1's, kubefed's
 KubeFedCluster, Karmada's)."""
@@ -14,6 +15,7 @@ from fed_dns.apiserver.kinds import Kind, Registry
 EXTENSIONS = "extensions/v1beta1"  # the apiVersion of Federation v1 era manifests
 
 NAMESPACE, SECRET, CONFIG_MAP = builtin.NAMESPACE, builtin.SECRET, builtin.CONFIG_MAP
+SERVICE = builtin.SERVICE  # a federated workload's Services follow it into its members
 DEPLOYMENT = replace(builtin.DEPLOYMENT, aliases=(EXTENSIONS,))
 REPLICA_SET = replace(builtin.REPLICA_SET, aliases=(EXTENSIONS,))
 
@@ -54,7 +56,7 @@ OVERRIDE_POLICY = Kind(
     version="v1alpha1", namespaced=True, singular="overridepolicy", short_names=("op",),
     columns=(("Resources", "string"),), cells=_policy)
 
-KINDS: tuple[Kind, ...] = (NAMESPACE, SECRET, CONFIG_MAP, DEPLOYMENT, REPLICA_SET,
+KINDS: tuple[Kind, ...] = (NAMESPACE, SECRET, CONFIG_MAP, SERVICE, DEPLOYMENT, REPLICA_SET,
                            FEDERATED_DEPLOYMENT, REPLICA_SCHEDULING_PREFERENCE,
                            PROPAGATION_POLICY, OVERRIDE_POLICY, CLUSTER, KUBEFED_CLUSTER,
                            KARMADA_CLUSTER)

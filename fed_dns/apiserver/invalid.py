@@ -15,6 +15,7 @@ from fed_dns.apiserver.kinds import Kind
 from fed_dns.apiserver.status import ApiError
 
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_LABEL_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
@@ -62,6 +63,14 @@ def dns_label(errors: FieldErrors, path: str, value: str) -> None:
         errors.invalid(path, value, "a lowercase RFC 1123 label must consist of lower case "
                        "alphanumeric characters or '-', and must start and end with an "
                        "alphanumeric character")
+
+
+def dns1035_label(errors: FieldErrors, path: str, value: str) -> None:
+    """A Service's name: a DNS label that starts with a letter."""
+    if len(value) > 63 or not _LABEL_1035.match(value):
+        errors.invalid(path, value, "a DNS-1035 label must consist of lower case alphanumeric "
+                       "characters or '-', start with an alphabetic character, and end with "
+                       "an alphanumeric character")
 
 
 def dns_subdomain(errors: FieldErrors, path: str, value: str) -> None:

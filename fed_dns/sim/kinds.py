@@ -2,31 +2,9 @@
 
 from __future__ import annotations
 
-from fed_dns.apiserver.builtin import CONFIG_MAP, DEPLOYMENT, NAMESPACE, REPLICA_SET, SECRET
+from fed_dns.apiserver.builtin import (CONFIG_MAP, DEPLOYMENT, NAMESPACE, REPLICA_SET, SECRET,
+                                       SERVICE)
 from fed_dns.apiserver.kinds import Kind, Registry
-
-
-def _ports(ports: list | None) -> str:
-    out = []
-    for p in ports or []:
-        text = f"{p.get('port', '')}"
-        if p.get("nodePort"):
-            text += f":{p['nodePort']}"
-        out.append(f"{text}/{p.get('protocol', 'TCP')}")
-    return ",".join(out) or "<none>"
-
-
-def _service(obj: dict) -> list:
-    spec, st = obj.get("spec") or {}, obj.get("status") or {}
-    ingress = (st.get("loadBalancer") or {}).get("ingress") or []
-    external = [i.get("ip") or i.get("hostname") for i in ingress
-                if i.get("ip") or i.get("hostname")]
-    if spec.get("type") == "ExternalName":
-        external = [spec.get("externalName", "")]
-    elif not external:
-        external = ["<pending>"] if spec.get("type") == "LoadBalancer" else ["<none>"]
-    return [spec.get("type", ""), spec.get("clusterIP", "<none>"), ",".join(external),
-            _ports(spec.get("ports"))]
 
 
 def _slice(obj: dict) -> list:
@@ -37,11 +15,6 @@ def _slice(obj: dict) -> list:
     return [obj.get("addressType", ""), ports, shown or "<unset>"]
 
 
-SERVICE = Kind(kind="Service", plural="services", group="", version="v1", namespaced=True,
-               short_names=("svc",), singular="service", subresources=("status",),
-               categories=("all",), delete_returns_object=True,
-               columns=(("Type", "string"), ("Cluster-IP", "string"), ("External-IP", "string"),
-                        ("Port(s)", "string")), cells=_service)
 ENDPOINT_SLICE = Kind(kind="EndpointSlice", plural="endpointslices", group="discovery.k8s.io",
                       version="v1", namespaced=True, singular="endpointslice",
                       columns=(("AddressType", "string"), ("Ports", "string"),

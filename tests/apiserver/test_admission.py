@@ -7,7 +7,7 @@ import json
 import pytest
 
 from fed_dns.apiserver import fedkinds as k
-from fed_dns.apiserver.admission import PREFERENCES, validate
+from fed_dns.apiserver.admission import PREFERENCES, defaults, validate
 from fed_dns.apiserver.status import ApiError
 
 CLUSTERS = frozenset({"c1", "c2"})
@@ -111,3 +111,63 @@ def test_message_is_kube_apiservers():
         validate(k.DEPLOYMENT, rs(replicas=-1), clusters=CLUSTERS)
     assert exc.value.status["message"] == ('Deployment.apps "web" is invalid: spec.replicas: '
                                            "Invalid value: -1: must be greater than or equal to 0")
+
+
+def service(spec: dict | None = None, *, name: str = "web") -> dict:
+    obj = {"metadata": {"name": name}, "spec": {"selector": {"app": "web"},
+                                               "ports": [{"name": "http", "port": 80}]}}
+    if spec is not None:
+        obj["spec"] = spec
+    defaults(k.SERVICE, obj)  # as admit_for runs them: kube-apiserver defaults, then validates
+    return obj
+
+
+SERVICE_CASES = [
+    pytest.param(service(), [], id="valid"),
+    pytest.param(service({"clusterIP": "None", "selector": {"app": "web"}}), [],
+                 id="headless-without-ports"),
+    pytest.param(service({"type": "ExternalName", "externalName": "db.example.com"}), [],
+                 id="external-name"),
+    pytest.param(service({"selector": {"app": "web"}}), ["spec.ports"], id="ports-required"),
+    pytest.param(service({"ports": [{"port": 0}, {"port": 65536, "name": "b"}]}),
+                 ["spec.ports[0].name", "spec.ports[0].port", "spec.ports[0].targetPort",
+                  "spec.ports[1].port", "spec.ports[1].targetPort"],  # defaulted from port
+                 id="port-range-and-names-of-several"),
+    pytest.param(service({"ports": [{"port": 53, "protocol": "ICMP"}]}),
+                 ["spec.ports[0].protocol"], id="protocol"),
+    pytest.param(service({"type": "Internal", "ports": [{"port": 80}]}), ["spec.type"],
+                 id="type"),
+    pytest.param(service({"type": "ExternalName"}), ["spec.externalName"],
+                 id="external-name-required"),
+    pytest.param(service({"selector": {"app": 1, "bad key!": "x"}, "ports": [{"port": 80}]}),
+                 ["spec.selector", "spec.selector"], id="selector-strings"),
+    pytest.param(service({"selector": ["app"], "ports": [{"port": 80}]}), ["spec.selector"],
+                 id="selector-a-map"),
+    pytest.param(service({"ports": [{"port": 80, "name": "a", "targetPort": "no--way"},
+                                    {"port": 81, "name": "a", "nodePort": 30080}]}),
+                 ["spec.ports[0].targetPort", "spec.ports[1].name",
+                  "spec.ports[1].nodePort"], id="target-port-duplicate-name-node-port"),
+    pytest.param(service(name="1web"), ["metadata.name"], id="name-is-a-dns-1035-label"),
+]
+
+
+@pytest.mark.parametrize(("obj", "fields"), SERVICE_CASES)
+def test_service_admission(obj, fields):
+    assert causes(k.SERVICE, obj) == fields
+
+
+def test_service_defaults_and_messages_are_kube_apiservers():
+    obj = service()
+    assert obj["spec"]["type"] == "ClusterIP" and obj["spec"]["sessionAffinity"] == "None"
+    assert obj["spec"]["ports"] == [{"name": "http", "port": 80, "protocol": "TCP",
+                                     "targetPort": 80}]
+    assert "clusterIP" not in obj["spec"]  # nothing allocated: each member allocates its own
+    with pytest.raises(ApiError) as exc:
+        validate(k.SERVICE, service({"type": "Foo", "ports": [{"port": 0, "protocol": "X"}]}),
+                 clusters=CLUSTERS)
+    assert exc.value.status["message"] == (
+        'Service "web" is invalid: [spec.type: Unsupported value: "Foo": supported values: '
+        '"ClusterIP", "ExternalName", "LoadBalancer", "NodePort", spec.ports[0].port: Invalid '
+        'value: 0: must be between 1 and 65535, inclusive, spec.ports[0].protocol: Unsupported '
+        'value: "X": supported values: "SCTP", "TCP", "UDP", spec.ports[0].targetPort: Invalid '
+        'value: 0: must be between 1 and 65535, inclusive]')

@@ -301,3 +301,51 @@ async def test_kubectl_create_with_generate_name(api):
     out = await kubectl.ok("create", "-f", "-", stdin=manifest)
     assert out.startswith("replicaset.apps/tomcat-") and out.strip().endswith(" created"), out
     assert (await kubectl.ok("get", "rs", "-o", "name")).strip() == out.split()[0]
+
+
+SERVICE = """
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  annotations: {fed-dns.io/export: "true"}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80}]
+"""
+
+
+async def test_services(api):
+    """The v1 Service kind, as kubectl uses it: apply, get columns, edit by apply, delete;
+    a bad one refused with its fields and nothing stored."""
+    _, kubectl, _ = api
+    assert "service/web created" in await kubectl.ok("apply", "-f", "-", stdin=SERVICE)
+    rows = [r.split() for r in (await kubectl.ok("get", "svc")).strip().splitlines()]
+    assert rows[0] == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
+    assert rows[1][:5] == ["web", "ClusterIP", "<none>", "<none>", "80/TCP"]
+    assert "service/web" in (await kubectl.ok("get", "all", "-o", "name")).split()
+    # kubectl apply again with a second port: its strategic merge patch (ports by port)
+    await kubectl.ok("apply", "-f", "-", stdin=SERVICE.replace(
+        "[{name: http, port: 80}]", "[{name: http, port: 80}, {name: dns, port: 53, "
+        "protocol: UDP}]"))
+    obj = json.loads(await kubectl.ok("get", "service", "web", "-o", "json"))
+    assert obj["spec"]["ports"] == [
+        {"name": "http", "port": 80, "protocol": "TCP", "targetPort": 80},
+        {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53}]
+    assert obj["metadata"]["annotations"]["fed-dns.io/export"] == "true"
+
+    bad = SERVICE.replace("name: web", "name: bad").replace(
+        "[{name: http, port: 80}]", "[{name: http, port: 70000, protocol: ICMP}]").replace(
+        "spec:", "spec:\n  type: Internal")
+    result = await kubectl("apply", "-f", "-", stdin=bad)
+    assert result.returncode != 0
+    for text in ("spec.ports[0].port: Invalid value: 70000: must be between 1 and 65535",
+                 'spec.ports[0].protocol: Unsupported value: "ICMP"',
+                 'spec.type: Unsupported value: "Internal"'):
+        assert text in result.stderr, result.stderr
+    no_ports = await kubectl("apply", "-f", "-", stdin=SERVICE.replace("name: web", "name: bad")
+                             .replace("  ports: [{name: http, port: 80}]\n", ""))
+    assert no_ports.returncode != 0 and "spec.ports: Required value" in no_ports.stderr
+    assert (await kubectl.ok("get", "svc", "-o", "name")).split() == ["service/web"]
+    await kubectl.ok("delete", "svc", "web")
+    assert (await kubectl.ok("get", "svc", "-o", "name")).strip() == ""

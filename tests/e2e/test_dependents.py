@@ -11,12 +11,9 @@ import logging
 
 import pytest
 
-import fed_dns.sim.store as sim_store
-from fed_dns.apiserver import builtin, fedkinds
-from fed_dns.apiserver.kinds import Kind, Registry
+from fed_dns.apiserver import fedkinds
 from fed_dns.federation.propagation import MANAGED_BY
 from fed_dns.federation.workloads import PREFERENCES
-from fed_dns.sim import kinds as sim_kinds
 from tests.e2e.replicas_harness import Federation
 from tests.support import until
 
@@ -25,24 +22,7 @@ DETECTION = 2.0
 
 
 @pytest.fixture
-def served(monkeypatch):
-    """The kinds this needs where they are not served yet: Service in the federation API,
-    ConfigMap and Secret in the simulated members (both serve them in the real world)."""
-    if not any(k.kind == "Service" for k in fedkinds.KINDS):
-        service = Kind(kind="Service", plural="services", group="", version="v1",
-                       namespaced=True, short_names=("svc",), singular="service")
-        extended = (*fedkinds.KINDS, service)
-        monkeypatch.setattr(fedkinds, "KINDS", extended)
-        monkeypatch.setattr(fedkinds, "REGISTRY", Registry(extended))
-    if not any(k.kind == "ConfigMap" for k in sim_kinds.KINDS):
-        extended = (*sim_kinds.KINDS, builtin.CONFIG_MAP, builtin.SECRET)
-        monkeypatch.setattr(sim_kinds, "KINDS", extended)
-        monkeypatch.setattr(sim_kinds, "REGISTRY", Registry(extended))
-        monkeypatch.setattr(sim_store, "KINDS", extended)
-
-
-@pytest.fixture
-async def fed(tmp_path, served):
+async def fed(tmp_path):
     federation = Federation(tmp_path)
     yield federation
     await federation.close()
