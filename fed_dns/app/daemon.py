@@ -27,6 +27,8 @@ from fed_dns.records import names
 log = logging.getLogger("fed_dns.daemon")
 
 SHUTDOWN_GRACE = 5.0
+WATCH_HOLD = 10.0  # seconds a restart may hold member watches back while etcd's records load
+WATCH_POLL = 0.05
 
 
 @dataclass
@@ -77,6 +79,7 @@ class Daemon:
         self._ready = False  # latched by ready()
         self._freezer = runtime.Freezer()  # gc.freeze() after big changes and during the load
         self._drained_mark: int | None = None  # reconcile drains counted when all was answerable
+        self._workers_mark: int | None = None  # deltas published when all was answerable
         for name, member in self.members.items():
             self.state.set_health(name, member.health)
         self.reconciler = Reconciler(
@@ -229,6 +232,11 @@ class Daemon:
         # every Service then changes only what differs).
         if self.state.has_work and stats.drained <= self._drained_mark and not self._etcd_served():
             return False
+        if self.workers is not None:  # and the workers have applied what was published so far
+            if self._workers_mark is None:
+                self._workers_mark = self.workers.published
+            if not self.workers.applied_through(self._workers_mark):
+                return False
         self._ready = True
         return True
 
@@ -346,10 +354,27 @@ class Daemon:
                                             on_change=self.on_view, on_error=self.on_watch_error)
         member.prober = components.prober(config=self.config, name=name,
                                           api_client=member.api_client, on_change=self.on_health)
-        self._tasks[f"watch-{name}"] = self._group.create_task(member.watcher.run(),
+        self._tasks[f"watch-{name}"] = self._group.create_task(self._watch(member),
                                                                name=f"watch-{name}")
         self._tasks[f"probe-{name}"] = self._group.create_task(member.prober.run(),
                                                                name=f"probe-{name}")
+
+    async def _watch(self, member: Member) -> None:
+        """A member's watch, started once etcd's records of it are in the table (at most
+        WATCH_HOLD s after start; at once without etcd or when etcd holds nothing of it).
+        Listing every Service and slice is the heaviest part of a start and holds the GIL;
+        at a restart it used to slow the load and seed of etcd's records, which answer for
+        the member meanwhile, to a crawl (serving after 19-25 s at 10 x 5,000). Changes made
+        while the daemon was down come with the list, a few seconds later."""
+        name = member.spec.name
+        while self.etcd is not None and time.monotonic() - self.started < WATCH_HOLD:
+            if self._etcd_loaded() and (not self.state.holds(name) or self._etcd_served()):
+                break
+            await asyncio.sleep(WATCH_POLL)
+        if self._held(name):
+            log.info("cluster %s: watching, after etcd's records of it are served (%.2fs)",
+                     name, time.monotonic() - self.started)
+        await member.watcher.run()
 
     # -- members joining and leaving at runtime (Cluster objects of the API: app.joins) ---
 

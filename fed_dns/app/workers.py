@@ -5,11 +5,12 @@ DnsServer on the DNS port (SO_REUSEPORT when N > 1) and build their tables from 
 the daemon's reconcile emits, so a query never waits behind the control work (watch events,
 reconcile steps, etcd writes) that holds the daemon's GIL and loop.
 
-Messages, daemon -> worker: `("diff", puts, deletes)` (one or several runs' delta, deletes
-applied first), `("live",)` once the daemon is settled. A worker applies each delta to its
+Messages, daemon -> worker: `("diff", puts, deletes, seq)` (one or several runs' delta,
+deletes applied first; `seq` numbers the diffs), `("live",)` once the daemon is settled. A worker applies each delta to its
 table as it comes (O(delta)) but answers SERVFAIL in the zone until live, like the daemon.
 Worker -> daemon: `("bound", port)` or `("failed", reason)` at start, `("live",)` once it
-answers from its table (the daemon is ready only then), `("stats", counters)` every
+answers from its table and `("applied", seq)` after each diff (the daemon is ready only
+once every worker answers and has applied what was published by then), `("stats", counters)` every
 `STATS_PERIOD` so /metrics counts every process's queries.
 
 No event loop touches a pipe: `publish` queues the delta and a sender thread sends it (deltas
@@ -61,29 +62,32 @@ class WorkerStartError(RuntimeError):
 
 def coalesce(messages: Iterable[tuple]) -> list[tuple]:
     """Messages in order, with each run of consecutive diffs merged into one: deletes before
-    puts within a diff, a later put or delete of a key wins over an earlier one."""
+    puts within a diff, a later put or delete of a key wins over an earlier one; the merged
+    diff carries the sequence number of the last one."""
     out: list[tuple] = []
     merged: dict[str, bytes | None] | None = None
+    last = 0
     for message in messages:
         if message[0] != "diff":
             if merged is not None:
-                out.append(_diff(merged))
+                out.append(_diff(merged, last))
                 merged = None
             out.append(message)
             continue
-        _, puts, deletes = message
+        _, puts, deletes, seq = message
         merged = {} if merged is None else merged
         for key in deletes:
             merged[key] = None
         merged.update(puts)
+        last = seq
     if merged is not None:
-        out.append(_diff(merged))
+        out.append(_diff(merged, last))
     return out
 
 
-def _diff(merged: Mapping[str, bytes | None]) -> tuple:
+def _diff(merged: Mapping[str, bytes | None], seq: int) -> tuple:
     return ("diff", {k: v for k, v in merged.items() if v is not None},
-            [k for k, v in merged.items() if v is None])
+            [k for k, v in merged.items() if v is None], seq)
 
 
 class _Sender:
@@ -134,6 +138,8 @@ class WorkerPool:
         self.live = False  # "live" sent
         self.stats: dict[int, dict] = {}  # worker index -> its latest counters
         self._acked: set[int] = set()  # workers answering from their live table
+        self.published = 0  # sequence number of the last diff queued
+        self._applied: dict[int, int] = {}  # worker index -> last diff it applied
         self._workers: list[tuple[multiprocessing.Process, object]] = []
         self._bound: dict[int, asyncio.Future] = {}
         self._readers: list[threading.Thread] = []
@@ -186,6 +192,8 @@ class WorkerPool:
             future.set_exception(WorkerStartError(payload[0]))
         elif kind == "live":
             self._acked.add(index)
+        elif kind == "applied":
+            self._applied[index] = payload[0]
         elif kind == "stats":
             self.stats[index] = payload[0]
 
@@ -201,10 +209,15 @@ class WorkerPool:
         if self._sender is None:
             return
         if puts or deletes:
-            self._sender.put(("diff", dict(puts), deletes))
+            self.published += 1
+            self._sender.put(("diff", dict(puts), deletes, self.published))
         if live and not self.live:
             self._sender.put(("live",))
             self.live = True
+
+    def applied_through(self, seq: int) -> bool:
+        """Every worker has applied the diffs up to `seq` (its table holds them)."""
+        return all(self._applied.get(index, 0) >= seq for index in self.indices)
 
     def answering(self) -> bool:
         """Every worker is alive and answers from its live table."""
@@ -281,11 +294,12 @@ class Follow:
         from fed_dns.server import table
 
         if message[0] == "diff":
-            _, puts, deletes = message
+            _, puts, deletes, seq = message
             self.table = table.update(previous=self.table, puts=puts, deletes=deletes)
             self._freezer.changed(len(puts) + len(deletes), loading=lambda: not self.live)
             if self.live:
                 self.server.swap(self.table)
+            return ("applied", seq)
         elif message[0] == "live" and not self.live:
             self.live = True
             self.server.swap(self.table)

@@ -37,14 +37,14 @@ D = "diff"
 
 @pytest.mark.parametrize(("messages", "expect"), [
     ([], []),
-    ([(D, {"a": b"1"}, [])], [(D, {"a": b"1"}, [])]),
-    ([(D, {"a": b"1"}, []), (D, {}, ["a"])], [(D, {}, ["a"])]),
-    ([(D, {"a": b"1"}, []), (D, {"a": b"2"}, [])], [(D, {"a": b"2"}, [])]),
-    ([(D, {"a": b"1"}, ["a"])], [(D, {"a": b"1"}, [])]),
-    ([(D, {}, ["a"]), (D, {"b": b"1"}, [])], [(D, {"b": b"1"}, ["a"])]),
-    ([(D, {"a": b"1", "b": b"2"}, []), (D, {"c": b"3"}, ["a"])], [(D, {"b": b"2", "c": b"3"}, ["a"])]),
-    ([(D, {"a": b"1"}, []), ("live",), (D, {"a": b"2"}, [])],
-     [(D, {"a": b"1"}, []), ("live",), (D, {"a": b"2"}, [])]),
+    ([(D, {"a": b"1"}, [], 1)], [(D, {"a": b"1"}, [], 1)]),
+    ([(D, {"a": b"1"}, [], 1), (D, {}, ["a"], 2)], [(D, {}, ["a"], 2)]),
+    ([(D, {"a": b"1"}, [], 1), (D, {"a": b"2"}, [], 2)], [(D, {"a": b"2"}, [], 2)]),
+    ([(D, {"a": b"1"}, ["a"], 1)], [(D, {"a": b"1"}, [], 1)]),
+    ([(D, {}, ["a"], 1), (D, {"b": b"1"}, [], 2)], [(D, {"b": b"1"}, ["a"], 2)]),
+    ([(D, {"a": b"1", "b": b"2"}, [], 4), (D, {"c": b"3"}, ["a"], 5)], [(D, {"b": b"2", "c": b"3"}, ["a"], 5)]),
+    ([(D, {"a": b"1"}, [], 1), ("live",), (D, {"a": b"2"}, [], 2)],
+     [(D, {"a": b"1"}, [], 1), ("live",), (D, {"a": b"2"}, [], 2)]),
     ([("live",), ("live",)], [("live",), ("live",)]),
 ], ids=["nothing", "put", "put-then-delete", "later-put-wins", "put-after-delete-in-one",
         "delete-then-put-elsewhere", "mixed", "live-keeps-its-place", "only-live"])
@@ -56,16 +56,18 @@ def test_queued_deltas_merge_between_live_messages(messages, expect):
                           st.lists(st.sampled_from("abcde"), max_size=3)), max_size=8))
 def test_a_merged_delta_leaves_what_the_deltas_one_by_one_leave(deltas):
     def apply(state: dict, message: tuple) -> dict:
-        _, puts, deletes = message
+        _, puts, deletes, _seq = message
         state = {k: v for k, v in state.items() if k not in deletes}
         return {**state, **puts}
 
     one_by_one, merged = {"e": b"x"}, {"e": b"x"}
     for puts, deletes in deltas:
-        one_by_one = apply(one_by_one, (D, puts, deletes))
-    for message in coalesce((D, puts, deletes) for puts, deletes in deltas):
+        one_by_one = apply(one_by_one, (D, puts, deletes, 0))
+    messages = coalesce((D, puts, deletes, seq) for seq, (puts, deletes) in enumerate(deltas, 1))
+    for message in messages:
         merged = apply(merged, message)
     assert merged == one_by_one
+    assert [m[3] for m in messages] == ([len(deltas)] if deltas else [])  # the last one's number
 
 
 def _settings(port: int = 0) -> WorkerSettings:
@@ -80,14 +82,15 @@ def _addresses(t) -> list[str]:
 def test_follow_applies_each_delta_and_answers_once_live():
     server = DnsServer(host=LOOPBACK, port=0, table=table_mod.loading(zone=ZONE))
     follow = Follow(settings=_settings(), server=server)
-    assert follow.receive(("diff", {key("c1/a"): value("10.0.0.1"), key("c1/b"): value("10.0.0.2")}, [])) is None
-    follow.receive(("diff", {}, [key("c1/b")]))
+    assert follow.receive(("diff", {key("c1/a"): value("10.0.0.1"), key("c1/b"): value("10.0.0.2")}, [],
+                           1)) == ("applied", 1)  # acknowledged: readiness waits for it
+    assert follow.receive(("diff", {}, [key("c1/b")], 2)) == ("applied", 2)
     assert server.table.loading  # SERVFAIL until live
     assert _addresses(follow.table) == ["10.0.0.1"]  # built as the deltas came
     assert follow.receive(("live",)) == ("live",)  # acknowledged: the daemon may say ready
     live = server.table
     assert not live.loading and _addresses(live) == ["10.0.0.1"]
-    follow.receive(("diff", {key("c2/a"): value("10.0.0.3")}, [key("c1/a")]))
+    follow.receive(("diff", {key("c2/a"): value("10.0.0.3")}, [key("c1/a")], 3))
     assert _addresses(server.table) == ["10.0.0.3"]
     assert server.table.cache is live.cache  # updated in place of a rebuild
     assert follow.receive(("live",)) is None  # a repeated live changes nothing
@@ -130,6 +133,8 @@ async def test_worker_processes_answer_from_the_published_deltas():
         assert not pool.answering()
         pool.publish(puts={key("c1/b"): value("10.0.0.2")}, deletes=[], live=True)
         await _until(pool.answering, what="both workers acknowledge live")
+        assert pool.published == 2
+        await _until(lambda: pool.applied_through(2), what="both workers applied both diffs")
         for _ in range(10):  # fresh source ports: both SO_REUSEPORT sockets
             await _answers(port, dns.rcode.NOERROR, {"10.0.0.1", "10.0.0.2"}, what="live with both deltas")
         pool.publish(puts={}, deletes=[key("c1/a")], live=True)
