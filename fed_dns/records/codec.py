@@ -83,6 +83,11 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
+# One decoder for every value: json.loads with hooks builds a new JSONDecoder per call, which
+# was a third of the time of building a 300,000-key table.
+_DECODER = json.JSONDecoder(object_pairs_hook=_Object, parse_constant=_reject_constant)
+
+
 def decode(value: bytes | bytearray | memoryview | str) -> Record:
     """A Record from a SkyDNS JSON value; ValueError if CoreDNS could not read it either."""
     if isinstance(value, (bytes, bytearray, memoryview)):
@@ -92,7 +97,7 @@ def decode(value: bytes | bytearray | memoryview | str) -> Record:
     else:
         raise TypeError(f"decode() wants bytes or str, not {type(value).__name__}")
     try:
-        pairs = json.loads(text, object_pairs_hook=_Object, parse_constant=_reject_constant)
+        pairs = _DECODER.decode(text)
     except RecursionError:
         raise ValueError("invalid JSON: nested too deeply") from None
     except ValueError as exc:
