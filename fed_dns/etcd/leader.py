@@ -140,7 +140,8 @@ class LeaderElector:
                 self._lease = None
 
     async def _hold(self, lease: aetcd.Lease) -> None:
-        """Refresh the lease every ttl/3 and check the key is still ours; returns when not.
+        """Refresh the lease every ttl/3 (start to start) and check the key is still ours;
+        returns when not.
         After a failed refresh (the client has moved to another member) the next one comes
         after a short backoff, not a whole period."""
         period = self._ttl / 3
@@ -148,8 +149,11 @@ class LeaderElector:
         failures = 0
         while not self._resigned:
             check_cancelled()
+            # start to start from the last confirmed refresh (not a period after the last
+            # answer): is_leader needs a confirmation within 2/3 of the TTL, and the time the
+            # calls took (a busy loop, a slow etcd) must not eat that margin
             await asyncio.sleep(min(period, self._backoff.delay(failures - 1)) if failures
-                                else period)
+                                else max(0.0, self._confirmed + period - time.monotonic()))
             sent = time.monotonic()
             try:
                 reply = await call(self._client, lease.refresh, timeout=patience)
