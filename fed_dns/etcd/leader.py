@@ -140,23 +140,26 @@ class LeaderElector:
                 self._lease = None
 
     async def _hold(self, lease: aetcd.Lease) -> None:
-        """Refresh the lease every ttl/3 (start to start) and check the key is still ours;
-        returns when not.
+        """Refresh the lease every ttl/4 (start to start) and check the key is still ours;
+        returns when not. is_leader needs a confirmation within 2/3 of the TTL: refreshing
+        start to start from the last confirmation, a quarter TTL apart, leaves 5/12 of it
+        for a busy loop or a slow etcd (a period after the last answer, a third apart, the
+        calls' time ate the margin and is_leader flickered under load). The lease counts as
+        confirmed when its refresh is answered; the key check follows.
         After a failed refresh (the client has moved to another member) the next one comes
         after a short backoff, not a whole period."""
-        period = self._ttl / 3
-        patience = period / 2
+        period = self._ttl / 4
+        patience = self._ttl / 6
         failures = 0
         while not self._resigned:
             check_cancelled()
-            # start to start from the last confirmed refresh (not a period after the last
-            # answer): is_leader needs a confirmation within 2/3 of the TTL, and the time the
-            # calls took (a busy loop, a slow etcd) must not eat that margin
             await asyncio.sleep(min(period, self._backoff.delay(failures - 1)) if failures
                                 else max(0.0, self._confirmed + period - time.monotonic()))
             sent = time.monotonic()
             try:
                 reply = await call(self._client, lease.refresh, timeout=patience)
+                if reply is not None and reply.TTL > 0:
+                    self._confirm(sent)
                 current = await call(self._client, self._client.get, self._key,
                                      timeout=patience)
             except _ERRORS as exc:
@@ -176,12 +179,15 @@ class LeaderElector:
                 log.warning("leader key %s was deleted or replaced", self._key.decode())
                 await self._revoke_quietly(lease)
                 return
-            stale = time.monotonic() - self._confirmed >= self._ttl * 2 / 3
-            self._confirmed = sent
-            if stale:  # is_leader said no for a while (a stall): what was refused meanwhile
-                log.info("lease on %s confirmed again after a stall", self._key.decode())
-                self.regains += 1
-                self._notify(True)  # is written now, not at the next resync
+
+    def _confirm(self, sent: float) -> None:
+        """The lease was alive when `sent` (monotonic) was taken."""
+        stale = time.monotonic() - self._confirmed >= self._ttl * 2 / 3
+        self._confirmed = max(self._confirmed, sent)
+        if stale:  # is_leader said no for a while (a stall): what was refused meanwhile
+            log.info("lease on %s confirmed again after a stall", self._key.decode())
+            self.regains += 1
+            self._notify(True)  # is written now, not at the next resync
 
     async def _wait_for_vacancy(self, holder: aetcd.Get) -> None:
         """Until the key is deleted (or a TTL passes: then the campaign simply runs again)."""
