@@ -152,12 +152,13 @@ async def dns_workers(*, config, settings, topology=None):
     from fed_dns.app import logs
     from fed_dns.app.workers import WorkerPool, WorkerSettings
 
+    log_format, log_level = logs.current()
     pool = WorkerPool(count=count, settings=WorkerSettings(
         zone=settings.zone, prefix=settings.prefix, host=config.dns.host, port=config.dns.port,
         tcp_idle_timeout=config.dns.tcp_idle_timeout,
         max_tcp_connections=config.dns.max_tcp_connections,
         max_udp_size=config.dns.max_udp_size, max_tcp_unsent=config.dns.max_tcp_unsent,
-        log_format=logs.current()[0], log_level=logs.current()[1], topology=topology))
+        log_format=log_format, log_level=log_level, topology=topology))
     try:
         await pool.start()
     except BaseException:

@@ -63,7 +63,11 @@ class LeaderElector:
         check is what stops a process woken from SIGSTOP (or a long stall): it still holds
         `_is_leader` until its next refresh fails, but the monotonic clock ran while it was
         stopped, so it acts on nothing before it has heard from etcd again."""
-        return self._is_leader and time.monotonic() - self._confirmed < self._ttl * 2 / 3
+        return self._is_leader and not self._stale()
+
+    def _stale(self) -> bool:
+        """Our lease was last confirmed alive 2/3 of the TTL ago or longer: act on nothing."""
+        return time.monotonic() - self._confirmed >= self._ttl * 2 / 3
 
     @property
     def leader(self) -> str | None:
@@ -164,7 +168,7 @@ class LeaderElector:
                                      timeout=patience)
             except _ERRORS as exc:
                 failures += 1
-                if time.monotonic() - self._confirmed >= self._ttl * 2 / 3:
+                if self._stale():
                     log.warning("stepping down from %s: lease not refreshed for %.1fs (%s)",
                                 self._key.decode(), time.monotonic() - self._confirmed, exc)
                     self.errors += 1
@@ -182,7 +186,7 @@ class LeaderElector:
 
     def _confirm(self, sent: float) -> None:
         """The lease was alive when `sent` (monotonic) was taken."""
-        stale = time.monotonic() - self._confirmed >= self._ttl * 2 / 3
+        stale = self._stale()
         self._confirmed = max(self._confirmed, sent)
         if stale:  # is_leader said no for a while (a stall): what was refused meanwhile
             log.info("lease on %s confirmed again after a stall", self._key.decode())
