@@ -79,6 +79,7 @@ FAMILIES: dict[str, Family] = {
     "leader": Family("gauge", (), "1 while this replica holds the leader lease, else 0."),
     "rejected_objects_total": Family("counter", ("reason",), "Objects not published because they failed validation, by reason code (cluster, namespace, service, hostname, port, protocol, address, name, duplicate; undecidable: a Service whose objects no API server would send, kept as last published); the objects themselves are logged."),
     "source_stale_seconds": Family("gauge", (), "Age of the record source (etcd) data while it is unreachable, 0 when live."),
+    "gc_pause_seconds": Family("histogram", ("process", "generation"), "Collections of Python's cyclic garbage collector and how long each held the interpreter, by process (daemon, dns-worker-N) and generation: a long one stalls everything that process does."),
     "reconcile_runs_total": Family("counter", (), "Reconcile runs."),
     "reconcile_failures_total": Family("counter", (), "Reconcile runs that failed (and were retried)."),
 }
@@ -274,12 +275,18 @@ def daemon_metrics(daemon: Any) -> Metrics:
     metrics.add_source("dns_requests_total", lambda: getattr(dns_stats(), "requests", None) or {})
     metrics.add_source("dns_dropped_total", lambda: getattr(dns_stats(), "dropped", None) or {})
     metrics.add_source("dns_request_duration_seconds", lambda: getattr(dns_stats(), "durations", None) or {})
+    from fed_dns.app import runtime
+
+    pauses = runtime.gc_runtime()
+    metrics.add_source("gc_pause_seconds", lambda: {("daemon", *g): v for (g,), v in pauses.snapshot().items()})
     pool = getattr(daemon, "workers", None)  # the DNS worker processes (started before HTTP)
     for index in pool.indices if pool is not None else ():
         for metric, kind in (("dns_requests_total", "requests"), ("dns_dropped_total", "dropped"),
                              ("dns_request_duration_seconds", "durations"),
                              ("dns_tcp_closed_total", "tcp_closed")):
             metrics.add_source(metric, lambda i=index, k=kind: pool.counters(i, k))
+        metrics.add_source("gc_pause_seconds", lambda i=index: {
+            (f"dns-worker-{i}", *g): v for g, v in pool.counters(i, "gc").items()})
     return metrics
 
 

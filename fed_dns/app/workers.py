@@ -199,7 +199,7 @@ class WorkerPool:
 
     def counters(self, index: int, kind: str) -> dict:
         """Worker `index`'s latest counters of one kind (`requests`, `dropped`, `durations`,
-        `tcp_closed`): a metrics source."""
+        `tcp_closed`, `gc`): a metrics source."""
         return self.stats.get(index, {}).get(kind, {})
 
     def publish(self, *, puts: Mapping[str, bytes], deletes: Iterable[str], live: bool) -> None:
@@ -320,6 +320,7 @@ def _worker_entry(settings: WorkerSettings, index: int, reuse_port: bool, conn, 
 
 
 async def _worker(settings: WorkerSettings, index: int, reuse_port: bool, conn) -> None:
+    from fed_dns.app import runtime
     from fed_dns.server import dns, table
 
     loop = asyncio.get_running_loop()
@@ -357,7 +358,7 @@ async def _worker(settings: WorkerSettings, index: int, reuse_port: bool, conn) 
     async def report() -> None:
         while not done.is_set():
             await asyncio.sleep(STATS_PERIOD)
-            send(("stats", counters(server.stats)))
+            send(("stats", {**counters(server.stats), "gc": runtime.gc_runtime().snapshot()}))
 
     reader = threading.Thread(target=_read, args=(conn, loop, deliver), name="daemon-reader", daemon=True)
     reader.start()

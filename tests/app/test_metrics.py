@@ -165,3 +165,25 @@ def test_daemon_wiring_reads_members_and_reconcile_stats():
     assert value(families["fed_dns_federated_conflicts"], "fed_dns_federated_conflicts") == 1
     assert value(families["fed_dns_dns_tcp_closed"], "fed_dns_dns_tcp_closed_total", reason="unread") == 6
     assert not families.get("fed_dns_metrics_source_errors")
+
+
+def test_gc_pauses_are_observed_per_generation_and_scraped_for_the_daemon():
+    import gc
+
+    from fed_dns.app import runtime
+
+    pauses = runtime.gc_runtime()
+    assert runtime.gc_runtime() is pauses  # one callback per process
+    before = pauses.snapshot()[("2",)]
+    gc.collect(2)
+    gc.collect(0)
+    after = pauses.snapshot()
+    assert sum(after[("2",)][0].values()) == sum(before[0].values()) + 1
+    assert after[("2",)][1] > before[1]  # a full collection takes some time
+    assert sum(after[("0",)][0].values()) >= 1
+    daemon = types.SimpleNamespace(members={}, reconciler=types.SimpleNamespace(stats=types.SimpleNamespace(
+        published_services=0, published_records=0, failovers=0, rejected={}, runs=0, failures=0, writes=0)),
+        etcd=None, dns=None)
+    families = scrape(daemon_metrics(daemon))
+    assert value(families["fed_dns_gc_pause_seconds"], "fed_dns_gc_pause_seconds_count",
+                 process="daemon", generation="2") >= 1

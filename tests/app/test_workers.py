@@ -140,6 +140,9 @@ async def test_worker_processes_answer_from_the_published_deltas():
         pool.publish(puts={}, deletes=[key("c1/a")], live=True)
         await _answers(port, dns.rcode.NOERROR, {"10.0.0.2"}, what="following a delete")
         assert pool.alive()
+        await _until(lambda: pool.counters(1, "gc") and pool.counters(2, "gc"),
+                     what="both workers report their counters, GC pauses with them")
+        assert set(pool.counters(1, "gc")) == {("0",), ("1",), ("2",)}
     finally:
         await pool.close()
     assert not pool.alive()
