@@ -40,6 +40,7 @@ def churn(rig: ScaleRig, rate: float, duration: float, counter: int, *, hang: in
     load.on_change = answers.offer
     ticks, withdrawal = [], None
     hung_services = [n for _, n in rig.sample(SAMPLE, seed=7)]
+    gc_before, cpu_before = gc_pauses(rig), rig.cpu_seconds()
     started, cpu = time.monotonic(), time.process_time()
     load.start()
     try:
@@ -56,6 +57,7 @@ def churn(rig: ScaleRig, rate: float, duration: float, counter: int, *, hang: in
     finally:
         changes = load.stop()
         elapsed, cpu = time.monotonic() - started, time.process_time() - cpu
+        cpu_after = rig.cpu_seconds()
     key = lambda c: rig.key_of(c.member, c.n, c.address)  # noqa: E731
     latest = [history[-1] for history in load.by_service.values()]
     drained = first_times({"all_in_etcd_s": lambda: all(key(c) in watch.seen for c in latest)},
@@ -63,6 +65,10 @@ def churn(rig: ScaleRig, rate: float, duration: float, counter: int, *, hang: in
     answers.stop()
     watch.stop()
     times = reached(changes, dict(watch.seen), key)
+    arrivals = [0] * (int(elapsed) + 1)  # changes that reached etcd in each second of the churn
+    for r in times:
+        if r is not None and 0 <= r - started < len(arrivals):
+            arrivals[int(r - started)] += 1
     backlog = [{"t_s": round(t - started, 1),
                 "not_in_etcd": sum(1 for c, r in zip(changes, times) if c.at <= t and (r is None or r > t))}
                for t in ticks]
@@ -76,9 +82,48 @@ def churn(rig: ScaleRig, rate: float, duration: float, counter: int, *, hang: in
            "event_to_etcd_ms": percentiles([r - c.at for c, r in zip(changes, times) if r is not None],
                                            scale=1000, digits=1),
            "never_in_etcd": sum(1 for r in times if r is None), "drain_after_end_s": drained["all_in_etcd_s"],
-           "backlog": backlog, "backlog_growing": growing, "rss_mb": rig.rss()}
+           "backlog": backlog, "backlog_growing": growing, "etcd_arrivals_per_s": arrivals, "rss_mb": rig.rss(),
+           "gc_pauses": gc_delta(gc_before, gc_pauses(rig)),
+           "cpu_share": {k: round((v - cpu_before.get(k, 0.0)) / elapsed, 2) for k, v in cpu_after.items()}}
     if hang is not None:
         out["hang"] = {"member": hang, **(withdrawal or {"dns_s": None, "etcd_s": None})}
+    return out
+
+
+def gc_pauses(rig: ScaleRig) -> dict[tuple[str, str], tuple[float, float, dict[float, float]]]:
+    """The daemon's fed_dns_gc_pause_seconds: (process, generation) -> (count, sum, buckets)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict = {}
+    try:
+        text = rig.daemon.metrics()
+    except OSError:
+        return out
+    for family in text_string_to_metric_families(text):
+        if family.name != "fed_dns_gc_pause_seconds":
+            continue
+        for sample in family.samples:
+            key = (sample.labels["process"], sample.labels["generation"])
+            count, total, buckets = out.get(key, (0.0, 0.0, {}))
+            if sample.name.endswith("_count"):
+                count = sample.value
+            elif sample.name.endswith("_sum"):
+                total = sample.value
+            elif sample.name.endswith("_bucket"):
+                buckets = {**buckets, float(sample.labels["le"]): sample.value}
+            out[key] = (count, total, buckets)
+    return out
+
+
+def gc_delta(before: dict, after: dict) -> dict:
+    """Per process and generation, the collections between two scrapes: how many, their
+    total seconds, and how many took over 50 ms / 250 ms."""
+    out = {}
+    for key, (count, total, buckets) in sorted(after.items()):
+        count0, total0, buckets0 = before.get(key, (0.0, 0.0, {}))
+        over = lambda bound: (count - buckets.get(bound, 0)) - (count0 - buckets0.get(bound, 0))  # noqa: E731
+        out[f"{key[0]}/gen{key[1]}"] = {"count": int(count - count0), "seconds": round(total - total0, 3),
+                                        "over_50ms": int(over(0.05)), "over_250ms": int(over(0.25))}
     return out
 
 

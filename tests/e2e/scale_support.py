@@ -107,6 +107,7 @@ class ScaleRig:
     zone: str = "scale.example.com."
     repo: Path = REPO  # the source tree `fed-dns run` runs from
     config: dict = field(default_factory=dict)  # extra daemon config (health, dns, ...)
+    etcd_pid: int | None = None  # to count etcd's CPU (cpu_seconds)
     sims: SimThread | None = None
     daemon: Daemon | None = None
     current: dict[tuple[int, int], list[str]] = field(default_factory=dict)  # (member, n) -> addresses
@@ -217,12 +218,37 @@ class ScaleRig:
         """The daemon's VmRSS/VmHWM, and its child processes (the DNS workers) summed."""
         pid = self.daemon.proc.pid
         out = vm_status(pid)
-        children = []
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            children += (task / "children").read_text().split()
-        workers = [vm_status(int(child)).get("VmRSS", 0.0) for child in children]
+        workers = [vm_status(child).get("VmRSS", 0.0) for child in self._children(pid)]
         return {**out, "children_VmRSS": round(sum(workers), 1),
                 "total_VmRSS": round(out.get("VmRSS", 0.0) + sum(workers), 1)}
+
+    def _children(self, pid: int) -> list[int]:
+        out = []
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            out += [int(c) for c in (task / "children").read_text().split()]
+        return out
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds (user + system) so far of the daemon, its DNS workers, etcd and this
+        process (the members and the observers)."""
+        import os
+
+        tick = os.sysconf("SC_CLK_TCK")
+
+        def cpu(pid: int) -> float:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                return 0.0
+            return (int(fields[11]) + int(fields[12])) / tick
+
+        out = {"bench": cpu(os.getpid())}
+        if self.daemon is not None and self.daemon.proc is not None:
+            out["daemon"] = cpu(self.daemon.proc.pid)
+            out["workers"] = sum(cpu(c) for c in self._children(self.daemon.proc.pid))
+        if self.etcd_pid is not None:
+            out["etcd"] = cpu(self.etcd_pid)
+        return out
 
     # -- changing the members -------------------------------------------------------------------
 
