@@ -77,7 +77,7 @@ class Daemon:
         self.table = None  # server.table.ZoneTable: what self.dns answers from once settled
         self.state = ZoneState(settings=self.settings)
         self._ready = False  # latched by ready()
-        self._freezer = runtime.Freezer()  # gc.freeze() after big changes and during the load
+        self._freezer = runtime.Freezer()  # gc.freeze() every 1,000 changed keys
         self._drained_mark: int | None = None  # reconcile drains counted when all was answerable
         self._workers_mark: int | None = None  # deltas published when all was answerable
         for name, member in self.members.items():
@@ -103,12 +103,12 @@ class Daemon:
 
         deletes = tuple(deletes)
         live = self.settled()
+        if puts or deletes:
+            with self._freezer.applying(len(puts) + len(deletes)):
+                if self.workers is None:
+                    self.table = table.update(previous=self.table, puts=puts, deletes=deletes)
         if self.workers is not None:
             self.workers.publish(puts=puts, deletes=deletes, live=live)
-        elif puts or deletes:
-            self.table = table.update(previous=self.table, puts=puts, deletes=deletes)
-        if puts or deletes:
-            self._freezer.changed(len(puts) + len(deletes), loading=lambda: not self.ready())
         if self.dns is not None and live and self.dns.table is not self.table:
             self.dns.swap(self.table)
 
@@ -238,6 +238,8 @@ class Daemon:
             if not self.workers.applied_through(self._workers_mark):
                 return False
         self._ready = True
+        log.info("ready: DNS answers from the live records of every member (%.2fs after start)",
+                 time.monotonic() - self.started)
         return True
 
     def _etcd_loaded(self) -> bool:

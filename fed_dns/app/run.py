@@ -38,7 +38,7 @@ def run_daemon(*, config, members=None) -> int:
     from fed_dns.app import runtime
     from fed_dns.app.daemon import Daemon
 
-    runtime.tune_for_dns()
+    runtime.tune_for_dns(thaw_period=runtime.THAW_PERIOD)  # the daemon: hourly
 
     async def body() -> int:
         stop = asyncio.Event()

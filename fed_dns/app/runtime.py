@@ -15,39 +15,47 @@ cycles among frozen objects would never be collected, and the zone has none).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 SWITCH_INTERVAL = 0.0005  # seconds a thread may hold the GIL while another waits
 BIG_CHANGE = 1_000  # Services (or keys) in one run past which its new objects are frozen
 
 
 GC_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-THAW_PERIOD = 3600.0  # seconds between two full collections over everything (see GcRuntime)
+# Seconds between two full collections over everything (see GcRuntime). Measured at 10 x
+# 5,000 under 1,000 changes/s, with a 20 s period: each such collection freed 36-56 objects
+# in the daemon (0.75-1.3 s) and 0-6 in a DNS worker (1.3-3.1 s on the loaded vCPUs, every
+# query waiting). So the daemon thaws hourly, and a process that only answers DNS daily.
+THAW_PERIOD = 3600.0
+THAW_PERIOD_DNS = 86400.0
 
 log = logging.getLogger("fed_dns.runtime")
 
 
 class GcRuntime:
     """The cyclic GC of a process that holds a zone: each collection timed per generation
-    (`snapshot()`, the metric `gc_pause_seconds`), and, with `freeze`, what survived a full
-    collection frozen.
+    (`snapshot()`, the metric `gc_pause_seconds`); with `freeze`, what survives a full
+    collection is frozen, and `thaw_if_due()` undoes every freeze once per `thaw_period`.
 
-    Why freeze: under churn the records that replace frozen ones are new objects, and every
-    full collection walked all of them again. At 10 x 5,000 the scale bench measured 3-4 full
-    collections a minute of 0.43-0.53 s each, in the daemon and in the DNS worker: the
-    answer p99 under churn (385 ms) was those stalls. Frozen after each full collection, the
-    next one walks only what came since (tens of ms).
+    Why: the zone's records are hundreds of thousands of long-lived objects with no cycles
+    among them. Under churn the records that replace frozen ones are new objects, and the
+    collector's counts (allocations minus deallocations) stay low while they pile up in the
+    young generations, because what they replace is freed from the frozen ones: a young
+    collection then walked seconds' worth of survivors (50-90 ms in the DNS worker) and a
+    full one everything since the last freeze (0.43-0.53 s, 3-4 a minute at 10 x 5,000).
+    Hence `Freezer` (every BIG_CHANGE keys) and the freeze after a full collection here.
 
     The price: an object frozen while alive and later freed as part of a reference cycle is
-    not collected (refcounting still frees everything else). A full collection has just freed
-    the cycles that were garbage then, so only cycles alive at that moment are at risk; and
-    every `thaw_period` the freeze is undone, so the next full collection walks (and frees)
-    everything: one long pause an hour, logged with what it freed. Install one per process
-    (`gc_runtime()`); the callback runs inside the collector, after it has finished."""
+    not collected (refcounting frees everything else). So every `thaw_period` (`Freezer`
+    asks) the freeze is undone and one full collection walks and frees everything: one long
+    pause (0.5-3 s at 10 x 5,000) an hour in the daemon, a day in a DNS worker (see
+    THAW_PERIOD), logged with what it freed. Install one per process (`gc_runtime()`); the
+    callback runs inside the collector, after it has finished."""
 
     def __init__(self, *, freeze: bool = False, thaw_period: float = THAW_PERIOD,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -56,29 +64,34 @@ class GcRuntime:
         self.histograms = tuple(LocalHistogram(GC_BUCKETS) for _ in range(3))
         self.freeze = freeze
         self.thaw_period = thaw_period
+        self.thaws = 0
         self._clock = clock
         self._thawed_at = clock()
-        self._thawing = False  # unfrozen: the next full collection walks everything
         self._started = 0.0
 
     def callback(self, phase: str, info: dict) -> None:
         if phase == "start":
             self._started = time.perf_counter()
             return
-        took = time.perf_counter() - self._started
         generation = min(info.get("generation", 2), 2)
-        self.histograms[generation].observe(took)
-        if generation != 2 or not self.freeze:
-            return
-        if self._thawing:
-            self._thawing = False
-            log.info("gc: a full collection over every object freed %d in %.3fs",
-                     info.get("collected", 0), took)
-        elif self._clock() - self._thawed_at >= self.thaw_period:
-            gc.unfreeze()
-            self._thawed_at, self._thawing = self._clock(), True
-            return
-        gc.freeze()
+        self.histograms[generation].observe(time.perf_counter() - self._started)
+        if generation == 2 and self.freeze:
+            gc.freeze()
+
+    def thaw_if_due(self) -> bool:
+        """Once per `thaw_period` (with `freeze`): unfreeze and collect everything now (the
+        callback freezes the survivors again). Returns whether it did."""
+        if not self.freeze or self._clock() - self._thawed_at < self.thaw_period:
+            return False
+        frozen = gc.get_freeze_count()
+        started = time.perf_counter()
+        gc.unfreeze()
+        freed = gc.collect()
+        self._thawed_at = self._clock()
+        self.thaws += 1
+        log.info("gc: a full collection over every object (%d had been frozen) freed %d in %.3fs",
+                 frozen, freed, time.perf_counter() - started)
+        return True
 
     def snapshot(self) -> dict[tuple[str], tuple[dict[float, int], float]]:
         """The metric source: generation -> (counts, sum)."""
@@ -88,41 +101,61 @@ class GcRuntime:
 _RUNTIME: GcRuntime | None = None
 
 
-def gc_runtime(*, freeze: bool = False) -> GcRuntime:
-    """This process's GcRuntime, installed on first use (`freeze` turned on by any call)."""
+def gc_runtime(*, freeze: bool = False, thaw_period: float | None = None) -> GcRuntime:
+    """This process's GcRuntime, installed on first use (`freeze` turned on by any call,
+    `thaw_period` set by any call that gives one)."""
     global _RUNTIME
     if _RUNTIME is None:
         _RUNTIME = GcRuntime(freeze=freeze)
         gc.callbacks.append(_RUNTIME.callback)
     _RUNTIME.freeze = _RUNTIME.freeze or freeze
+    if thaw_period is not None:
+        _RUNTIME.thaw_period = thaw_period
     return _RUNTIME
 
 
-def tune_for_dns() -> None:
-    """Call once at the start of a process that serves DNS: a short switch interval, and
-    the GC timed and freezing what survives full collections (`GcRuntime`)."""
+def tune_for_dns(*, thaw_period: float = THAW_PERIOD_DNS) -> None:
+    """Call once at the start of a process that holds a zone table: a short switch
+    interval, and the GC timed and freezing (`GcRuntime`, thawing every `thaw_period`)."""
     sys.setswitchinterval(SWITCH_INTERVAL)
-    gc_runtime(freeze=True)
+    gc_runtime(freeze=True, thaw_period=thaw_period)
 
 
 def after_big_change() -> None:
     """Call after a load or a big update of long-lived zone data: moves every object alive
-    now out of the collector's sight (O(1)). Only after big changes, which are rare, so the
-    cycles that happen to be alive then and die later (never collected) stay few."""
+    now out of the collector's sight (O(1)); the process's GcRuntime thaws once an hour."""
+    gc_runtime().thaw_if_due()
     gc.freeze()
 
 
 class Freezer:
-    """When to call `after_big_change` for a table that changes in deltas: after a big delta,
-    and while the zone is still loading every BIG_CHANGE keys (a zone loaded in 20 ms slices
-    is never one big change, and full collections walked the growing zone again and again:
-    seconds of start, long stalls)."""
+    """When to call `after_big_change` for a table that changes in deltas: after every
+    BIG_CHANGE keys changed (one big delta, or many small ones: a zone loaded in 20 ms
+    slices, or churn, where the records that replace frozen ones piled up unseen by the
+    collector's counts; see GcRuntime)."""
 
     def __init__(self) -> None:
         self.unfrozen = 0  # keys changed since the last freeze
 
-    def changed(self, count: int, *, loading: Callable[[], bool]) -> None:
+    @contextlib.contextmanager
+    def applying(self, count: int) -> Iterator[None]:
+        """Around applying a delta of `count` keys to the table (then `changed`). A big one
+        runs with the collector off: its new objects (tens of thousands of index nodes and
+        records, no cycles among them) are frozen right after, so no collection walks them
+        during the update, where each young collection held the GIL for tens of ms while
+        DNS queries waited (a failover delta is 35,000 keys at 10 x 5,000)."""
+        paused = count >= BIG_CHANGE and gc.isenabled()
+        if paused:
+            gc.disable()
+        try:
+            yield
+        finally:
+            if paused:
+                gc.enable()
+            self.changed(count)
+
+    def changed(self, count: int) -> None:
         self.unfrozen += count
-        if count >= BIG_CHANGE or (self.unfrozen >= BIG_CHANGE and loading()):
+        if self.unfrozen >= BIG_CHANGE:
             after_big_change()
             self.unfrozen = 0

@@ -134,7 +134,8 @@ class Feed:
         self.revision = 0  # of the newest change received
         self.changed = asyncio.Event()
         self.builds = 0
-        self.big = False  # the last build was a load or a big update
+        self.changed_keys = 0  # keys the last build changed (a load: every key)
+        self._freezer = runtime.Freezer()
         self.last_build_ms = 0.0
 
     def on_change(self, change) -> None:
@@ -157,7 +158,7 @@ class Feed:
         if self.base is None and (not self.pending or current.loading):
             return None  # deltas before the first load wait for it
         new = current
-        self.big = self.base is not None or len(self.pending) >= runtime.BIG_CHANGE
+        self.changed_keys = (len(self.base) if self.base is not None else 0) + len(self.pending)
         if self.base is not None:
             new = table.build(zone=self.opts.zone, entries=self.base, prefix=self.opts.prefix,
                               previous=None if current.loading else current,
@@ -182,8 +183,7 @@ class Feed:
             if new is None:
                 continue
             self.server.swap(new)
-            if self.big:
-                runtime.after_big_change()
+            self._freezer.changed(self.changed_keys)
             self.builds += 1
             self.last_build_ms = (time.perf_counter() - start) * 1000
             if new.dropped:

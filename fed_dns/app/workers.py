@@ -295,14 +295,15 @@ class Follow:
 
         if message[0] == "diff":
             _, puts, deletes, seq = message
-            self.table = table.update(previous=self.table, puts=puts, deletes=deletes)
-            self._freezer.changed(len(puts) + len(deletes), loading=lambda: not self.live)
+            with self._freezer.applying(len(puts) + len(deletes)):
+                self.table = table.update(previous=self.table, puts=puts, deletes=deletes)
             if self.live:
                 self.server.swap(self.table)
             return ("applied", seq)
         elif message[0] == "live" and not self.live:
             self.live = True
             self.server.swap(self.table)
+            log.info("DNS worker: answering from the live table (%d records)", len(self.table))
             return ("live",)
         return None
 

@@ -279,9 +279,12 @@ class ZoneMirror:
         await self._load(client)
 
     async def _load(self, client: aetcd.Client) -> None:
+        started = time.monotonic()
         loaded = await ranges.read_prefix(client, prefix=self._prefix_bytes,
                                           timeout=self._settings.timeout,
                                           page_size=self._page_size)
+        log.info("etcd: loaded %d keys under %s at revision %d in %.2fs", len(loaded.data),
+                 self._prefix, loaded.revision, time.monotonic() - started)
         # Events not yet reported are older than the read: it supersedes them.
         self._cancel_flush()
         self._clear_pending()

@@ -1,6 +1,6 @@
-"""The GC policy of DNS-serving processes (app.runtime.GcRuntime): timed collections,
-survivors of a full collection frozen, and a thaw every period that lets a full collection
-free cycles frozen while they were alive."""
+"""The GC policy of DNS-serving processes (app.runtime): timed collections, survivors of a
+full collection frozen, the table's deltas frozen every BIG_CHANGE keys (big ones applied
+with the collector off), and a thaw every period that frees cycles frozen while alive."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ def policy():
     clock = Clock()
     gcr = runtime.GcRuntime(freeze=True, thaw_period=60.0, clock=clock)
     gcr.clock = clock
+    gc.unfreeze()
     gc.collect()
     gc.callbacks.append(gcr.callback)
     try:
@@ -78,7 +79,7 @@ def test_garbage_cycles_are_still_freed_by_the_collection_that_sees_them(policy)
     assert ref() is None
 
 
-def test_a_cycle_frozen_while_alive_is_freed_after_the_thaw_period(policy):
+def test_a_cycle_frozen_while_alive_is_freed_by_the_thaw_once_its_period_is_over(policy):
     node = Node()
     ref = weakref.ref(node)
     gc.collect()  # frozen while alive
@@ -86,11 +87,75 @@ def test_a_cycle_frozen_while_alive_is_freed_after_the_thaw_period(policy):
     gc.collect()
     assert ref() is not None  # frozen: the price of freezing (bounded by the thaw)
     policy.clock.now = 59.0
-    gc.collect()
+    assert not policy.thaw_if_due()
     assert ref() is not None and gc.get_freeze_count() > 0
     policy.clock.now = 60.0
-    gc.collect()  # the thaw: unfrozen, this collection's survivors stay in sight
-    assert gc.get_freeze_count() == 0
-    gc.collect()  # the next full collection walks everything, frees the cycle, freezes again
+    assert policy.thaw_if_due()  # unfrozen, one full collection over everything
     assert ref() is None
-    assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() > 0  # its survivors frozen again
+    assert policy.thaws == 1
+    assert not policy.thaw_if_due()  # the next one a period later
+    policy.clock.now = 120.0
+    assert policy.thaw_if_due()
+
+
+def test_no_thaw_without_freezing():
+    clock = Clock()
+    gcr = runtime.GcRuntime(freeze=False, thaw_period=1.0, clock=clock)
+    clock.now = 10.0
+    assert not gcr.thaw_if_due()
+
+
+def test_small_deltas_are_frozen_every_big_change_keys():
+    """Churn: deltas of a few keys; what replaced frozen records is frozen every BIG_CHANGE
+    keys, never left to pile up in the young generations."""
+    gc.unfreeze()  # whatever an earlier test left frozen
+    gc.collect()
+    freezer = runtime.Freezer()
+    step = runtime.BIG_CHANGE // 4
+    try:
+        made = []
+        for _ in range(3):
+            made.append([[i] for i in range(100)])
+            freezer.changed(step)
+        assert gc.get_freeze_count() == 0
+        freezer.changed(step)
+        assert gc.get_freeze_count() >= 300
+        assert freezer.unfrozen == 0
+    finally:
+        gc.unfreeze()
+        gc.collect()
+
+
+@pytest.mark.parametrize(("count", "enabled", "paused", "frozen"), [
+    (runtime.BIG_CHANGE, True, True, True),  # a big delta: no collection during it, frozen after
+    (runtime.BIG_CHANGE - 1, True, False, False),  # a small one: the collector as it was
+    (runtime.BIG_CHANGE, False, True, True),  # the collector already off stays off
+])
+def test_a_big_delta_is_applied_with_the_collector_off_and_frozen_after(count, enabled, paused, frozen):
+    gc.unfreeze()  # whatever an earlier test left frozen
+    gc.collect()
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    freezer = runtime.Freezer()
+    try:
+        with freezer.applying(count):
+            during = gc.isenabled()
+            made = [[i] for i in range(100)]
+        assert during is (enabled and not paused)
+        assert gc.isenabled() is enabled
+        assert (gc.get_freeze_count() >= len(made)) is frozen
+    finally:
+        (gc.enable if was else gc.disable)()
+        gc.unfreeze()
+        gc.collect()
+
+
+def test_the_collector_comes_back_when_the_delta_fails():
+    freezer = runtime.Freezer()
+    with pytest.raises(ValueError):
+        with freezer.applying(runtime.BIG_CHANGE):
+            assert not gc.isenabled()
+            raise ValueError("a bad delta")
+    assert gc.isenabled()
+    gc.unfreeze()
