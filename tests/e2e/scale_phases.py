@@ -40,7 +40,7 @@ def churn(rig: ScaleRig, rate: float, duration: float, counter: int, *, hang: in
     load.on_change = answers.offer
     ticks, withdrawal = [], None
     hung_services = [n for _, n in rig.sample(SAMPLE, seed=7)]
-    gc_before, cpu_before = gc_pauses(rig), rig.cpu_seconds()
+    gc_before, cpu_before, disk_before = gc_pauses(rig), rig.cpu_seconds(), etcd_disk(rig)
     started, cpu = time.monotonic(), time.process_time()
     load.start()
     try:
@@ -84,7 +84,8 @@ def churn(rig: ScaleRig, rate: float, duration: float, counter: int, *, hang: in
            "never_in_etcd": sum(1 for r in times if r is None), "drain_after_end_s": drained["all_in_etcd_s"],
            "backlog": backlog, "backlog_growing": growing, "etcd_arrivals_per_s": arrivals, "rss_mb": rig.rss(),
            "gc_pauses": gc_delta(gc_before, gc_pauses(rig)),
-           "cpu_share": {k: round((v - cpu_before.get(k, 0.0)) / elapsed, 2) for k, v in cpu_after.items()}}
+           "cpu_share": {k: round((v - cpu_before.get(k, 0.0)) / elapsed, 2) for k, v in cpu_after.items()},
+           "etcd_disk": disk_delta(disk_before, etcd_disk(rig))}
     if hang is not None:
         out["hang"] = {"member": hang, **(withdrawal or {"dns_s": None, "etcd_s": None})}
     return out
@@ -115,6 +116,40 @@ def gc_pauses(rig: ScaleRig) -> dict[tuple[str, str], tuple[float, float, dict[f
     return out
 
 
+ETCD_DISK = ("etcd_disk_wal_fsync_duration_seconds", "etcd_disk_backend_commit_duration_seconds")
+
+
+def etcd_disk(rig: ScaleRig) -> dict[str, tuple[float, float, float]]:
+    """etcd's own disk histograms: name -> (count, sum, count over 0.5 s). A slow disk
+    stalls every write of etcd, whatever the daemon does."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(f"{rig.etcd_url}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for family in text_string_to_metric_families(text):
+        if family.name not in ETCD_DISK:
+            continue
+        get = lambda suffix, le=None: sum(x.value for x in family.samples if x.name.endswith(suffix)  # noqa: E731
+                                          and (le is None or x.labels.get("le") == le))
+        count = get("_count")
+        out[family.name.removeprefix("etcd_disk_").removesuffix("_duration_seconds")] = (
+            count, get("_sum"), count - get("_bucket", "0.512"))
+    return out
+
+
+def disk_delta(before: dict, after: dict) -> dict:
+    return {name: {"count": int(count - before.get(name, (0, 0, 0))[0]),
+                   "seconds": round(total - before.get(name, (0, 0, 0))[1], 3),
+                   "over_512ms": int(slow - before.get(name, (0, 0, 0))[2])}
+            for name, (count, total, slow) in after.items()}
+
+
 def gc_delta(before: dict, after: dict) -> dict:
     """Per process and generation, the collections between two scrapes: how many, their
     total seconds, and how many took over 50 ms / 250 ms."""
@@ -134,6 +169,7 @@ def kill(rig: ScaleRig, member: int, timeout: float) -> dict:
     try:
         time.sleep(2.0)
         quiet, quiet_timeouts = load.take()
+        disk_before = etcd_disk(rig)
         rig.kill(member, mode="stop")
         times = first_times({"dns_s": lambda: rig.withdrawn_from_dns(member, services),
                              "etcd_s": lambda: rig.withdrawn_from_etcd(member, services)},
@@ -147,7 +183,7 @@ def kill(rig: ScaleRig, member: int, timeout: float) -> dict:
     return {"member": member, "withdrawn_from_dns_s": times["dns_s"], "withdrawn_from_etcd_s": times["etcd_s"],
             "dns_query_ms_before": percentiles(quiet, scale=1000, digits=2), "timeouts_before": quiet_timeouts,
             "dns_query_ms_during_write": percentiles(during, scale=1000, digits=2),
-            "timeouts_during_write": during_timeouts, **back}
+            "timeouts_during_write": during_timeouts, "etcd_disk": disk_delta(disk_before, etcd_disk(rig)), **back}
 
 
 def quiet_etcd(kv: EtcdCounts, *, expected: int, prefix: str, quiet: float, timeout: float) -> float | None:
@@ -170,7 +206,7 @@ def restart(rig: ScaleRig, timeout: float) -> dict:
     written back, which are not the restart's), then count the revisions it writes."""
     kv = EtcdCounts(rig.etcd_url)
     settled = quiet_etcd(kv, expected=rig.expected_keys, prefix=rig.prefix, quiet=3.0, timeout=timeout)
-    before = kv.revision()
+    before, disk_before = kv.revision(), etcd_disk(rig)
     rig.restart_daemon()
     sample = rig.sample(SAMPLE, seed=11)
     times = first_times({"readyz_s": rig.daemon.ready, "answered_s": lambda: rig.answered(sample)},
@@ -185,4 +221,4 @@ def restart(rig: ScaleRig, timeout: float) -> dict:
     next_change = first_times({"next_change_in_etcd_s": lambda: key in kv.keys(key)}, timeout=timeout,
                               interval=0.05)
     return {"etcd_quiet_before_s": settled, **times, f"revisions_written_in_{settle:g}s_after_start": written,
-            **next_change, "rss_mb": rig.rss()}
+            **next_change, "rss_mb": rig.rss(), "etcd_disk": disk_delta(disk_before, etcd_disk(rig))}
