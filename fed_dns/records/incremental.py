@@ -114,7 +114,9 @@ class _Result:
     table: tuple[str, ...]  # the group's keys in the table
 
 
-SEED_CHUNK = 1_000  # seeded table entries emitted per limited step (a step stays short)
+SEED_CHUNK = 1_000  # seeded table entries emitted per limited step (a step stays short; a
+# limited step recomputes no group while the seed is pending: 300,000 seeded keys went out in
+# 300 steps of 20 recomputes each, 2.3 s of CPU and 6 s or more at a restart)
 
 _EMPTY = _Result(records=0, rejected=frozenset(), fallbacks=(), conflicts=(), table=())
 
@@ -162,11 +164,34 @@ class ZoneState:
         """The store's whole contents: forget what it held before; everything is dirty."""
         self._outside_pending |= self._outside
         self._mark(self._held.keys())  # their last plans may name keys that are gone now
-        self._current = {}
+        self._current = dict(entries)
         self._held = {}
         self._claims = {}
-        for key, value in entries.items():
-            self._put_current(key, value)
+        # What _put_current does key by key, by group: a ServiceKey hashes in Python, so the
+        # keys are grouped by their two labels (a str tuple) first (300,000 keys: 2.0 -> 1.3 s).
+        scope, cut = self._scope, len(self._scope)
+        by_labels: dict[tuple[str, str] | None, list[str]] = {}
+        for key in entries:
+            if not key.startswith(scope):
+                self._outside_pending.add(key)
+                continue
+            labels = key[cut:].split("/", 2)
+            by_labels.setdefault((labels[0], labels[1]) if len(labels) >= 2 else None, []).append(key)
+        claimed: dict[bytes, tuple[str, ...]] = {}  # a value is often held twice (A and SRV)
+        for labels, keys in by_labels.items():
+            group = GROUPLESS if labels is None else ServiceKey(namespace=labels[0], name=labels[1])
+            self._held[group] = set(keys)
+            counts: dict[str, int] = {}
+            for key in keys:
+                value = entries[key]
+                clusters = claimed.get(value)
+                if clusters is None:
+                    clusters = claimed[value] = _claimed(value)
+                for cluster in clusters:
+                    counts[cluster] = counts.get(cluster, 0) + 1
+            for cluster, count in counts.items():
+                self._claims.setdefault(cluster, {})[group] = count
+            self._mark((group,))
         self._seed_table()
         self.mark_all()
 
@@ -303,6 +328,8 @@ class ZoneState:
         self._flush_outside(table_puts, table_deletes)
         done = []
         count = len(self._queue) if limit is None else min(limit, len(self._queue))
+        if limit is not None and seed:
+            count = 0  # etcd's records first: a restart serves them all before any recompute
         for _ in range(count):
             group = self._queue.popleft()
             self._dirty.discard(group)
