@@ -12,7 +12,8 @@ health period 1 s, timeout 1 s, 3 failures: detection about 3 s; lease TTL 5 s, 
   and the backlog (changes not yet in etcd) every 5 s;
 - kill: one member stops (connections refused and cut) -> withdrawn from DNS and from etcd,
   with the DNS query latency (back-to-back queries) during the write; then revived;
-- hang: another member hangs (accepts, never answers) during churn -> withdrawn times;
+- hang: once etcd is quiet, another member hangs (accepts, never answers) during churn ->
+  withdrawn times;
 - restart: the daemon restarts at full size -> /readyz and answered times, etcd revisions
   written while it settles (0: nothing rewritten), and the next change's time to etcd.
 

@@ -31,6 +31,10 @@ def churn(rig: ScaleRig, rate: float, duration: float, counter: int, *, hang: in
     after a fifth of the duration and its withdrawal is timed. A change counts as in etcd
     (or answered) once it or a later change of the same Service is."""
     live = [m for m in range(rig.members) if m != hang]
+    quiet_s = None
+    if hang is not None:  # a member revived just before still has its records written back
+        quiet_s = quiet_etcd(EtcdCounts(rig.etcd_url), expected=rig.expected_keys, prefix=rig.prefix,
+                             quiet=3.0, timeout=timeout)
     watch = EtcdWatch(rig.etcd_url, rig.prefix).start()
     if not watch.ready.wait(10):
         watch.stop()
@@ -87,7 +91,8 @@ def churn(rig: ScaleRig, rate: float, duration: float, counter: int, *, hang: in
            "cpu_share": {k: round((v - cpu_before.get(k, 0.0)) / elapsed, 2) for k, v in cpu_after.items()},
            "etcd_disk": disk_delta(disk_before, etcd_disk(rig))}
     if hang is not None:
-        out["hang"] = {"member": hang, **(withdrawal or {"dns_s": None, "etcd_s": None})}
+        out["hang"] = {"member": hang, "etcd_quiet_before_s": quiet_s,
+                       **(withdrawal or {"dns_s": None, "etcd_s": None})}
     return out
 
 
