@@ -80,6 +80,7 @@ class Daemon:
         self._freezer = runtime.Freezer()  # gc.freeze() every 1,000 changed keys
         self._drained_mark: int | None = None  # reconcile drains counted when all was answerable
         self._workers_mark: int | None = None  # deltas published when all was answerable
+        self._grace: asyncio.TimerHandle | None = None  # a run once watch.sync_grace is over
         for name, member in self.members.items():
             self.state.set_health(name, member.health)
         self.reconciler = Reconciler(
@@ -202,10 +203,16 @@ class Daemon:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def settled(self) -> bool:
-        """Whether the table can answer for the whole zone: every member's health is decided,
-        or etcd holds its last records (kept for an `unknown` member). Until then the server
-        answers SERVFAIL in the zone, never an NXDOMAIN a resolver would cache."""
-        return all(m.health is not Health.UNKNOWN or self._held(name)
+        """Whether the table can answer for the whole zone: for every member, etcd holds its
+        last records (kept while it is `unknown`), or it is declared unreachable, or it is
+        ready and its lists are in (or still not after `watch.sync_grace`: one stuck member
+        must not keep the zone from answering). Until then the server answers SERVFAIL in
+        the zone, never an NXDOMAIN a resolver would cache: a ready member still listing has
+        none of its names in the table (this once answered NXDOMAIN for them, at a restart
+        for the seconds before etcd's records were loaded)."""
+        grace = time.monotonic() - self.started >= self.config.watch.sync_grace
+        return all(self._held(name) or m.health is Health.UNREACHABLE
+                   or (m.health is not Health.UNKNOWN and (m.view.synced or grace))
                    for name, m in self.members.items() if not m.joined)
 
     def ready(self) -> bool:
@@ -299,6 +306,8 @@ class Daemon:
     async def _start(self, group: asyncio.TaskGroup, tasks: dict[str, asyncio.Task]) -> None:
         from fed_dns.app import components
 
+        if self.members:  # before etcd and the lease: not in the middle of the members' lists
+            components.prewarm_kube()
         self.topology = components.topology(config=self.config,
                                             members=tuple(m.spec for m in self.members.values()))
         self.workers = await components.dns_workers(config=self.config, settings=self.settings,
@@ -342,6 +351,11 @@ class Daemon:
             tasks["joins"] = group.create_task(self.joins.run(), name="joins")
         tasks["reconcile"] = group.create_task(self.reconciler.run(), name="reconcile")
         self.reconciler.mark_dirty()
+        # A member still listing stops holding the table back after the grace: a run then
+        # publishes (and makes live) what is there, whatever else happens meanwhile.
+        self._grace = asyncio.get_running_loop().call_later(
+            max(0.0, self.config.watch.sync_grace - (time.monotonic() - self.started)),
+            self.reconciler.mark_dirty)
         log.info("fed-dns running: zone %s, %d members, dns %s, http %s, etcd %s",
                  self.settings.zone, len(self.members), self.config.dns.listen,
                  self.config.http.listen, ",".join(self.config.etcd.endpoints) or "off")
@@ -435,6 +449,8 @@ class Daemon:
 
     async def _shutdown(self, tasks: dict[str, asyncio.Task]) -> None:
         log.info("shutting down")
+        if self._grace is not None:
+            self._grace.cancel()
         await self._close_dns()
         reconcile = tasks.pop("reconcile", None)
         if reconcile is not None:

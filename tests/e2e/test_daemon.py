@@ -315,26 +315,77 @@ def test_status_and_records_commands(etcd_server, daemon_factory, zone):
 
 def test_no_nxdomain_before_members_are_decided(tmp_path, sims, zone):
     """Without etcd nothing is known until the first probes decide: SERVFAIL, not NXDOMAIN."""
-    import dns.rcode
-
     d = Daemon(tmp=tmp_path, sims=sims, etcd_url=None, zone=zone)
     d.config["health"]["period"] = "2s"  # two successes needed: about 2 s of `unknown`
     d.config_path.write_text(yaml.safe_dump(d.config))
     d.start_process()
-    name = f"mysql.ns.{zone}"
-    seen = set()
     try:
-        def answered():
-            try:
-                reply = d.query(name)
-            except Exception:  # noqa: BLE001 - not listening yet
-                return False
-            seen.add(dns.rcode.to_text(reply.rcode()))
-            return reply.rcode() == dns.rcode.NOERROR and reply.answer
-        timed(answered, timeout=20, what="the first real answer")
+        seen = rcodes_until_answered(d, f"mysql.ns.{zone}", timeout=20)
         assert "NXDOMAIN" not in seen, seen
         assert "SERVFAIL" in seen, seen
     finally:
+        d.stop()
+
+
+def rcodes_until_answered(d: Daemon, name: str, *, timeout: float) -> set[str]:
+    """Ask `name` until it answers NOERROR with records; every rcode seen on the way."""
+    import dns.rcode
+
+    seen: set[str] = set()
+
+    def answered():
+        try:
+            reply = d.query(name)
+        except Exception:  # noqa: BLE001 - not listening yet
+            return False
+        seen.add(dns.rcode.to_text(reply.rcode()))
+        return reply.rcode() == dns.rcode.NOERROR and reply.answer
+    timed(answered, timeout=timeout, what=f"{name} answered")
+    return seen
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_no_nxdomain_for_a_member_still_listing(tmp_path, sims, zone, workers):
+    """A member whose health checks answer but whose list is slow: its names are not in the
+    table yet, so the zone answers SERVFAIL until it is, never an NXDOMAIN a resolver would
+    cache (the table used to go live as soon as every member's health was decided; at a
+    restart at 10 x 5,000, for the seconds before etcd's records were loaded)."""
+    sims.call(setattr, sims.clusters["c3"], "list_delay", 2.0)
+    d = Daemon(tmp=tmp_path, sims=sims, etcd_url=None, zone=zone)
+    d.config["dns"] = {"listen": f"127.0.0.1:{d.dns_port}", "workers": workers}
+    d.config_path.write_text(yaml.safe_dump(d.config))
+    d.start_process()
+    try:
+        seen = rcodes_until_answered(d, f"c3.mysql.ns.{zone}", timeout=30)
+        assert "NXDOMAIN" not in seen, seen
+        assert "SERVFAIL" in seen, seen  # the list delay was seen, as SERVFAIL
+    finally:
+        d.stop()
+
+
+def test_a_member_stuck_listing_holds_neither_dns_nor_readiness_past_the_sync_grace(tmp_path, sims, zone):
+    """watch.sync_grace: one member that never finishes its list must not keep the zone
+    SERVFAIL or the replica out of service; the others' records answer, and /status names it."""
+    import dns.rcode
+
+    sims.call(setattr, sims.clusters["c3"], "list_delay", 12.0)  # past the grace (3 s) and
+    d = Daemon(tmp=tmp_path, sims=sims, etcd_url=None, zone=zone)  # the checks; the sims' close waits for it
+    d.config["watch"] = {**d.config.get("watch", {}), "sync_grace": "3s"}
+    d.config["dns"] = {"listen": f"127.0.0.1:{d.dns_port}", "workers": 1}
+    d.config_path.write_text(yaml.safe_dump(d.config))
+    started = time.monotonic()
+    d.start_process()
+    try:
+        timed(lambda: d.query(f"c1.mysql.ns.{zone}").rcode() == dns.rcode.SERVFAIL, timeout=20,
+              what="SERVFAIL while c3 lists, within the grace")
+        timed(d.ready, timeout=20, what="ready once the grace is over")
+        assert time.monotonic() - started >= 3.0
+        reply = d.query(f"c1.mysql.ns.{zone}")
+        assert reply.rcode() == dns.rcode.NOERROR and reply.answer
+        assert d.status()["unsynced"] == ["c3"]  # ready by the grace, not by c3's list
+        assert time.monotonic() - started < 12.0
+    finally:
+        sims.call(setattr, sims.clusters["c3"], "list_delay", 0.0)
         d.stop()
 
 
