@@ -167,6 +167,13 @@ async def dns_workers(*, config, settings, topology=None):
     return pool
 
 
+def prewarm_kube() -> None:
+    """The kubernetes client's lazily loaded API modules, loaded now (see watch.stream)."""
+    from fed_dns.watch import stream
+
+    stream.prewarm()
+
+
 def kube_client(spec: ClusterSpec):
     from fed_dns.watch import kubeconfig
 

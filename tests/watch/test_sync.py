@@ -210,3 +210,44 @@ async def test_a_service_whose_objects_cannot_be_decided_keeps_its_view_and_spar
     await until(lambda: w.watcher.stats.rejected.get("undecidable"), what="counted")
     assert w.view.services[WEB] == before
     assert not w.errors
+
+
+async def test_lists_of_several_members_parse_one_page_at_a_time(watch, monkeypatch):
+    """Parsing holds the GIL: the lists of every member side by side starved the event loop
+    at a restart (lease and probe deadlines missed). Their pages are parsed one at a time."""
+    from fed_dns.sim.cluster import SimCluster
+    from fed_dns.watch import stream
+
+    inside: set[int] = set()
+    most = 0
+    lock = threading.Lock()
+    parse = stream.parse_object
+
+    def counting(**kwargs):
+        nonlocal most
+        me = threading.get_ident()
+        with lock:
+            inside.add(me)
+            most = max(most, len(inside))
+        try:
+            for _ in range(200):  # a page's worth of work per object, so overlaps would show
+                pass
+            return parse(**kwargs)
+        finally:
+            with lock:
+                inside.discard(me)
+
+    monkeypatch.setattr(stream, "parse_object", counting)
+    sims = [SimCluster(name=f"c{i}") for i in range(3)]
+    try:
+        for cluster in sims:
+            await cluster.start()
+            for i in range(1200):
+                cluster.apply(objects.service(name=f"s{i}", namespace="ns", annotations=EXPORT))
+        watching = [await watch(cluster) for cluster in sims]
+        await until(lambda: all(w.view.synced for w in watching), timeout=30)
+        assert [len(w.view.services) for w in watching] == [1200] * 3
+        assert most == 1
+    finally:
+        for cluster in sims:
+            await cluster.close()
