@@ -186,6 +186,8 @@ class Daemon:
         member.last_error = message
         if member.prober is not None:
             member.prober.poke()
+        if not member.view.synced:  # it no longer holds the table back (see settled)
+            self.reconciler.mark_dirty()
 
     def on_health(self, cluster: str, health: Health) -> None:
         member = self.members.get(cluster)
@@ -205,14 +207,15 @@ class Daemon:
     def settled(self) -> bool:
         """Whether the table can answer for the whole zone: for every member, etcd holds its
         last records (kept while it is `unknown`), or it is declared unreachable, or it is
-        ready and its lists are in (or still not after `watch.sync_grace`: one stuck member
-        must not keep the zone from answering). Until then the server answers SERVFAIL in
-        the zone, never an NXDOMAIN a resolver would cache: a ready member still listing has
+        ready and its lists are in, have failed (a member that refuses or breaks its lists
+        is not waited for), or still are not after `watch.sync_grace` (one stuck member must
+        not keep the zone from answering). Until then the server answers SERVFAIL in the
+        zone, never an NXDOMAIN a resolver would cache: a ready member still listing has
         none of its names in the table (this once answered NXDOMAIN for them, at a restart
         for the seconds before etcd's records were loaded)."""
         grace = time.monotonic() - self.started >= self.config.watch.sync_grace
         return all(self._held(name) or m.health is Health.UNREACHABLE
-                   or (m.health is not Health.UNKNOWN and (m.view.synced or grace))
+                   or (m.health is not Health.UNKNOWN and (m.view.synced or m.last_error or grace))
                    for name, m in self.members.items() if not m.joined)
 
     def ready(self) -> bool:

@@ -35,7 +35,8 @@ class SimCluster:
     `ready_delay` seconds, statuses follow, and Services with a selector get an EndpointSlice
     of their pods. `kill()` makes it unreachable (its pods keep running), `revive()` brings it
     back on the same port. `list_delay` (seconds) holds every list (not watches, not probes)
-    that long before answering: a member slow to sync while it answers its health checks.
+    that long before answering: a member slow to sync while it answers its health checks;
+    `list_forbidden` answers every list 403 (RBAC that does not grant it), probes still 200.
     """
 
     def __init__(self, *, name: str, token: str | None = None, history_limit: int = 10_000,
@@ -62,6 +63,7 @@ class SimCluster:
         self.port = 0
         self.state = "new"  # new | running | stopped | hung | closed
         self.list_delay = 0.0
+        self.list_forbidden = False
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -88,9 +90,15 @@ class SimCluster:
 
     @web.middleware
     async def _slow_lists(self, request: web.Request, handler):
-        if self.list_delay and request.method == "GET" and request.path.startswith("/api") \
+        if request.method == "GET" and request.path.startswith("/api") \
                 and request.query.get("watch") not in ("1", "true"):
-            await asyncio.sleep(self.list_delay)
+            if self.list_delay:
+                await asyncio.sleep(self.list_delay)
+            if self.list_forbidden:
+                return web.json_response({
+                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "reason": "Forbidden", "code": 403,
+                    "message": f"forbidden: cannot list resource at {request.path}"}, status=403)
         return await handler(request)
 
     @property

@@ -389,6 +389,27 @@ def test_a_member_stuck_listing_holds_neither_dns_nor_readiness_past_the_sync_gr
         d.stop()
 
 
+def test_a_member_whose_lists_fail_does_not_hold_dns_back(tmp_path, sims, zone):
+    """A member that answers its health checks but refuses its lists (RBAC without list)
+    will not sync: the others' names answer at once, not after watch.sync_grace (30 s)."""
+    import dns.rcode
+
+    sims.call(setattr, sims.clusters["c3"], "list_forbidden", True)
+    d = Daemon(tmp=tmp_path, sims=sims, etcd_url=None, zone=zone)
+    d.config_path.write_text(yaml.safe_dump(d.config))
+    started = time.monotonic()
+    d.start_process()
+    try:
+        seen = rcodes_until_answered(d, f"c1.mysql.ns.{zone}", timeout=20)
+        assert "NXDOMAIN" not in seen, seen
+        assert time.monotonic() - started < 15.0  # well before the 30 s grace
+        assert d.query(f"c3.mysql.ns.{zone}").rcode() == dns.rcode.NXDOMAIN  # never listed
+        assert "c3" in d.status()["unsynced"]
+    finally:
+        sims.call(setattr, sims.clusters["c3"], "list_forbidden", False)
+        d.stop()
+
+
 def test_not_ready_until_a_slow_member_is_in_the_table(tmp_path, etcd_server, sims, zone):
     """etcd holds nothing for a new zone: a replica whose member is slow to list (its health
     checks answer) must not say ready while its answers lack that member's records (a
