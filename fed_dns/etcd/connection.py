@@ -95,6 +95,7 @@ class ClusterClient(aetcd.Client):
         self.generation = 0  # channels opened so far; the current one's number
         self.failovers = 0  # channels given up on after a failure
         self.timeouts_kept = 0  # timeouts after which the member answered the check: kept
+        self.timed_out_call = ""  # the last call that ran out of time (logged with the check)
         self._checking: asyncio.Task | None = None
         self.last_error: str | None = None
 
@@ -208,8 +209,8 @@ class ClusterClient(aetcd.Client):
             return
         if generation == self.generation:
             self.timeouts_kept += 1
-            log.info("etcd %s: a call ran out of time (%s) but the member answers: staying",
-                     self.endpoint, self._reason(reason))
+            log.info("etcd %s: a call (%s) ran out of time (%s) but the member answers: staying",
+                     self.endpoint, self.timed_out_call, self._reason(reason))
 
     def _move(self, generation: int, reason: BaseException | str) -> bool:
         if generation != self.generation or not self._connected.is_set():
@@ -237,6 +238,8 @@ class ClusterClient(aetcd.Client):
             async with asyncio.timeout(timeout):  # not wait_for (3.11)
                 return await fn(*args, **kwargs)
         except BaseException as exc:
+            if isinstance(exc, Exception) and timed_out(exc):
+                self.timed_out_call = getattr(fn, "__qualname__", None) or repr(fn)  # for the log
             self._report(generation, exc)
             raise
 

@@ -212,10 +212,11 @@ def test_which_errors_are_only_timeouts(exc, timeout):
     assert timed_out(exc) is timeout
 
 
-async def test_a_slow_call_on_a_member_that_answers_keeps_the_channel(cluster_settings, prefix):
+async def test_a_slow_call_on_a_member_that_answers_keeps_the_channel(cluster_settings, prefix, caplog):
     """A call that ran out of time (a big transaction under load) on a member that serves a
     linearizable read is no reason to move: moving closes the channel under the lease's
     keepalive. The same timeout on a paused member moves (checked: it answers nothing)."""
+    caplog.set_level("INFO", logger="fed_dns.etcd.connection")
     client = await connect(cluster_settings)
     try:
         lease = await client.lease(ttl=int(TTL))
@@ -224,6 +225,7 @@ async def test_a_slow_call_on_a_member_that_answers_keeps_the_channel(cluster_se
             await client.call(asyncio.sleep, 5, timeout=0.05)
         await until(lambda: client.timeouts_kept == 1, timeout=5, what="the check")
         assert client.generation == generation and client.failovers == 0 and client.connected
+        assert "a call (sleep) ran out of time" in caplog.text  # which call, in the log
         await client.refresh_lease(lease.id)  # the lease's channel still works
         assert client.generation == generation
     finally:
