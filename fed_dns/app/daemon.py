@@ -104,12 +104,12 @@ class Daemon:
 
         deletes = tuple(deletes)
         live = self.settled()
-        if puts or deletes:
-            with self._freezer.applying(len(puts) + len(deletes)):
-                if self.workers is None:
-                    self.table = table.update(previous=self.table, puts=puts, deletes=deletes)
         if self.workers is not None:
             self.workers.publish(puts=puts, deletes=deletes, live=live)
+            self._freezer.changed(len(puts) + len(deletes))  # the state's new objects
+        elif puts or deletes:
+            with self._freezer.applying(len(puts) + len(deletes)):
+                self.table = table.update(previous=self.table, puts=puts, deletes=deletes)
         if self.dns is not None and live and self.dns.table is not self.table:
             self.dns.swap(self.table)
 
@@ -213,10 +213,14 @@ class Daemon:
         zone, never an NXDOMAIN a resolver would cache: a ready member still listing has
         none of its names in the table (this once answered NXDOMAIN for them, at a restart
         for the seconds before etcd's records were loaded)."""
-        grace = time.monotonic() - self.started >= self.config.watch.sync_grace
-        return all(self._held(name) or m.health is Health.UNREACHABLE
-                   or (m.health is not Health.UNKNOWN and (m.view.synced or m.last_error or grace))
-                   for name, m in self.members.items() if not m.joined)
+        if any(m.health is Health.UNKNOWN and not self._held(name)
+               for name, m in self.members.items() if not m.joined):
+            return False
+        return self._grace_left() <= 0 or all(self.members[n].last_error for n in self.unanswered())
+
+    def _grace_left(self) -> float:
+        """Seconds until `watch.sync_grace` is over (counted from the start)."""
+        return self.config.watch.sync_grace - (time.monotonic() - self.started)
 
     def ready(self) -> bool:
         """Whether this replica answers DNS correctly: listening, its table live, every
@@ -230,8 +234,7 @@ class Daemon:
             return False  # DNS does not answer from the daemon's live records yet
         if self._ready:
             return True
-        waiting = self.unanswered()
-        if waiting and time.monotonic() - self.started < self.config.watch.sync_grace:
+        if self.unanswered() and self._grace_left() > 0:
             return False
         stats = self.reconciler.stats
         if self._drained_mark is None:
@@ -356,9 +359,8 @@ class Daemon:
         self.reconciler.mark_dirty()
         # A member still listing stops holding the table back after the grace: a run then
         # publishes (and makes live) what is there, whatever else happens meanwhile.
-        self._grace = asyncio.get_running_loop().call_later(
-            max(0.0, self.config.watch.sync_grace - (time.monotonic() - self.started)),
-            self.reconciler.mark_dirty)
+        self._grace = asyncio.get_running_loop().call_later(max(0.0, self._grace_left()),
+                                                            self.reconciler.mark_dirty)
         log.info("fed-dns running: zone %s, %d members, dns %s, http %s, etcd %s",
                  self.settings.zone, len(self.members), self.config.dns.listen,
                  self.config.http.listen, ",".join(self.config.etcd.endpoints) or "off")

@@ -123,7 +123,8 @@ def tune_for_dns(*, thaw_period: float = THAW_PERIOD_DNS) -> None:
 
 def after_big_change() -> None:
     """Call after a load or a big update of long-lived zone data: moves every object alive
-    now out of the collector's sight (O(1)); the process's GcRuntime thaws once an hour."""
+    now out of the collector's sight (O(1)), after the process's GcRuntime has thawed if
+    its period is over."""
     gc_runtime().thaw_if_due()
     gc.freeze()
 

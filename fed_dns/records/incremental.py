@@ -169,17 +169,16 @@ class ZoneState:
         self._claims = {}
         # What _put_current does key by key, by group: a ServiceKey hashes in Python, so the
         # keys are grouped by their two labels (a str tuple) first (300,000 keys: 2.0 -> 1.3 s).
-        scope, cut = self._scope, len(self._scope)
-        by_labels: dict[tuple[str, str] | None, list[str]] = {}
+        by_labels: dict[tuple[str, ...], list[str]] = {}
         for key in entries:
-            if not key.startswith(scope):
+            labels = self._labels(key)
+            if labels is None:
                 self._outside_pending.add(key)
-                continue
-            labels = key[cut:].split("/", 2)
-            by_labels.setdefault((labels[0], labels[1]) if len(labels) >= 2 else None, []).append(key)
+            else:
+                by_labels.setdefault(labels, []).append(key)
         claimed: dict[bytes, tuple[str, ...]] = {}  # a value is often held twice (A and SRV)
         for labels, keys in by_labels.items():
-            group = GROUPLESS if labels is None else ServiceKey(namespace=labels[0], name=labels[1])
+            group = ServiceKey(namespace=labels[0], name=labels[1]) if labels else GROUPLESS
             self._held[group] = set(keys)
             counts: dict[str, int] = {}
             for key in keys:
@@ -469,14 +468,20 @@ class ZoneState:
 
     # -- the store -------------------------------------------------------------------------
 
-    def _group(self, key: str) -> ServiceKey | None:
-        """The group of a store key; None outside the zone."""
+    def _labels(self, key: str) -> tuple[str, ...] | None:
+        """A store key's group as its two labels (namespace, name); () for a zone key not
+        shaped <ns>/<svc>/...; None outside the zone."""
         if not key.startswith(self._scope):
             return None
         labels = key[len(self._scope):].split("/", 2)
-        if len(labels) < 2:
-            return GROUPLESS
-        return ServiceKey(namespace=labels[0], name=labels[1])
+        return (labels[0], labels[1]) if len(labels) >= 2 else ()
+
+    def _group(self, key: str) -> ServiceKey | None:
+        """The group of a store key; None outside the zone."""
+        labels = self._labels(key)
+        if labels is None:
+            return None
+        return ServiceKey(namespace=labels[0], name=labels[1]) if labels else GROUPLESS
 
     def _put_current(self, key: str, value: bytes) -> None:
         self._current[key] = value
