@@ -178,7 +178,14 @@ class Writer:
 
     def _outcome(self, run: _Run) -> None:
         if run.stop is not None:
-            raise run.stop
+            # Raised with no reference left to it on the run or in a local: its traceback
+            # holds these frames, which hold the run. That cycle kept the whole change
+            # (every operation) alive until a full collection; the daemon freezes what it
+            # holds (app.runtime), so until its hourly thaw.
+            try:
+                raise run.stop
+            finally:
+                run.stop = None
         if not run.failed:
             return
         unwritten = unwritten_changes(run.failed)

@@ -3,10 +3,13 @@ throttling."""
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import Counter
 
 import pytest
+
+from aetcd import transactions
 
 from fed_dns.etcd.backoff import Backoff
 from fed_dns.etcd.client import EtcdSettings, connect
@@ -129,6 +132,56 @@ async def test_losing_the_lead_midway_starts_nothing_more(client, prefix):
         await writer.apply(Changes(puts={f"{prefix}{i:03}": b"1" for i in range(100)}))
     assert writer.transactions == 3 and len(await contents(client, prefix)) == 30
     assert len(given) == 4
+
+
+async def cyclic_operations(case) -> int:
+    """The etcd operations that only the cycle collector would free after `await case()`
+    (run with the collector off, as it is between the daemon's collections)."""
+    gc.collect()
+    gc.disable()
+    try:
+        await case()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        return sum(isinstance(o, (transactions.Put, transactions.Delete)) for o in gc.garbage)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+
+
+async def test_a_refused_apply_leaves_no_cycle_holding_its_operations(client, prefix):
+    """A fenced-out apply (NotLeader) or a failed one (WriteFailed) frees its operations
+    when the caller is done with the error. A cycle (the error's traceback -> a worker's
+    frame -> the run -> the error) kept a 300,000-key change alive: the daemon freezes what
+    survives (app.runtime), so that lasted until its hourly thaw."""
+    given = []
+
+    def fence():
+        given.append(1)
+        return client.transactions.version(f"{prefix}absent".encode()) == 0 if len(given) <= 2 else None
+
+    outcomes = []
+
+    async def fenced_out() -> None:
+        writer = Writer(client=client, fence=fence, max_ops=10, concurrency=2)
+        try:
+            await writer.apply(Changes(puts={f"{prefix}n{i:03}": b"1" for i in range(100)}))
+        except NotLeader:
+            outcomes.append("NotLeader")
+
+    async def refused() -> None:
+        writer = Writer(client=client, max_ops=4, concurrency=2)
+        puts = {f"{prefix}w{i:02}": b"small" for i in range(20)}
+        puts[f"{prefix}w10"] = b"x" * 1_700_000  # over etcd's request limit
+        try:
+            await writer.apply(Changes(puts=puts, deletes=(f"{prefix}zz",)))
+        except WriteFailed:
+            outcomes.append("WriteFailed")
+
+    for case in (fenced_out, refused):
+        assert await cyclic_operations(case) == 0, case.__name__
+    assert outcomes == ["NotLeader", "WriteFailed"]
 
 
 async def test_a_batch_etcd_refuses_does_not_stop_the_others(client, prefix):
