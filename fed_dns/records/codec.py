@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import sys
 from typing import Any
 
 from fed_dns.model import Record
@@ -37,6 +38,9 @@ _FOLDED = {name.casefold(): name for name in _FIELDS}
 assert set(_FIELDS) == {f.name for f in dataclasses.fields(Record)}
 
 _JSON_TYPE = {str: "a string", int: "an integer", bool: "true or false"}
+# Fields whose few values repeat over the whole zone (one owner, a cluster per member): one
+# string each, not one per record (about 18 MB at 10 x 5,000 in a DNS worker).
+_INTERNED = frozenset({"owner", "cluster", "group"})
 
 
 def _check(field: str, value: Any) -> str | None:
@@ -112,7 +116,7 @@ def decode(value: bytes | bytearray | memoryview | str) -> Record:
         reason = _check(field, item)
         if reason is not None:
             raise ValueError(reason)
-        fields[field] = item
+        fields[field] = sys.intern(item) if field in _INTERNED else item
     return Record(**fields)
 
 

@@ -148,3 +148,14 @@ def test_backend_id_is_stable_short_hex():
     assert ident == backend_id("10.1.0.7")
     assert len(ident) == 8 and int(ident, 16) >= 0
     assert ident != backend_id("10.1.0.8")
+
+
+def test_decoded_values_share_their_owner_cluster_and_group_strings():
+    """A zone repeats a few owners, clusters and groups over every record: each is one
+    string in memory, not one per decoded value (the hosts stay as they are)."""
+    first = decode(b'{"cluster":"east","group":"g1","host":"10.0.0.1","owner":"fed-dns/fed.example.com."}')
+    second = decode(bytes(b'{"cluster":"ea' + b'st","group":"g1","host":"10.0.0.2","owner":"fed-dns/fed.example.com."}'))
+    assert first.cluster == second.cluster == "east"
+    assert first.cluster is second.cluster
+    assert first.owner is second.owner and first.group is second.group
+    assert first.host != second.host
