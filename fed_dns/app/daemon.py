@@ -87,7 +87,6 @@ class Daemon:
             state=self.state,
             publish=self._publish,
             write=self._write,
-            lookup=self._lookup,
             may_write=self._may_write,
             chunk=config.reconcile.chunk,
             slice_seconds=config.reconcile.slice,
@@ -135,9 +134,6 @@ class Daemon:
         if self.etcd is None or self.etcd.leader is None:
             return True
         return self.etcd.leader.is_leader
-
-    def _lookup(self, key: str) -> bytes | None:
-        return self.etcd.mirror.snapshot.get(key) if self.etcd is not None else None
 
     async def _write(self, changes: Changes) -> None:
         await self.etcd.writer.apply(changes)

@@ -110,8 +110,8 @@ class Reconciler:
     ) -> None:
         """`state`: a records.incremental.ZoneState. `publish(puts, deletes)`: the table
         delta (DNS). `write(changes)`: etcd (None: nothing is written; the state's store is
-        then the table itself). `lookup(key)`: the store's value of a key (the etcd mirror),
-        read back after a failed write."""
+        then the table itself). `lookup(key)`: the store's value of a key, read back after a
+        failed write (default: the state's `stored`, what the store last reported)."""
         self.state = state
         self._publish = publish
         self._write = write
@@ -311,7 +311,7 @@ class Reconciler:
         if not self._may_write():
             return  # a follower plans (for its table) but never writes
         # Optimistic: plan the next runs against our own writes, as if etcd had echoed them.
-        self.state.update_current(puts=changes.puts, deletes=changes.deletes)
+        self.state.assume(puts=changes.puts, deletes=changes.deletes)
         self._pending.merge(changes)
         self._write_wanted.set()
 
@@ -357,7 +357,7 @@ class Reconciler:
         log.warning("etcd write of %d operations failed, re-planning: %s",
                     len(changes.puts) + len(changes.deletes), reason)
         keys = [*changes.puts, *changes.deletes]
-        lookup = self._lookup or (lambda _key: None)
+        lookup = self._lookup or self.state.stored
         puts: dict[str, bytes] = {}
         deletes: list[str] = []
         for key in keys:

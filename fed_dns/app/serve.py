@@ -217,7 +217,7 @@ async def serve(opts: ServeOptions, *, index: int = 0, reuse_port: bool = False,
     feed = Feed(opts=opts, server=server)
     mirror = ZoneMirror(settings=EtcdSettings(endpoints=opts.endpoints),
                         prefix=name_to_key(name=opts.zone, prefix=opts.prefix) + "/",
-                        on_change=feed.on_change)
+                        on_change=feed.on_change, keep=False)  # the table is the one copy
     http = await _start_http(opts, server=server, mirror=mirror, feed=feed) if index == 0 else None
     log.info("serving", extra={"zone": opts.zone, "listen": f"{opts.host}:{server.port}",
                                "worker": index})

@@ -47,6 +47,7 @@ class MirrorChange:
       reported too, as etcd reports it);
     - `deletes`: keys the batch removed from the mirror (disjoint from `puts`; a key put and
       then deleted within one batch is in neither when the mirror did not have it before);
+      a mirror that keeps no contents (`keep=False`) reports every key deleted, held or not;
     - `reload`: True for a full read (the first load, and reloads after a compaction or an
       etcd restored from a backup): `puts` then holds the whole prefix, `deletes` is empty,
       and the consumer must forget every key not in `puts`;
@@ -72,7 +73,7 @@ class MirrorStats:
     revision: int
     connected: bool
     stale_seconds: float
-    keys: int
+    keys: int | None  # None: the mirror keeps no contents
     last_error: str | None
     endpoint: str  # the etcd endpoint in use (or tried next)
 
@@ -81,7 +82,12 @@ class ZoneMirror:
     def __init__(self, *, settings: EtcdSettings, prefix: str,
                  on_change: Callable[[MirrorChange], None] | None = None,
                  backoff: Backoff = Backoff(), probe_interval: float = 1.0,
-                 page_size: int | None = None, client: ClusterClient | None = None) -> None:
+                 page_size: int | None = None, client: ClusterClient | None = None,
+                 keep: bool = True) -> None:
+        """`keep=False`: a stream, not a copy. The mirror keeps no contents (no `snapshot`,
+        no `get`): `on_change` gets the same changes, each delete reported as is (the
+        mirror cannot tell whether the key was there), and the consumer that keeps what it
+        needs is the zone's one copy in memory."""
         if not prefix:
             raise ValueError("ZoneMirror needs a non-empty key prefix")
         if page_size is not None and page_size < 1:
@@ -96,6 +102,7 @@ class ZoneMirror:
         self._on_change = on_change
         self._backoff = backoff
         self._probe_interval = probe_interval
+        self._keep = keep
         self._data: dict[str, bytes] = {}
         self._view: Mapping[str, bytes] = MappingProxyType(self._data)
         # Events applied since the last on_change: final values put, keys deleted.
@@ -127,11 +134,17 @@ class ZoneMirror:
         mirror's own dict. It changes in place (each batch of events, each reload), so it is
         consistent only between two awaits: iterate it without awaiting inside the loop, and
         copy what must outlive an await. The same view object for the mirror's lifetime."""
+        self._kept()
         return self._view
 
     def get(self, key: str) -> bytes | None:
         """The value of `key` as of `revision`, or None."""
+        self._kept()
         return self._data.get(key)
+
+    def _kept(self) -> None:
+        if not self._keep:
+            raise RuntimeError(f"the mirror of {self._prefix} keeps no contents (keep=False)")
 
     @property
     def revision(self) -> int:
@@ -165,7 +178,8 @@ class ZoneMirror:
         return MirrorStats(loads=self.loads, reloads=self.reloads, reconnects=self.reconnects,
                            events=self.events, batches=self.batches, revision=self._revision,
                            connected=self._connected, stale_seconds=self.stale_seconds,
-                           keys=len(self._data), last_error=self.last_error,
+                           keys=len(self._data) if self._keep else None,
+                           last_error=self.last_error,
                            endpoint=self.endpoint)
 
     async def wait_connected(self) -> None:
@@ -289,7 +303,8 @@ class ZoneMirror:
         self._cancel_flush()
         self._clear_pending()
         self._data.clear()
-        self._data.update(loaded.data)
+        if self._keep:
+            self._data.update(loaded.data)
         self._revision = loaded.revision
         if self._loaded:
             self.reloads += 1
@@ -322,9 +337,12 @@ class ZoneMirror:
         puts, deletes = self._puts, self._deletes
         revision = max(self._revision, self._pending_revision)
         self._clear_pending()
-        data = self._data
-        data.update(puts)
-        removed = frozenset(key for key in deletes if data.pop(key, _MISSING) is not _MISSING)
+        if self._keep:
+            data = self._data
+            data.update(puts)
+            removed = frozenset(key for key in deletes if data.pop(key, _MISSING) is not _MISSING)
+        else:
+            removed = frozenset(deletes)
         self._revision = revision
         self.batches += 1
         self._publish(MirrorChange(puts=MappingProxyType(puts), deletes=removed, reload=False,

@@ -41,6 +41,7 @@ from fed_dns.records.render import (
     emit,
     layout,
     publishes,
+    rejections,
     serve_all,
     service_part,
 )
@@ -137,6 +138,9 @@ class ZoneState:
         self._keep: frozenset[str] = frozenset()
         self._cluster_rejections: dict[str, Rejection] = {}
         self._current: dict[str, bytes] = {}
+        # The store's own value (None: no key) of each key `_current` holds an assumed write
+        # of, until the store reports that key: the one copy of the zone is `_current`.
+        self._confirmed: dict[str, bytes | None] = {}
         self._held: dict[ServiceKey, set[str]] = {}  # group -> its current keys
         self._claims: dict[str, dict[ServiceKey, int]] = {}  # cluster -> groups with values naming it
         self._outside_pending: set[str] = set()
@@ -165,6 +169,7 @@ class ZoneState:
         self._outside_pending |= self._outside
         self._mark(self._held.keys())  # their last plans may name keys that are gone now
         self._current = dict(entries)
+        self._confirmed = {}
         self._held = {}
         self._claims = {}
         # What _put_current does key by key, by group: a ServiceKey hashes in Python, so the
@@ -215,16 +220,50 @@ class ZoneState:
                                      table=tuple(keys))
 
     def update_current(self, *, puts: Mapping[str, bytes], deletes: Iterable[str]) -> None:
-        """Store events (deletes applied first): marks only the groups of the keys."""
+        """Store events (deletes applied first; a key it does not hold is ignored): marks
+        only the groups of the keys."""
+        deletes = tuple(deletes)
+        if self._confirmed:  # what the store reports is what it holds
+            for keys in (deletes, puts):
+                for key in keys:
+                    self._confirmed.pop(key, None)
+        self._apply_current(puts=puts, deletes=deletes)
+
+    def assume(self, *, puts: Mapping[str, bytes], deletes: Iterable[str]) -> None:
+        """Our own writes, handed to etcd but not yet reported back: planned against as if
+        the store held them, while `stored` still gives what it does hold."""
+        deletes = tuple(deletes)
+        current, confirmed = self._current, self._confirmed
+        for keys in (deletes, puts):
+            for key in keys:
+                if key not in confirmed:
+                    confirmed[key] = current.get(key)
+        self._apply_current(puts=puts, deletes=deletes)
+
+    def _apply_current(self, *, puts: Mapping[str, bytes], deletes: Iterable[str]) -> None:
+        current = self._current
         for key in deletes:
-            if key in self._current:
+            if key in current:
                 self._drop_current(key)
         for key, value in puts.items():
-            held = self._current.get(key)
+            held = current.get(key)
             if held is None or held != value:
                 if held is not None:
                     self._drop_current(key)
                 self._put_current(key, value)
+
+    def stored(self, key: str) -> bytes | None:
+        """The store's value of `key` as last reported (None: it holds no such key), whatever
+        was assumed since."""
+        confirmed = self._confirmed
+        if key in confirmed:
+            return confirmed[key]
+        return self._current.get(key)
+
+    @property
+    def assumed(self) -> int:
+        """Keys whose assumed value the store has not reported yet."""
+        return len(self._confirmed)
 
     def set_view(self, view: ClusterView, *, changed: Iterable[ServiceKey] | None) -> None:
         """A member's view; `changed`: the Services whose ServiceView changed (None: find them)."""
@@ -589,7 +628,7 @@ class ZoneState:
                     self._seed.pop(key, None)
                     self._seed_fresh.discard(key)
 
-        result = _Result(records=len(desired), rejected=frozenset(rejected),
+        result = _Result(records=len(desired), rejected=rejections(rejected),
                          fallbacks=tuple(fallbacks), conflicts=plan.conflicts, table=tuple(new_keys))
         self._account(old, result, failovers)
         if result == _EMPTY and not parts:

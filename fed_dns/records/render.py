@@ -51,6 +51,15 @@ class Rejection:
     reason: str
 
 
+NO_REJECTIONS: frozenset[Rejection] = frozenset()
+
+
+def rejections(found: Iterable[Rejection]) -> frozenset[Rejection]:
+    """`found` frozen; none: one shared empty frozenset. Each empty frozenset is 216 bytes
+    of its own, and the cached parts of 10 x 5,000 Services held 100,000 of them (21 MB)."""
+    return frozenset(found) if found else NO_REJECTIONS
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Rendered:
     zone: DesiredZone
@@ -250,7 +259,7 @@ def service_part(
     valid = tuple(_valid_leaves(cluster, view, rejected))
     healthy = tuple(leaf for leaf in valid
                     if _passes(health=health, view=view, probe=probes.get(leaf.backend.address)))
-    return Part(cluster=cluster, key=key, valid=valid, healthy=healthy, rejected=frozenset(rejected))
+    return Part(cluster=cluster, key=key, valid=valid, healthy=healthy, rejected=rejections(rejected))
 
 
 def emit(*, layout: Layout, part: Part, serve_all: bool) -> Emitted:
@@ -265,7 +274,7 @@ def emit(*, layout: Layout, part: Part, serve_all: bool) -> Emitted:
         build.leaves(part.key, leaves)
     else:
         fallback = build.fallback(part.key)
-    return Emitted(records=tuple(build.records.items()), rejected=frozenset(build.rejected),
+    return Emitted(records=tuple(build.records.items()), rejected=rejections(build.rejected),
                    fallback=fallback)
 
 

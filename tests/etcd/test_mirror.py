@@ -238,3 +238,32 @@ async def test_a_hung_etcd_is_noticed_by_keepalive(etcd_fresh, prefix):
         finally:
             etcd_fresh.proc.send_signal(signal.SIGCONT)
         await until(lambda: mirror.connected, timeout=20, what="reconnected")
+
+
+async def test_a_mirror_that_keeps_nothing_streams_the_same_changes(client, settings, prefix):
+    """keep=False (the daemon's: its ZoneState is the one copy): the same load and batches,
+    every delete reported (held or not), and no contents to read."""
+    await client.put(f"{prefix}a".encode(), b"1")
+    await client.put(f"{prefix}b".encode(), b"2")
+    calls: list = []
+    mirror = ZoneMirror(settings=settings, prefix=prefix, on_change=calls.append, keep=False)
+    async with running(mirror.run()):
+        await until(lambda: mirror.connected and calls, what="mirror connected")
+        [load] = calls
+        assert load.reload and dict(load.puts) == {f"{prefix}a": b"1", f"{prefix}b": b"2"}
+        tx = client.transactions
+        await client.transaction(compare=[], success=[
+            tx.put(f"{prefix}c".encode(), b"3"), tx.delete(f"{prefix}a".encode())], failure=[])
+        await client.delete(f"{prefix}never".encode())  # no such key: etcd reports nothing
+        await client.put(f"{prefix}tmp".encode(), b"4")
+        await client.delete(f"{prefix}tmp".encode())
+        await until(lambda: f"{prefix}tmp" in set().union(*(c.deletes for c in calls)), what="the deletes")
+        batches = calls[1:]
+        assert not any(c.reload for c in batches)
+        assert dict(batches[0].puts) == {f"{prefix}c": b"3"} and batches[0].deletes == {f"{prefix}a"}
+        assert mirror.revision == batches[-1].revision
+        with pytest.raises(RuntimeError, match="keeps no contents"):
+            mirror.get(f"{prefix}b")
+        with pytest.raises(RuntimeError, match="keeps no contents"):
+            _ = mirror.snapshot
+        assert mirror.stats().keys is None and mirror.stats().events == 4

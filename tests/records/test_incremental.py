@@ -528,3 +528,42 @@ def restarted_with(views: dict[str, ClusterView], store: dict[str, bytes]) -> Zo
         state.set_health(cluster, READY)
     state.load_current(store)
     return state
+
+
+K1, K2 = f"{BASE}/ns/a/x1", f"{BASE}/ns/a/x2"
+
+
+@pytest.mark.parametrize(("steps", "stored", "current", "assumed"), [
+    # (what happens, in order) -> stored(K1), stored(K2), the planned-against value of K1, assumed keys
+    ([("store", {K1: b"1"}, ())], (b"1", None), b"1", 0),
+    ([("store", {K1: b"1"}, ()), ("assume", {K1: b"2"}, ())], (b"1", None), b"2", 1),
+    ([("store", {K1: b"1"}, ()), ("assume", {K1: b"2"}, ()), ("assume", {K1: b"3"}, ())],
+     (b"1", None), b"3", 1),
+    ([("store", {K1: b"1"}, ()), ("assume", {K1: b"2"}, ()), ("store", {K1: b"2"}, ())],
+     (b"2", None), b"2", 0),
+    ([("store", {K1: b"1"}, ()), ("assume", {}, (K1,))], (b"1", None), None, 1),
+    ([("store", {K1: b"1"}, ()), ("assume", {}, (K1,)), ("store", {}, (K1,))], (None, None), None, 0),
+    ([("assume", {K2: b"9"}, ())], (None, None), None, 1),
+    # an older write of ours echoed while a newer one is in flight: the store holds the older
+    ([("store", {K1: b"1"}, ()), ("assume", {K1: b"2"}, ()), ("assume", {K1: b"3"}, ()),
+      ("store", {K1: b"2"}, ())], (b"2", None), b"2", 0),
+    # a reload forgets what was assumed: the load is what the store holds
+    ([("assume", {K1: b"2", K2: b"2"}, ()), ("load", {K2: b"5"}, ())], (None, b"5"), None, 0),
+], ids=["stored", "assumed", "assumed-twice", "echoed", "assumed-delete", "delete-echoed",
+        "assumed-new-key", "older-echo", "reload"])
+def test_assumed_writes_and_what_the_store_holds(steps, stored, current, assumed):
+    """`assume` (our writes in flight) changes what is planned against, never `stored`
+    (what etcd reported): a failed write is re-planned from `stored`, and the state is the
+    daemon's one copy of the zone (its etcd mirror keeps none)."""
+    state = ZoneState(settings=SETTINGS)
+    state.load_current({})
+    for kind, puts, deletes in steps:
+        if kind == "store":
+            state.update_current(puts=puts, deletes=deletes)
+        elif kind == "assume":
+            state.assume(puts=puts, deletes=deletes)
+        else:
+            state.load_current(puts)
+    assert (state.stored(K1), state.stored(K2)) == stored
+    assert state.current.get(K1) == current
+    assert state.assumed == assumed
