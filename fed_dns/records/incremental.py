@@ -145,6 +145,7 @@ class ZoneState:
         self._claims: dict[str, dict[ServiceKey, int]] = {}  # cluster -> groups with values naming it
         self._outside_pending: set[str] = set()
         self._seed: dict[str, bytes] = {}  # table entries seeded from the store, not yet emitted
+        self._adopt: set[ServiceKey] = set()  # groups whose keys are still the store's strings
         self._seed_fresh: set[str] = set()  # seeded keys the table's reader never had
         self._seeded: frozenset[str] = frozenset()  # members with records in the last load
         # results
@@ -171,6 +172,7 @@ class ZoneState:
         self._current = dict(entries)
         self._confirmed = {}
         self._held = {}
+        self._adopt: set[ServiceKey] = set()  # groups whose keys are still the store's strings
         self._claims = {}
         # What _put_current does key by key, by group: a ServiceKey hashes in Python, so the
         # keys are grouped by their two labels (a str tuple) first (300,000 keys: 2.0 -> 1.3 s).
@@ -196,6 +198,7 @@ class ZoneState:
             for cluster, count in counts.items():
                 self._claims.setdefault(cluster, {})[group] = count
             self._mark((group,))
+        self._adopt = set(self._held)
         self._seed_table()
         self.mark_all()
 
@@ -588,6 +591,8 @@ class ZoneState:
             if out.fallback is not None:
                 fallbacks.append((cluster, out.fallback))
 
+        if group in self._adopt:
+            self._adopt_keys(group, desired)
         current = self._current
         held_keys = self._held.get(group, ())
         plan = plan_keys(desired=desired, current=current,
@@ -636,6 +641,30 @@ class ZoneState:
         else:
             self._results[group] = result
         return plan, result
+
+    def _adopt_keys(self, group: ServiceKey, desired: Mapping[str, bytes]) -> None:
+        """After a load the group's keys are the store's strings and its records' keys are
+        render's equal ones: the store's view, the table and the seed take the records'
+        objects, so each key is one string (a restart at 10 x 5,000 held 32 MB of keys twice).
+        Once per group and load."""
+        self._adopt.discard(group)
+        held = self._held.get(group)
+        if not held:
+            return
+        current, table, seed, fresh = self._current, self._table, self._seed, self._seed_fresh
+        for key in desired:
+            if key not in held:
+                continue
+            held.discard(key)  # the equal string it holds goes, this one comes in
+            held.add(key)
+            current[key] = current.pop(key)
+            if key in table:
+                table[key] = table.pop(key)
+            if key in seed:
+                seed[key] = seed.pop(key)
+            if key in fresh:
+                fresh.discard(key)
+                fresh.add(key)
 
     def _render_parts(self, group: ServiceKey) -> dict[str, _Cached]:
         """The group's part in every publishing cluster that has it, reusing what still fits."""

@@ -567,3 +567,27 @@ def test_assumed_writes_and_what_the_store_holds(steps, stored, current, assumed
     assert (state.stored(K1), state.stored(K2)) == stored
     assert state.current.get(K1) == current
     assert state.assumed == assumed
+
+
+@pytest.mark.parametrize("reload", [False, True], ids=["restart", "reload"])
+def test_after_a_load_each_key_is_one_string(reload):
+    """The store's keys (strings of their own, as etcd's load makes them) give way to the
+    equal ones the records were rendered with: after a restart (or a reload under a running
+    state) every key the state, its table and its parts hold is one object."""
+    state, views, _, first = fleet()
+    loaded = {(key + "/")[:-1]: value for key, value in first.changes.puts.items()}  # new strings
+    assert all(a is not b for a, b in zip(loaded, first.changes.puts))
+    if not reload:
+        state = ZoneState(settings=SETTINGS)
+        for v in views.values():
+            state.set_view(v, changed=None)
+            state.set_health(v.cluster, READY)
+    state.load_current(loaded)
+    while state.dirty:
+        assert not state.step().changes  # the store already holds every record
+    rendered = {id(key) for parts in state._parts.values() for cached in parts.values()
+                for out in cached.outs.values() for key in out.keys}
+    assert len(rendered) == len(loaded) == len(state.current)
+    assert {id(key) for key in state.current} == rendered
+    assert {id(key) for key in state._table} == rendered
+    assert {id(key) for held in state._held.values() for key in held} == rendered
