@@ -13,7 +13,7 @@ from fed_dns.model import Record
 from fed_dns.records.codec import decode
 
 __all__ = ["A", "AAAA", "CNAME", "TXT", "Service", "decode", "group", "host_kind", "included",
-           "service"]
+           "key_order", "service"]
 
 DEFAULT_TTL = 300  # CoreDNS etcd plugin: ttl when neither the value nor a lease sets one
 DEFAULT_PRIORITY = 10  # CoreDNS etcd plugin: priority when the value sets none
@@ -26,8 +26,8 @@ A, AAAA, CNAME, TXT = "A", "AAAA", "CNAME", "TXT"
 class Service:
     """A decoded value with what the answer rules need precomputed."""
 
-    key: str
-    name: str  # the key as a domain name, lower case as stored, with the trailing dot
+    name: str  # the key as a domain name (case kept), with the trailing dot; no key is kept:
+    # a DNS worker holds 300,000 of these, and the key is the name's labels reversed
     record: Record
     kind: str  # A | AAAA | CNAME | TXT
     address: str  # normalised IP for A/AAAA, else ""
@@ -53,9 +53,9 @@ def host_kind(host: str, text: str) -> tuple[str, str]:
     return (A if ip.version == 4 else AAAA), host if address == host else address
 
 
-def service(*, key: str, name: str, record: Record, raw: bytes = b"") -> Service:
+def service(*, name: str, record: Record, raw: bytes = b"") -> Service:
     kind, address = host_kind(record.host, record.text)
-    return Service(key=key, name=name, record=record, kind=kind, address=address,
+    return Service(name=name, record=record, kind=kind, address=address,
                    ttl=record.ttl or DEFAULT_TTL, priority=record.priority or DEFAULT_PRIORITY,
                    raw=raw)
 
@@ -65,15 +65,24 @@ def included(svc: Service, *, txt: bool) -> bool:
     return bool(svc.record.host) or (txt and bool(svc.record.text))
 
 
+def key_order(svc: Service) -> str:
+    """Sorts the Services of one zone as their keys sort (`/com/example/fed/ns/a-b` before
+    `.../ns/a/x`): the name's labels reversed, joined by `/`."""
+    labels = svc.name.split(".")
+    labels.reverse()
+    return "/".join(labels)
+
+
 def group(services: list[Service]) -> list[Service]:
-    """msg.Group: the shortest key's group (if any) limits the set to that group."""
+    """msg.Group: the shortest key's group (if any) limits the set to that group. (A key's
+    slashes and its name's dots differ by the same count in one zone.)"""
     if not services:
         return services
     first = services[0]
-    grp, slashes = first.record.group, first.key.count("/")
+    grp, slashes = first.record.group, first.name.count(".")
     depth = [0] * len(services)  # as in CoreDNS, depths after a break stay 0
     for i, svc in enumerate(services):
-        n = depth[i] = svc.key.count("/")
+        n = depth[i] = svc.name.count(".")
         if n < slashes:
             if not svc.record.group:
                 break

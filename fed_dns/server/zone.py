@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import immutables
 
-from fed_dns.server.services import Service, decode, service
+from fed_dns.server.services import Service, decode, key_order, service
 
 DROPPED, FOREIGN = "dropped", "foreign"
 MAX_READ = 8192  # values one read returns: > 4,096 records (16 bytes each, the least) never fit 64 KiB
@@ -62,10 +62,6 @@ def _drop(kids, name: str):
 
 def _parent(name: str) -> str:
     return name[name.index(".") + 1:]
-
-
-def _by_key(svc: Service) -> str:
-    return svc.key
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +106,7 @@ class ZoneIndex:
                     break
             else:
                 stack.pop()
-        out.sort(key=_by_key)  # DFS order is not key order ("a-b/x" < "a/x")
+        out.sort(key=key_order)  # DFS order is not key order ("a-b/x" < "a/x")
         return out
 
     def read_exact(self, name: str) -> Service | None:
@@ -128,6 +124,13 @@ class ZoneIndex:
         parts.reverse()
         return ".".join(parts) + ("." if self.zone == "." else "." + self.zone)
 
+    def key_of(self, name: str, *, base: str | None = None) -> str:
+        """The key of an in-zone name (`name_of`'s inverse); `base`: `_zone_key`, if known."""
+        rest = name[:-1] if self.zone == "." else name[:-len(self.zone) - 1]
+        labels = rest.split(".")
+        labels.reverse()
+        return (base or _zone_key(self.zone, self.prefix)) + "/".join(labels)
+
     def raw(self, key: str) -> bytes | None:
         """The value held for a key (decoded or not), None when the key is not held."""
         got = self.rejected.get(key)
@@ -139,8 +142,9 @@ class ZoneIndex:
 
     def items(self) -> Iterable[tuple[str, bytes]]:
         """Every key held and its raw value (no order)."""
-        for svc in self.exact.values():
-            yield svc.key, svc.raw
+        base = _zone_key(self.zone, self.prefix)
+        for name, svc in self.exact.items():
+            yield self.key_of(name, base=base), svc.raw
         for key, (raw, _) in self.rejected.items():
             yield key, raw
 
@@ -160,7 +164,7 @@ def _classify(*, key: str, name: str | None, raw: bytes, memo: dict) -> Service 
         memo[raw] = record
     if record is DROPPED:
         return DROPPED
-    return service(key=key, name=name, record=record, raw=raw)
+    return service(name=name, record=record, raw=raw)
 
 
 class _Delta:

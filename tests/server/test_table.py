@@ -215,7 +215,7 @@ def test_reads_are_in_key_order_not_tree_order():
         records[f"a{i}0.svc.ns"] = {"host": f"10.0.{i}.3"}
     raw = entries(records)
     table = table_mod.build(zone=ZONE, entries=raw)
-    got = [s.key for s in table.index.read(f"svc.ns.{ZONE}")]
+    got = [table.index.key_of(s.name) for s in table.index.read(f"svc.ns.{ZONE}")]
     assert got == sorted(raw)
     got = [r[3] for r in table.answer(name=f"svc.ns.{ZONE}", qtype=rs.T_A).answer]
     assert got == [json.loads(raw[k])["host"] for k in sorted(raw)]
@@ -226,7 +226,8 @@ def test_a_read_is_bounded(monkeypatch):
     raw = entries({f"c{i}.svc.ns": {"host": f"10.0.{i >> 8}.{i & 255}"} for i in range(300)})
     table = table_mod.build(zone=ZONE, entries=raw)
     got = table.index.read(f"svc.ns.{ZONE}")
-    assert len(got) == 50 and [s.key for s in got] == sorted(s.key for s in got)
+    keys = [table.index.key_of(s.name) for s in got]
+    assert len(got) == 50 and keys == sorted(keys)
     assert len(table.index.read(f"c7.svc.ns.{ZONE}")) == 1
 
 
@@ -323,3 +324,26 @@ def test_one_key_update_costs_far_less_than_the_zone():
     one = (time.perf_counter() - start) / 20
     assert one < full / 200, f"update {one * 1e3:.2f} ms, full build {full * 1e3:.0f} ms"
     assert len(table) == 40_001
+
+
+_LABEL = st.text(alphabet="abcXYZ09-_*", min_size=1, max_size=6)
+
+
+@given(zone=st.sampled_from([".", "example.org.", "fed.example.com."]),
+       prefix=st.sampled_from(["/skydns", "/other/deep"]),
+       labels=st.lists(_LABEL, min_size=1, max_size=5))
+def test_key_of_is_name_of_inverted(zone, prefix, labels):
+    """A Service keeps only its name; its key (for a reload's diff, for key order) is the
+    name's labels reversed under the zone's key, exactly the key it was read from."""
+    index = zone_mod.ZoneIndex(zone=zone, prefix=prefix)
+    key = zone_mod._zone_key(zone, prefix) + "/".join(labels)
+    name = index.name_of(key)
+    assert name is not None and index.key_of(name) == key
+
+
+def test_a_reload_diffs_against_the_keys_the_values_came_from():
+    raw = entries({"x.svc.ns": {"host": "10.0.0.1"}, "Y.svc.ns": {"host": "10.0.0.2"}})
+    index = table_mod.build(zone=ZONE, entries=raw).index
+    assert dict(index.items()) == raw
+    changed = {**raw, next(iter(raw)): b'{"host":"10.0.0.9"}'}
+    assert zone_mod.diff(index, changed) == ({next(iter(raw)): b'{"host":"10.0.0.9"}'}, [])
