@@ -591,3 +591,17 @@ def test_after_a_load_each_key_is_one_string(reload):
     assert {id(key) for key in state.current} == rendered
     assert {id(key) for key in state._table} == rendered
     assert {id(key) for held in state._held.values() for key in held} == rendered
+
+
+def test_after_the_keys_are_adopted_the_dicts_are_compact():
+    """Moving every key (a delete and an insert each) doubles a dict's table; once every
+    loaded group is recomputed the state's dicts are no bigger than fresh ones."""
+    import sys
+
+    state, views, _, first = fleet(count=200)
+    loaded = {(key + "/")[:-1]: value for key, value in first.changes.puts.items()}
+    state.load_current(loaded)
+    while state.dirty:
+        state.step(limit=7)
+    assert sys.getsizeof(state._current) == sys.getsizeof(dict(loaded))
+    assert sys.getsizeof(state._table) == sys.getsizeof(dict(loaded))
