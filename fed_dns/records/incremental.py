@@ -381,6 +381,10 @@ class ZoneState:
             conflicts.extend(plan.conflicts)
             rejected |= result.rejected
         self._seed_fresh.difference_update(emitted)  # the reader has them now
+        if emitted and not seed:  # an emptied dict or set keeps its table (12 MB at a restart)
+            self._seed = {}
+            if not self._seed_fresh:
+                self._seed_fresh = set()
         deletes.sort(key=deepest_first)
         return Step(changes=Changes(puts=puts, deletes=tuple(deletes)), table_puts=table_puts,
                     table_deletes=tuple(table_deletes), rejected=tuple(sorted(rejected)),
@@ -627,11 +631,15 @@ class ZoneState:
         for key in new_keys:
             value = puts[key] if key in puts else current[key]
             there = table.get(key)
-            if there is not value and there != value:
+            if there is value:
+                continue
+            if there != value:
                 table[key] = table_puts[key] = value
                 if self._seed:  # a pending seed of this key is superseded
                     self._seed.pop(key, None)
                     self._seed_fresh.discard(key)
+            else:  # equal bytes, another object (a load's): the table keeps the one the
+                table[key] = value  # store and the cache hold (40 MB after a restart)
 
         result = _Result(records=len(desired), rejected=rejections(rejected),
                          fallbacks=tuple(fallbacks), conflicts=plan.conflicts, table=tuple(new_keys))

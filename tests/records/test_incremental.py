@@ -605,3 +605,25 @@ def test_after_the_keys_are_adopted_the_dicts_are_compact():
         state.step(limit=7)
     assert sys.getsizeof(state._current) == sys.getsizeof(dict(loaded))
     assert sys.getsizeof(state._table) == sys.getsizeof(dict(loaded))
+
+
+def test_after_a_restart_each_value_is_one_object_and_the_seed_is_let_go():
+    """The load's values (bytes of their own) give way to the equal ones the records were
+    encoded to, in the store's view and in the table alike; the emptied seed keeps no
+    table of its own (a dict keeps its size when emptied)."""
+    import sys
+
+    _, views, _, first = fleet(count=100)
+    loaded = {key: bytes(bytearray(value)) for key, value in first.changes.puts.items()}
+    state = ZoneState(settings=SETTINGS)
+    for v in views.values():
+        state.set_view(v, changed=None)
+        state.set_health(v.cluster, READY)
+    state.load_current(loaded)
+    while state.dirty:
+        assert not state.step(limit=20).changes
+    assert dict(state.entries) == loaded
+    assert all(state._table[key] is value for key, value in state._current.items())
+    assert not any(state._current[key] is value for key, value in loaded.items())
+    assert sys.getsizeof(state._seed) == sys.getsizeof({})
+    assert sys.getsizeof(state._seed_fresh) == sys.getsizeof(set())
