@@ -569,6 +569,15 @@ def test_assumed_writes_and_what_the_store_holds(steps, stored, current, assumed
     assert state.assumed == assumed
 
 
+def restarted(views) -> ZoneState:
+    """A new state (a restarted daemon) that knows the members' views, before its load."""
+    state = ZoneState(settings=SETTINGS)
+    for v in views.values():
+        state.set_view(v, changed=None)
+        state.set_health(v.cluster, READY)
+    return state
+
+
 @pytest.mark.parametrize("reload", [False, True], ids=["restart", "reload"])
 def test_after_a_load_each_key_is_one_string(reload):
     """The store's keys (strings of their own, as etcd's load makes them) give way to the
@@ -578,10 +587,7 @@ def test_after_a_load_each_key_is_one_string(reload):
     loaded = {(key + "/")[:-1]: value for key, value in first.changes.puts.items()}  # new strings
     assert all(a is not b for a, b in zip(loaded, first.changes.puts))
     if not reload:
-        state = ZoneState(settings=SETTINGS)
-        for v in views.values():
-            state.set_view(v, changed=None)
-            state.set_health(v.cluster, READY)
+        state = restarted(views)
     state.load_current(loaded)
     while state.dirty:
         assert not state.step().changes  # the store already holds every record
@@ -615,10 +621,7 @@ def test_after_a_restart_each_value_is_one_object_and_the_seed_is_let_go():
 
     _, views, _, first = fleet(count=100)
     loaded = {key: bytes(bytearray(value)) for key, value in first.changes.puts.items()}
-    state = ZoneState(settings=SETTINGS)
-    for v in views.values():
-        state.set_view(v, changed=None)
-        state.set_health(v.cluster, READY)
+    state = restarted(views)
     state.load_current(loaded)
     while state.dirty:
         assert not state.step(limit=20).changes
