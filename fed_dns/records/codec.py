@@ -123,3 +123,30 @@ def decode(value: bytes | bytearray | memoryview | str) -> Record:
 def backend_id(address: str) -> str:
     """A stable 8-hex-digit id for a backend address (the `<id>` of its key)."""
     return hashlib.blake2b(address.encode("utf-8", "surrogatepass"), digest_size=4).hexdigest()
+
+
+_CANONICAL_CLUSTER = b'{"cluster":"'  # how encode starts a value that names a cluster
+
+
+def claimed_clusters(value: bytes) -> tuple[str, ...]:
+    """Every cluster a value may name (a superset of what `decode` would read), cheaply: the
+    keys of a cluster are re-planned when its keep status flips, and a key of a kept cluster
+    is never stale (plan.stale) without decoding it."""
+    value = bytes(value)
+    # As encode writes it: `cluster` first; plain ASCII without escapes, so no other key
+    # can fold to "cluster" without spelling "luster" in some case.
+    if value.startswith(_CANONICAL_CLUSTER) and value.isascii() and b"\\" not in value:
+        end = value.find(b'"', len(_CANONICAL_CLUSTER))
+        if end > 0 and value.lower().find(b"luster", end) < 0:
+            return (value[len(_CANONICAL_CLUSTER):end].decode("ascii"),)
+    try:  # every pair, in order: a later `"cluster": null` leaves an earlier one in force
+        pairs = json.loads(value.decode("utf-8", errors="replace"), object_pairs_hook=_Pairs)
+    except (ValueError, RecursionError):
+        return ()
+    if not isinstance(pairs, _Pairs):
+        return ()
+    return tuple({item for name, item in pairs if isinstance(item, str) and name.casefold() == "cluster"})
+
+
+class _Pairs(list):
+    """A JSON object as its (key, value) pairs."""

@@ -25,14 +25,13 @@ when a group is stepped and never copied.
 
 from __future__ import annotations
 
-import json
 import types
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from fed_dns.model import Changes, ClusterView, Health, Record, ServiceKey, ServiceView, ZoneSettings
-from fed_dns.records.codec import encode
+from fed_dns.records.codec import claimed_clusters, encode
 from fed_dns.records.plan import Conflict, Plan, deepest_first, plan_keys
 from fed_dns.records.render import (
     Part,
@@ -47,7 +46,6 @@ from fed_dns.records.render import (
 )
 
 GROUPLESS = ServiceKey(namespace="", name="")  # zone keys not shaped <ns>/<svc>/...
-_CANONICAL = b'{"cluster":"'
 _NO_PROBES: Mapping[str, bool] = types.MappingProxyType({})
 _PUBLISH, _KEEP, _REJECT = "publish", "keep", "reject"
 
@@ -195,7 +193,7 @@ class ZoneState:
                 value = entries[key]
                 seen = claimed.get(value)
                 if seen is None:
-                    seen = claimed[value] = (value, _claimed(value))
+                    seen = claimed[value] = (value, claimed_clusters(value))
                 elif seen[0] is not value:
                     current[key] = seen[0]
                 for cluster in seen[1]:
@@ -544,7 +542,7 @@ class ZoneState:
         if held is None:
             held = self._held[group] = set()
         held.add(key)
-        for cluster in _claimed(value):
+        for cluster in claimed_clusters(value):
             claims = self._claims.get(cluster)
             if claims is None:
                 claims = self._claims[cluster] = {}
@@ -563,7 +561,7 @@ class ZoneState:
         held.discard(key)
         if not held:
             del self._held[group]
-        for cluster in _claimed(value):
+        for cluster in claimed_clusters(value):
             claims = self._claims[cluster]
             claims[group] -= 1
             if not claims[group]:
@@ -749,26 +747,3 @@ class ZoneState:
             self._fallbacks[pair] -= 1
             if self._fallbacks[pair] <= 0:
                 del self._fallbacks[pair]
-
-
-def _claimed(value: bytes) -> tuple[str, ...]:
-    """Every cluster a value may name (a superset of what `codec.decode` would read), cheaply:
-    the keys of a cluster are re-planned when its keep status flips."""
-    value = bytes(value)
-    # As codec.encode writes it: `cluster` first; plain ASCII without escapes, so no other key
-    # can fold to "cluster" without spelling "luster" in some case.
-    if value.startswith(_CANONICAL) and value.isascii() and b"\\" not in value:
-        end = value.find(b'"', len(_CANONICAL))
-        if end > 0 and value.lower().find(b"luster", end) < 0:
-            return (value[len(_CANONICAL):end].decode("ascii"),)
-    try:  # every pair, in order: a later `"cluster": null` leaves an earlier one in force
-        pairs = json.loads(value.decode("utf-8", errors="replace"), object_pairs_hook=_Pairs)
-    except (ValueError, RecursionError):
-        return ()
-    if not isinstance(pairs, _Pairs):
-        return ()
-    return tuple({item for name, item in pairs if isinstance(item, str) and name.casefold() == "cluster"})
-
-
-class _Pairs(list):
-    """A JSON object as its (key, value) pairs."""

@@ -20,9 +20,9 @@ from fed_dns.model import (
     ServiceView,
     ZoneSettings,
 )
-from fed_dns.records.codec import backend_id, decode, encode
+from fed_dns.records.codec import backend_id, claimed_clusters, decode, encode
 from fed_dns.records import incremental
-from fed_dns.records.incremental import GROUPLESS, ZoneState, _claimed
+from fed_dns.records.incremental import GROUPLESS, ZoneState
 from fed_dns.records.plan import deepest_first, diff
 from fed_dns.records.render import render
 from tests.records.builders import BASE, OWNER, SETTINGS, backend, service, tcp, view
@@ -429,7 +429,7 @@ def test_bad_settings_are_refused_as_render_refuses_them():
          "not-json", "not-an-object"],
 )
 def test_the_clusters_a_value_may_name_cover_what_decode_reads(value, clusters):
-    assert set(_claimed(value)) == clusters
+    assert set(claimed_clusters(value)) == clusters
     try:
         record = decode(value)
     except ValueError:
@@ -448,7 +448,7 @@ def test_decode_never_reads_a_cluster_the_index_missed(pairs, canonical, ascii_o
         record = decode(value)
     except ValueError:
         return
-    assert record.cluster in _claimed(value) or record.cluster == ""
+    assert record.cluster in claimed_clusters(value) or record.cluster == ""
 
 
 def test_holds_says_whether_the_store_names_a_member():

@@ -3,10 +3,14 @@ emit (render.py) and plan_keys, stale, deepest_first (plan.py)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fed_dns.model import AllUnhealthy, Health, Record, ServiceKey, ServiceView, ZoneSettings
-from fed_dns.records.codec import backend_id, encode
+from fed_dns.records.codec import backend_id, decode, encode
 from fed_dns.records.plan import Conflict, deepest_first, plan_keys, stale
 from fed_dns.records.render import (NO_REJECTIONS, cluster_rejection, emit, layout, publishes, serve_all,
                                      service_part)
@@ -154,3 +158,24 @@ def test_parts_without_rejections_share_one_empty_set():
     assert part.rejected is emitted.rejected is NO_REJECTIONS
     bad = service_part(cluster="c1", view=service(MYSQL, backend("not an address")), health=READY, probes={})
     assert bad.rejected and bad.rejected is not NO_REJECTIONS
+
+
+def reference_stale(value: bytes, *, owner: str, keep_clusters) -> bool:
+    """stale() as it reads: decoded, ours, not of a kept cluster (no shortcut)."""
+    try:
+        record = decode(value)
+    except ValueError:
+        return False
+    return record.owner == owner and record.cluster not in keep_clusters
+
+
+@given(pairs=st.lists(st.tuples(st.sampled_from(["cluster", "Cluster", "clu\u017fter", "owner", "host"]),
+                                st.one_of(st.sampled_from(["c1", "c2", "", OWNER, "other"]),
+                                          st.integers(), st.none())), max_size=5),
+       canonical=st.booleans(), keep=st.sampled_from([frozenset(), {"c1"}, {"c1", "c2"}, {""}]))
+def test_stale_decides_as_the_decoded_record_does(pairs, canonical, keep):
+    """The shortcut (a value that can only name kept clusters is not stale, undecoded) never
+    decides otherwise than the record would."""
+    body = ",".join(f"{json.dumps(k)}:{json.dumps(v)}" for k, v in pairs)
+    value = ('{"cluster":"c1"' + ("," if body else "") + body + "}" if canonical else "{" + body + "}").encode()
+    assert stale(value, owner=OWNER, keep_clusters=keep) is reference_stale(value, owner=OWNER, keep_clusters=keep)
