@@ -29,7 +29,6 @@ log = logging.getLogger("fed_dns.reconcile")
 
 Publish = Callable[[Mapping[str, bytes], Iterable[str]], None]
 Write = Callable[[Changes], Awaitable[None]]
-Lookup = Callable[[str], bytes | None]
 
 # Between two steps the loop waits this long for I/O: a bare sleep(0) runs the ready callbacks
 # once, which is not enough for a gRPC call (the lease keepalive) to complete while steps follow
@@ -100,7 +99,6 @@ class Reconciler:
         state,
         publish: Publish,
         write: Write | None,
-        lookup: Lookup | None = None,
         may_write: Callable[[], bool] = lambda: True,
         chunk: int = 20,
         slice_seconds: float = SLICE,
@@ -110,12 +108,11 @@ class Reconciler:
     ) -> None:
         """`state`: a records.incremental.ZoneState. `publish(puts, deletes)`: the table
         delta (DNS). `write(changes)`: etcd (None: nothing is written; the state's store is
-        then the table itself). `lookup(key)`: the store's value of a key, read back after a
-        failed write (default: the state's `stored`, what the store last reported)."""
+        then the table itself). A failed write is re-planned from what the store last
+        reported of its keys (the state's `stored`)."""
         self.state = state
         self._publish = publish
         self._write = write
-        self._lookup = lookup
         self._may_write = may_write
         self._chunk = chunk
         self._slice = slice_seconds
@@ -357,11 +354,11 @@ class Reconciler:
         log.warning("etcd write of %d operations failed, re-planning: %s",
                     len(changes.puts) + len(changes.deletes), reason)
         keys = [*changes.puts, *changes.deletes]
-        lookup = self._lookup or self.state.stored
+        stored = self.state.stored
         puts: dict[str, bytes] = {}
         deletes: list[str] = []
         for key in keys:
-            value = lookup(key)
+            value = stored(key)
             if value is None:
                 deletes.append(key)
             else:
