@@ -7,6 +7,7 @@ import base64
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -23,18 +24,58 @@ LOOPBACK = "127.0.0.1"
 REPO = Path(__file__).resolve().parent.parent
 
 
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port free for both TCP and UDP on loopback (DNS listens on both)."""
-    for _ in range(50):
+_EPHEMERAL_DEFAULT = (32768, 60999)  # Linux's default ip_local_port_range
+_ports_given: set[int] = set()
+_port_random = random.Random(os.urandom(16))  # its own, so no seeding of `random` makes runs agree
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel picks for bind(0) and outgoing connections."""
+    try:
+        low, high = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return _EPHEMERAL_DEFAULT
+    return low, high
+
+
+def _port_candidates() -> range:
+    low, high = ephemeral_range()
+    if low - 1024 >= 2048:
+        return range(max(1024, low - 16384), low)
+    if 65535 - high >= 2048:
+        return range(high + 1, 65536)
+    return range(0)  # no room outside the kernel's range: bind(0) below
+
+
+def free_port() -> int:
+    """A port free for both TCP and UDP on loopback (DNS listens on both).
+
+    Chosen outside the kernel's ephemeral range: a port from bind(0) is back in the pool the
+    moment the probe closes, and any outgoing connection (a daemon's to its members, etcd's
+    peers) may take it before the test's server binds it; CI saw a DNS worker refused its port
+    so. Outside that range only someone asking for the very port can take it, and this process
+    never hands a port out twice."""
+    candidates = _port_candidates()
+    for _ in range(200 if candidates else 50):
+        if candidates:
+            port = _port_random.choice(candidates)
+            if port in _ports_given:
+                continue
+        else:
+            port = 0
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-            t.bind((LOOPBACK, 0))
+            try:
+                t.bind((LOOPBACK, port))
+            except OSError:
+                continue
             port = t.getsockname()[1]
             try:
                 with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
                     u.bind((LOOPBACK, port))
             except OSError:
                 continue
-            return port
+        _ports_given.add(port)
+        return port
     raise RuntimeError("no free loopback port")
 
 
