@@ -54,6 +54,8 @@ def timed(fn):
 
 
 def echo(state: ZoneState, store: dict[str, bytes], step: Step) -> None:
+    """As the daemon's leader: the step's plan assumed written, then etcd's echo of it."""
+    state.assume(puts=step.changes.puts, deletes=step.changes.deletes)
     for key in step.changes.deletes:
         store.pop(key, None)
     store.update(step.changes.puts)

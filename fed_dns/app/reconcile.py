@@ -303,7 +303,7 @@ class Reconciler:
     def _hand_to_writer(self, changes: Changes) -> None:
         if self._write is None:
             # No etcd: the table is the store. What was planned is now what the store holds.
-            self.state.update_current(puts=changes.puts, deletes=changes.deletes)
+            self.state.update_current(puts=changes.puts, deletes=changes.deletes, planned=True)
             return
         if not self._may_write():
             return  # a follower plans (for its table) but never writes

@@ -225,38 +225,44 @@ class ZoneState:
             results[group] = _Result(records=0, rejected=frozenset(), fallbacks=(), conflicts=(),
                                      table=tuple(keys))
 
-    def update_current(self, *, puts: Mapping[str, bytes], deletes: Iterable[str]) -> None:
+    def update_current(self, *, puts: Mapping[str, bytes], deletes: Iterable[str],
+                       planned: bool = False) -> None:
         """Store events (deletes applied first; a key it does not hold is ignored): marks
-        only the groups of the keys."""
+        only the groups of the keys. `planned`: the changes are this state's own last plans,
+        now in a store that reports nothing back (no etcd: the table is the store), so their
+        groups are not stepped again, as with `assume`."""
         deletes = tuple(deletes)
         if self._confirmed:  # what the store reports is what it holds
             for keys in (deletes, puts):
                 for key in keys:
                     self._confirmed.pop(key, None)
-        self._apply_current(puts=puts, deletes=deletes)
+        self._apply_current(puts=puts, deletes=deletes, planned=planned)
 
     def assume(self, *, puts: Mapping[str, bytes], deletes: Iterable[str]) -> None:
-        """Our own writes, handed to etcd but not yet reported back: planned against as if
-        the store held them, while `stored` still gives what it does hold."""
+        """Our own writes (the changes of the plans the last steps made), handed to etcd but
+        not yet reported back: planned against as if the store held them, while `stored`
+        still gives what it does hold. Their groups are not stepped again: each one's plan
+        against its own writes is empty (stepping them again doubled the cost of every
+        change: a failover of 5,000 Services stepped 10,000)."""
         deletes = tuple(deletes)
         current, confirmed = self._current, self._confirmed
         for keys in (deletes, puts):
             for key in keys:
                 if key not in confirmed:
                     confirmed[key] = current.get(key)
-        self._apply_current(puts=puts, deletes=deletes)
+        self._apply_current(puts=puts, deletes=deletes, planned=True)
 
-    def _apply_current(self, *, puts: Mapping[str, bytes], deletes: Iterable[str]) -> None:
+    def _apply_current(self, *, puts: Mapping[str, bytes], deletes: Iterable[str], planned: bool) -> None:
         current = self._current
         for key in deletes:
             if key in current:
-                self._drop_current(key)
+                self._drop_current(key, planned=planned)
         for key, value in puts.items():
             held = current.get(key)
             if held is None or held != value:
                 if held is not None:
-                    self._drop_current(key)
-                self._put_current(key, value)
+                    self._drop_current(key, planned=planned)
+                self._put_current(key, value, planned=planned)
 
     def stored(self, key: str) -> bytes | None:
         """The store's value of `key` as last reported (None: it holds no such key), whatever
@@ -532,7 +538,9 @@ class ZoneState:
             return None
         return ServiceKey(namespace=labels[0], name=labels[1]) if labels else GROUPLESS
 
-    def _put_current(self, key: str, value: bytes) -> None:
+    def _put_current(self, key: str, value: bytes, *, planned: bool) -> None:
+        """`planned`: written as the group's plan asked (its plan is now empty), else a
+        change to re-plan the group for."""
         self._current[key] = value
         group = self._group(key)
         if group is None:
@@ -547,11 +555,13 @@ class ZoneState:
             if claims is None:
                 claims = self._claims[cluster] = {}
             claims[group] = claims.get(group, 0) + 1
-        if group not in self._dirty:
+        if planned:
+            self._unwritten.discard(group)
+        elif group not in self._dirty:
             self._dirty.add(group)
             self._queue.append(group)
 
-    def _drop_current(self, key: str) -> None:
+    def _drop_current(self, key: str, *, planned: bool) -> None:
         value = self._current.pop(key)
         group = self._group(key)
         if group is None:
@@ -566,7 +576,10 @@ class ZoneState:
             claims[group] -= 1
             if not claims[group]:
                 del claims[group]
-        self._mark((group,))
+        if planned:
+            self._unwritten.discard(group)
+        else:
+            self._mark((group,))
 
     def _flush_outside(self, table_puts: dict[str, bytes], table_deletes: list[str]) -> None:
         for key in self._outside_pending:
