@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fed_dns.model import Record
-from fed_dns.records.codec import backend_id, decode, encode
+from fed_dns.records.codec import backend_id, decode, encode, owner_and_cluster
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 RECORDS = st.builds(
@@ -159,3 +159,45 @@ def test_decoded_values_share_their_owner_cluster_and_group_strings():
     assert first.cluster is second.cluster
     assert first.owner is second.owner and first.group is second.group
     assert first.host != second.host
+
+
+PLAIN = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7e, blacklist_characters='"\\'))
+PLAIN_RECORDS = st.builds(
+    Record, host=PLAIN, port=st.integers(-(10**18) + 1, 10**18 - 1), text=PLAIN,
+    ttl=st.integers(0, 10**9 - 1), mail=st.booleans(), group=PLAIN, owner=PLAIN, cluster=PLAIN)
+
+
+def _mangled(value: bytes, data) -> bytes:
+    """A value near encode's form: bytes cut, doubled, swapped or inserted at one place."""
+    at = data.draw(st.integers(0, len(value)))
+    change = data.draw(st.sampled_from([b"", b",", b"}", b'"', b"\\", b" ", b"{", b"null", b'"owner":"x",',
+                                        b'"Owner":"x",', b"1.5", b"\xc3\xa9", b"\x01"]))
+    cut = data.draw(st.integers(0, 3))
+    return value[:at] + change + value[at + cut:]
+
+
+@given(record=RECORDS | PLAIN_RECORDS, data=st.data())
+def test_owner_and_cluster_reads_as_decode_or_not_at_all(record, data):
+    """The undecoded read (plan.stale's) gives decode's owner and cluster, or None: for
+    encode's own output, for values a byte or a field away from it, for anything."""
+    value = encode(record)
+    for candidate in (value, _mangled(value, data), _mangled(_mangled(value, data), data)):
+        read = owner_and_cluster(candidate)
+        if read is None:
+            continue
+        decoded = decode(candidate)  # a value it reads always decodes
+        assert read == (decoded.owner, decoded.cluster), candidate
+
+
+@given(record=PLAIN_RECORDS)
+def test_owner_and_cluster_reads_every_plain_value_encode_writes(record):
+    assert owner_and_cluster(encode(record)) == (record.owner, record.cluster)
+
+
+@pytest.mark.parametrize("value", [
+    b'{"cluster":"c1",}', b'{"cluster":"c1""owner":"o"}', b'{,"owner":"o"}', b'{"owner":"o"} ',
+    b'{"owner":"a","owner":"b"}', b'{"port":1.0,"owner":"o"}', b'{"ttl":-1,"owner":"o"}',
+    b'{"owner":"o","cluster":"c1"}', b'{"owner":null}', b'{"owner":"\\u0041"}', b'{"Owner":"o"}',
+])
+def test_owner_and_cluster_leaves_any_other_form_to_decode(value):
+    assert owner_and_cluster(value) is None
