@@ -16,7 +16,10 @@ Cost: a dirty Service costs O(its records). Its part in each cluster (`render.Pa
 cached with the inputs it came from (the ServiceView object, the cluster's health, its probe
 results) together with its encoded records, so a member's health change re-renders only that
 member's part of each Service; the others are reused unless the Service's serve-all choice
-flips. The store's keys are indexed per group, and per cluster named in their values, so one
+flips. When only parts changed (a view, a health, probe results: not the store, not which
+clusters are kept) and the group's last plan is written, only the changed parts' keys are
+planned and swapped in the table (O(those records), not O(the Service's records in every
+member)). The store's keys are indexed per group, and per cluster named in their values, so one
 Service's diff never scans the zone.
 
 Views may be live mappings owned by a watcher (changed in place between calls): they are read
@@ -111,6 +114,7 @@ class _Result:
     fallbacks: tuple[tuple[str, str], ...]
     conflicts: tuple[Conflict, ...]
     table: tuple[str, ...]  # the group's keys in the table
+    mode: bool | None = None  # the serve-all choice it was made with (None: no parts)
 
 
 SEED_CHUNK = 1_000  # seeded table entries emitted per limited step (a step stays short; a
@@ -118,6 +122,7 @@ SEED_CHUNK = 1_000  # seeded table entries emitted per limited step (a step stay
 # 300 steps of 20 recomputes each, 2.3 s of CPU and 6 s or more at a restart)
 
 _EMPTY = _Result(records=0, rejected=frozenset(), fallbacks=(), conflicts=(), table=())
+_NO_PARTS: Mapping[str, _Cached] = types.MappingProxyType({})
 
 
 class ZoneState:
@@ -156,6 +161,7 @@ class ZoneState:
         self._rejections: Counter[Rejection] = Counter()
         self._fallbacks: Counter[tuple[str, str]] = Counter()
         self._dirty: set[ServiceKey] = set()
+        self._full: set[ServiceKey] = set()  # dirty for more than their parts: plan every key
         self._unwritten: set[ServiceKey] = set()  # groups whose last plan was not empty
         self._queue: deque[ServiceKey] = deque()
         self._rendered = 0
@@ -284,7 +290,7 @@ class ZoneState:
         self._views[cluster] = view
         if changed is None:
             changed = self._changed_services(cluster, old, view)
-        self._mark(changed)
+        self._mark(changed, parts_only=True)
         extra = old.services.keys() if old is not None and old.services is not view.services else ()
         self._restatus(cluster, extra=extra)
 
@@ -294,7 +300,7 @@ class ZoneState:
         if old is not None and old == health:
             return
         if not self._restatus(cluster, extra=()) and self._status[cluster] == _PUBLISH:
-            self._mark_cluster(cluster)  # READY <-> UNREACHABLE: its parts change
+            self._mark_cluster(cluster, parts_only=True)  # READY <-> UNREACHABLE: its parts change
 
     def remove_cluster(self, cluster: str) -> None:
         """A member left the federation: its view, health and probe results are forgotten,
@@ -330,7 +336,7 @@ class ZoneState:
                 self._probes[pair] = types.MappingProxyType(probes)
             else:
                 self._probes.pop(pair, None)
-            self._mark((pair[1],))
+            self._mark((pair[1],), parts_only=True)
 
     def mark_all(self) -> None:
         """Every group dirty (a full consistency pass, stepped through in chunks)."""
@@ -464,18 +470,22 @@ class ZoneState:
 
     # -- marking ---------------------------------------------------------------------------
 
-    def _mark(self, groups: Iterable[ServiceKey]) -> None:
-        dirty, queue = self._dirty, self._queue
+    def _mark(self, groups: Iterable[ServiceKey], *, parts_only: bool = False) -> None:
+        """Dirty groups; `parts_only`: only their parts' inputs changed (else every key of
+        theirs is planned at their next step)."""
+        dirty, queue, full = self._dirty, self._queue, self._full
         for group in groups:
+            if not parts_only:
+                full.add(group)
             if group not in dirty:
                 dirty.add(group)
                 queue.append(group)
 
-    def _mark_cluster(self, cluster: str, *, claims: bool = False) -> None:
+    def _mark_cluster(self, cluster: str, *, claims: bool = False, parts_only: bool = False) -> None:
         view = self._views.get(cluster)
         if view is not None:
-            self._mark(view.services.keys())
-        self._mark(self._parted.get(cluster, ()))
+            self._mark(view.services.keys(), parts_only=parts_only)
+        self._mark(self._parted.get(cluster, ()), parts_only=parts_only)
         if claims:
             self._mark(self._claims.get(cluster, {}).keys())
 
@@ -557,9 +567,11 @@ class ZoneState:
             claims[group] = claims.get(group, 0) + 1
         if planned:
             self._unwritten.discard(group)
-        elif group not in self._dirty:
-            self._dirty.add(group)
-            self._queue.append(group)
+        else:
+            self._full.add(group)
+            if group not in self._dirty:
+                self._dirty.add(group)
+                self._queue.append(group)
 
     def _drop_current(self, key: str, *, planned: bool) -> None:
         value = self._current.pop(key)
@@ -597,10 +609,20 @@ class ZoneState:
 
     def _recompute(self, group: ServiceKey, table_puts: dict[str, bytes], table_deletes: list[str],
                    failovers: list[tuple[str, str]]) -> tuple[Plan, _Result]:
+        before = self._parts.get(group, _NO_PARTS)
         parts = self._render_parts(group)
         kept = any(group in self._views[c].services for c in self._keeping if c in self._views)
         mode = serve_all(layout=self._layout, kept=kept,
                          healthy=any(cached.healthy for cached in parts.values()))
+        old = self._results.get(group, _EMPTY)
+        if group in self._full:
+            self._full.discard(group)
+        elif (old.mode is mode and group not in self._unwritten and not self._seed
+              and not self._seed_fresh and group not in self._adopt):
+            done = self._recompute_parts(group, before, parts, mode, old, table_puts, table_deletes,
+                                         failovers)
+            if done is not None:
+                return done
         desired: dict[str, bytes] = {}
         rejected: set[Rejection] = set()
         fallbacks = []
@@ -633,7 +655,6 @@ class ZoneState:
         puts = plan.changes.puts
         new_keys = [key for key in held_keys if key not in gone]
         new_keys.extend(key for key in puts if key not in current)
-        old = self._results.get(group, _EMPTY)
         for key in old.table:
             if key in gone or (key not in current and key not in puts):
                 if table.pop(key, None) is not None:
@@ -658,13 +679,96 @@ class ZoneState:
                 table[key] = value  # store and the cache hold (40 MB after a restart)
 
         result = _Result(records=len(desired), rejected=rejections(rejected),
-                         fallbacks=tuple(fallbacks), conflicts=plan.conflicts, table=tuple(new_keys))
+                         fallbacks=tuple(fallbacks), conflicts=plan.conflicts, table=tuple(new_keys),
+                         mode=mode if parts else None)
+        return plan, self._settle(group, old, result, parts, failovers)
+
+    def _settle(self, group: ServiceKey, old: _Result, result: _Result, parts: Mapping[str, _Cached],
+                failovers: list[tuple[str, str]]) -> _Result:
         self._account(old, result, failovers)
         if result == _EMPTY and not parts:
             self._results.pop(group, None)
         else:
             self._results[group] = result
-        return plan, result
+        return result
+
+    def _recompute_parts(self, group: ServiceKey, before: Mapping[str, _Cached], parts: Mapping[str, _Cached],
+                         mode: bool, old: _Result, table_puts: dict[str, bytes], table_deletes: list[str],
+                         failovers: list[tuple[str, str]]) -> tuple[Plan, _Result] | None:
+        """`_recompute` when only parts changed since the group's last step, made with the same
+        serve-all choice, whose plan is written (the store and the table hold the group's keys
+        as that plan left them): the changed parts' records are planned against the store
+        and the keys they no longer render are planned away, the others are not looked at. As
+        the whole recompute would decide: keys of two clusters never meet (the cluster is a
+        label of every key), and nothing else a plan reads has changed. None when a changed
+        part's last records are not at hand (then the whole group is recomputed)."""
+        desired: dict[str, bytes] = {}
+        dropped: list[str] = []  # the keys the changed parts had
+        records = 0
+        rejected: set[Rejection] = set()
+        fallbacks = []
+        for cluster, cached in parts.items():
+            out = self._output(group, cluster, cached, mode)
+            records += len(out.keys)
+            rejected |= cached.rejected | out.rejected
+            if out.fallback is not None:
+                fallbacks.append((cluster, out.fallback))
+            was = before.get(cluster)
+            if was is cached:
+                continue
+            desired.update(zip(out.keys, out.values))
+            if was is not None:
+                last = was.outs.get(mode)
+                if last is None:
+                    return None
+                dropped.extend(last.keys)
+        if len(before) > len(parts) or any(cluster not in parts for cluster in before):
+            for cluster, was in before.items():
+                if cluster not in parts:
+                    last = was.outs.get(mode)
+                    if last is None:
+                        return None
+                    dropped.extend(last.keys)
+
+        current = self._current
+        plan = plan_keys(desired=desired, current=current,
+                         held=[(key, current[key]) for key in dropped if key not in desired and key in current],
+                         owner=self._layout.owner, keep_clusters=self._keep)
+        if plan.changes:
+            self._unwritten.add(group)
+        table = self._table
+        for key, value in desired.items():  # share one bytes object between store and cache
+            got = current.get(key)
+            if got is not None and got is not value and got == value:
+                current[key] = value
+                if table.get(key) == value:
+                    table[key] = value
+
+        puts, deletes = plan.changes.puts, plan.changes.deletes
+        for key in deletes:
+            if table.pop(key, None) is not None:
+                table_puts.pop(key, None)
+                table_deletes.append(key)
+        for key, value in puts.items():
+            there = table.get(key)
+            if there is not value:
+                if there != value:
+                    table_puts[key] = value
+                table[key] = value
+        keys = old.table
+        if deletes:
+            gone = set(deletes)
+            keys = tuple(key for key in keys if key not in gone)
+        added = [key for key in puts if key not in current]
+        if added:
+            keys = (*keys, *added)
+        conflicts = old.conflicts
+        if conflicts:
+            replanned = {*dropped, *desired}
+            conflicts = tuple(c for c in conflicts if c.key not in replanned)
+        result = _Result(records=records, rejected=rejections(rejected), fallbacks=tuple(fallbacks),
+                         conflicts=(*conflicts, *plan.conflicts), table=keys, mode=mode)
+        return plan, self._settle(group, old, result, parts, failovers)
 
     def _adopt_keys(self, group: ServiceKey, desired: Mapping[str, bytes]) -> None:
         """After a load the group's keys are the store's strings and its records' keys are
