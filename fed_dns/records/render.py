@@ -31,6 +31,7 @@ from fed_dns.model import (
     ServiceView,
     ZoneSettings,
 )
+from fed_dns.model.addresses import canonical_ipv4
 from fed_dns.records.codec import backend_id
 from fed_dns.records.names import MAX_NAME, check_label, check_name, name_to_key, normalize_zone
 
@@ -199,6 +200,8 @@ class _Builder:
 def _host(address: str) -> tuple[str, str | None]:
     """The address as written in a record (canonical IP, or lower-case name without the
     trailing dot, as CoreDNS adds it back) and why it is unusable, if it is."""
+    if canonical_ipv4(address):
+        return address, None
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:

@@ -6,10 +6,10 @@ Values are decoded by `fed_dns.records.codec.decode` (ValueError when not a SkyD
 from __future__ import annotations
 
 import ipaddress
-import socket
 from dataclasses import dataclass
 
 from fed_dns.model import Record
+from fed_dns.model.addresses import canonical_ipv4
 from fed_dns.records.codec import decode
 
 __all__ = ["A", "AAAA", "CNAME", "TXT", "Service", "decode", "group", "host_kind", "included",
@@ -38,11 +38,8 @@ class Service:
 
 def host_kind(host: str, text: str) -> tuple[str, str]:
     """msg.Service.HostType: an IP gives A/AAAA, a name CNAME, or TXT when text is set."""
-    try:  # fast path: a canonical dotted quad is its own normal form
-        if socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, host)) == host:
-            return A, host
-    except (OSError, ValueError):
-        pass
+    if canonical_ipv4(host):  # its own normal form
+        return A, host
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from fed_dns.model import Backend, Port, Publish, ServiceKey, ServiceView
+from fed_dns.model.addresses import canonical_ipv4
 from fed_dns.records.names import MAX_NAME, check_label
 
 EXPORT_ANNOTATION = "fed-dns.io/export"
@@ -42,8 +42,6 @@ REASONS = frozenset({INVALID_NAMESPACE, INVALID_SERVICE_NAME, INVALID_PUBLISH, I
                      INVALID_ENDPOINT_HOSTNAME, INVALID_ENDPOINT_ADDRESS, INVALID_CLUSTER_IP,
                      INVALID_INGRESS_IP, INVALID_INGRESS_HOSTNAME, INVALID_EXTERNAL_NAME})
 _SHOWN = 80  # characters of a hostile value kept in a Rejection's detail
-_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"  # ASCII digits, no leading zero
-_CANONICAL_IPV4 = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}")  # only what IPv4Address accepts as is
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -216,7 +214,7 @@ def check_slice_addresses(slices: Iterable[Mapping]) -> None:
 def _ip(value: object, *, reason: str,
         family: type[ipaddress.IPv4Address] | type[ipaddress.IPv6Address] | None = None) -> str:
     """`value` in its canonical text when it is an IP (of `family` if given), no zone index."""
-    if family is not ipaddress.IPv6Address and isinstance(value, str) and _CANONICAL_IPV4.fullmatch(value):
+    if family is not ipaddress.IPv6Address and isinstance(value, str) and canonical_ipv4(value):
         return value  # what ipaddress would say, ten times faster: most addresses are these
     try:
         if not isinstance(value, str) or "%" in value:

@@ -256,20 +256,6 @@ def test_a_malformed_object_is_a_stream_error_that_names_no_value():
         "BOOKMARK", {"metadata": {"resourceVersion": "9"}})
 
 
-# -- the IPv4 shortcut of parse._ip ----------------------------------------------------------------
-
-OCTETS = st.one_of(st.integers(0, 300).map(str), st.sampled_from(["00", "01", "010", "0x1", "", " 1", "1 ", "٣", "+1"]))
-IPV4_LIKE = st.one_of(st.lists(OCTETS, min_size=3, max_size=5).map(".".join),
-                      st.text(alphabet="0123456789.:/%\n ", max_size=17))
-
-
-@settings(max_examples=1000, deadline=None)
-@given(value=IPV4_LIKE, family=st.sampled_from([None, ipaddress.IPv4Address]))
-def test_the_ipv4_shortcut_takes_only_what_ipaddress_takes_unchanged(value, family):
-    if parse._CANONICAL_IPV4.fullmatch(value):  # else ipaddress decides, as before
-        assert str((family or ipaddress.ip_address)(value)) == value
-
-
 # -- random event sequences through the index ----------------------------------------------------
 
 class Reference:
