@@ -13,6 +13,8 @@ import base64
 import http.client
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 import dns.exception
 
 from tests.e2e.scale_support import ScaleRig
-from tests.support import EtcdKV
+from tests.support import REPO, EtcdKV, stop_process
 
 
 def unique_address(counter: int) -> str:
@@ -213,7 +215,8 @@ class AnswerProbe(_Thread):
 
 
 class QueryLoad(_Thread):
-    """Back-to-back A queries of sampled names; `rtts` (seconds) and `timeouts`."""
+    """Back-to-back A queries of sampled names from a client process of its own
+    (tests/e2e/query_client.py); `rtts` (seconds) and `timeouts`, read by this thread."""
 
     def __init__(self, rig: ScaleRig, names: list[str], *, timeout: float = 1.0) -> None:
         super().__init__("query-load")
@@ -223,21 +226,34 @@ class QueryLoad(_Thread):
         self.rtts: list[float] = []
         self.timeouts = 0
         self.errors = 0
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> QueryLoad:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.e2e.query_client", str(self.rig.daemon.dns_port), str(self.timeout)],
+            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc.stdin.write(" ".join(self.names) + "\n")
+        self.proc.stdin.close()
+        super().start()
+        return self
 
     def run(self) -> None:
-        i = 0
-        while not self.stopping.is_set():
-            name = self.names[i % len(self.names)]
-            i += 1
-            start = time.perf_counter()
-            try:
-                self.rig.query(name, timeout=self.timeout)
-                self.rtts.append(time.perf_counter() - start)
-            except dns.exception.Timeout:
+        for line in self.proc.stdout:
+            if self.stopping.is_set():
+                return
+            line = line.strip()
+            if line == "T":
                 self.timeouts += 1
-            except (dns.exception.DNSException, OSError, RuntimeError):
+            elif line == "E":
                 self.errors += 1
-                time.sleep(0.01)
+            elif line:
+                self.rtts.append(float(line))
+
+    def stop(self) -> None:
+        self.stopping.set()
+        stop_process(self.proc)
+        self.thread.join(timeout=10)
+        self.proc.stdout.close()
 
     def take(self) -> tuple[list[float], int]:
         """The samples so far, and forget them (for one window)."""

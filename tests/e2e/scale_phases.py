@@ -96,8 +96,8 @@ def churn(rig: ScaleRig, rate: float, duration: float, counter: int, *, hang: in
     return out
 
 
-def gc_pauses(rig: ScaleRig) -> dict[tuple[str, str], tuple[float, float, dict[float, float]]]:
-    """The daemon's fed_dns_gc_pause_seconds: (process, generation) -> (count, sum, buckets)."""
+def histograms(rig: ScaleRig, name: str, label: str) -> dict[tuple[str, str], tuple[float, float, dict[float, float]]]:
+    """The daemon's histogram `name`: (its `label`, ...) -> (count, sum, cumulative buckets)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     out: dict = {}
@@ -106,10 +106,10 @@ def gc_pauses(rig: ScaleRig) -> dict[tuple[str, str], tuple[float, float, dict[f
     except OSError:
         return out
     for family in text_string_to_metric_families(text):
-        if family.name != "fed_dns_gc_pause_seconds":
+        if family.name != name:
             continue
         for sample in family.samples:
-            key = (sample.labels["process"], sample.labels["generation"])
+            key = tuple(sample.labels[k] for k in label.split(","))
             count, total, buckets = out.get(key, (0.0, 0.0, {}))
             if sample.name.endswith("_count"):
                 count = sample.value
@@ -119,6 +119,28 @@ def gc_pauses(rig: ScaleRig) -> dict[tuple[str, str], tuple[float, float, dict[f
                 buckets = {**buckets, float(sample.labels["le"]): sample.value}
             out[key] = (count, total, buckets)
     return out
+
+
+def gc_pauses(rig: ScaleRig) -> dict[tuple[str, str], tuple[float, float, dict[float, float]]]:
+    """The daemon's fed_dns_gc_pause_seconds: (process, generation) -> (count, sum, buckets)."""
+    return histograms(rig, "fed_dns_gc_pause_seconds", "process,generation")
+
+
+def server_dns(rig: ScaleRig) -> tuple[float, float, dict[float, float]]:
+    """UDP requests answered by every DNS process: (count, sum, buckets) of the server's own
+    read-to-sent time (what the server spent, without the machine's scheduling before)."""
+    return histograms(rig, "fed_dns_dns_request_duration_seconds", "protocol").get(("udp",), (0.0, 0.0, {}))
+
+
+def server_dns_delta(before: tuple, after: tuple) -> dict:
+    """Requests between two scrapes (each worker reports once a second), the bucket bound
+    (ms) that 99 % of them were under (None: above the last bound, 10 ms), and how many took
+    over 1 ms and over 10 ms."""
+    count = after[0] - before[0]
+    under = {bound: after[2][bound] - before[2].get(bound, 0.0) for bound in sorted(after[2])}
+    p99 = next((bound * 1000 for bound, n in under.items() if count and n >= 0.99 * count), None)
+    return {"n": int(count), "p99_under_ms": None if p99 == float("inf") else p99,
+            "over_1ms": int(count - under.get(0.001, 0.0)), "over_10ms": int(count - under.get(0.01, 0.0))}
 
 
 ETCD_DISK = ("etcd_disk_wal_fsync_duration_seconds", "etcd_disk_backend_commit_duration_seconds")
@@ -172,14 +194,17 @@ def kill(rig: ScaleRig, member: int, timeout: float) -> dict:
     others = [rig.merged_name(n) for _, n in rig.sample(200, seed=5)]
     load = QueryLoad(rig, others).start()
     try:
+        server_start = server_dns(rig)
         time.sleep(2.0)
         quiet, quiet_timeouts = load.take()
+        server_quiet = server_dns(rig)
         disk_before = etcd_disk(rig)
         rig.kill(member, mode="stop")
         times = first_times({"dns_s": lambda: rig.withdrawn_from_dns(member, services),
                              "etcd_s": lambda: rig.withdrawn_from_etcd(member, services)},
                             timeout=timeout, interval=0.05)
         during, during_timeouts = load.take()
+        server_during = server_dns(rig)
     finally:
         load.stop()
     rig.revive(member)
@@ -188,7 +213,10 @@ def kill(rig: ScaleRig, member: int, timeout: float) -> dict:
     return {"member": member, "withdrawn_from_dns_s": times["dns_s"], "withdrawn_from_etcd_s": times["etcd_s"],
             "dns_query_ms_before": percentiles(quiet, scale=1000, digits=2), "timeouts_before": quiet_timeouts,
             "dns_query_ms_during_write": percentiles(during, scale=1000, digits=2),
-            "timeouts_during_write": during_timeouts, "etcd_disk": disk_delta(disk_before, etcd_disk(rig)), **back}
+            "timeouts_during_write": during_timeouts,
+            "server_dns_before": server_dns_delta(server_start, server_quiet),
+            "server_dns_during_write": server_dns_delta(server_quiet, server_during),
+            "etcd_disk": disk_delta(disk_before, etcd_disk(rig)), **back}
 
 
 def quiet_etcd(kv: EtcdCounts, *, expected: int, prefix: str, quiet: float, timeout: float) -> float | None:

@@ -1,11 +1,19 @@
-"""The pure parts of the scale harness: when a change counts as in etcd, percentiles, addresses."""
+"""The scale harness: when a change counts as in etcd, percentiles, addresses, the DNS query load."""
 
 from __future__ import annotations
 
+import os
+import socket
+import threading
+import types
+
+import dns.message
 import pytest
 
-from tests.e2e.scale_observers import Change, reached, unique_address
+from tests.e2e.scale_observers import Change, QueryLoad, reached, unique_address
+from tests.e2e.scale_phases import server_dns_delta
 from tests.e2e.scale_support import percentiles
+from tests.support import LOOPBACK, wait_for
 
 
 def change(at: float, n: int, address: str, member: int = 0) -> Change:
@@ -37,3 +45,61 @@ def test_unique_addresses_are_distinct_and_never_seeded():
     addresses = [unique_address(i) for i in range(200_000)]
     assert len(set(addresses)) == len(addresses)
     assert all(200 <= int(a.split(".")[1]) < 250 for a in addresses)  # seeded: 10.<member + 1>.
+
+
+class _Responder:
+    """A UDP socket on loopback answering each query (or none: `answer=False`) on a thread."""
+
+    def __init__(self, *, answer: bool) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((LOOPBACK, 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.answer = answer
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except OSError:
+                continue
+            if self.answer:
+                self.sock.sendto(dns.message.make_response(dns.message.from_wire(data)).to_wire(), peer)
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join()
+        self.sock.close()
+
+
+@pytest.mark.parametrize("answer", [True, False], ids=["answered", "timeouts"])
+def test_query_load_asks_from_a_process_of_its_own(answer):
+    server = _Responder(answer=answer)
+    rig = types.SimpleNamespace(daemon=types.SimpleNamespace(dns_port=server.port))
+    load = QueryLoad(rig, ["a.example.", "b.example."], timeout=0.05).start()
+    try:
+        assert load.proc.pid != os.getpid()
+        wait_for(lambda: load.rtts if answer else load.timeouts >= 3, timeout=20, what="queries")
+        rtts, timeouts = load.take()
+        assert (bool(rtts), bool(timeouts)) == (answer, not answer)
+        assert all(0 < rtt < 1 for rtt in rtts)
+    finally:
+        load.stop()
+        server.close()
+    assert load.proc.poll() is not None  # stopped with it
+
+
+@pytest.mark.parametrize(("before", "after", "expected"), [
+    pytest.param((0, 0, {}), (100, 0, {0.0005: 50, 0.001: 99, 0.01: 100, float("inf"): 100}),
+                 {"n": 100, "p99_under_ms": 1.0, "over_1ms": 1, "over_10ms": 0}, id="p99-at-1ms"),
+    pytest.param((100, 0, {0.001: 99, 0.01: 100, float("inf"): 100}),
+                 (200, 0, {0.001: 150, 0.01: 180, float("inf"): 200}),
+                 {"n": 100, "p99_under_ms": None, "over_1ms": 49, "over_10ms": 20}, id="over-the-last-bound"),
+    pytest.param((5, 0, {0.001: 5, float("inf"): 5}), (5, 0, {0.001: 5, float("inf"): 5}),
+                 {"n": 0, "p99_under_ms": None, "over_1ms": 0, "over_10ms": 0}, id="none"),
+])
+def test_server_dns_delta(before, after, expected):
+    assert server_dns_delta(before, after) == expected
