@@ -15,7 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fed_dns.app.workers import Follow, WorkerPool, WorkerSettings, WorkerStartError, coalesce
+from fed_dns.app import workers
+from fed_dns.app.workers import Follow, WorkerPool, WorkerSettings, WorkerStartError, coalesce, split
 from fed_dns.server import table as table_mod
 from fed_dns.server.dns import DnsServer
 from tests.support import LOOPBACK, free_port
@@ -70,6 +71,48 @@ def test_a_merged_delta_leaves_what_the_deltas_one_by_one_leave(deltas):
     assert [m[3] for m in messages] == ([len(deltas)] if deltas else [])  # the last one's number
 
 
+@pytest.mark.parametrize(("message", "size", "expect"), [
+    (("live",), 1, [("live",)]),
+    ((D, {"a": b"1"}, ["b"], 3), 2, [(D, {"a": b"1"}, ["b"], 3)]),
+    ((D, {"a": b"1", "c": b"3"}, ["b"], 3), 2, [("part", {"a": b"1"}, ["b"]), (D, {"c": b"3"}, [], 3)]),
+    ((D, {"c": b"3"}, ["a", "b", "d"], 9), 2, [("part", {}, ["a", "b"]), (D, {"c": b"3"}, ["d"], 9)]),
+], ids=["not-a-diff", "small", "deletes-first", "parts-then-the-rest"])
+def test_a_big_diff_goes_in_parts(message, size, expect):
+    assert split(message, size=size) == expect
+
+
+@given(puts=st.dictionaries(st.sampled_from("abcdefgh"), st.binary(max_size=2), max_size=8),
+       deletes=st.sets(st.sampled_from("ijklmnop"), max_size=8), size=st.integers(1, 5))
+def test_parts_applied_in_order_leave_what_the_diff_leaves(puts, deletes, size):
+    start = {"i": b"x", "z": b"y"}
+    messages = split((D, puts, sorted(deletes), 4), size=size)
+    state = dict(start)
+    for message in messages:
+        assert len(message[1]) + len(message[2]) <= size
+        state = {k: v for k, v in state.items() if k not in message[2]} | message[1]
+    assert state == {k: v for k, v in start.items() if k not in deletes} | puts
+    assert [m[0] for m in messages] == ["part"] * (len(messages) - 1) + [D] and messages[-1][3] == 4
+
+
+def test_parts_are_answered_only_with_the_whole_diff():
+    """A diff in parts: the worker answers the table before it until the diff's last message
+    (no query sees part of a Service), then acknowledges it once."""
+    server = DnsServer(host=LOOPBACK, port=0, table=table_mod.loading(zone=ZONE))
+    follow = Follow(settings=_settings(), server=server)
+    follow.receive((D, {key("c1/a"): value("10.0.0.1")}, [], 1))
+    follow.receive(("live",))
+    messages = split((D, {key("c1/b"): value("10.0.0.2"), key("c1/c"): value("10.0.0.3")}, [key("c1/a")], 2),
+                     size=1)
+    assert [m[0] for m in messages] == ["part", "part", D]
+    for message in messages[:-1]:
+        assert follow.receive(message) is None
+        assert _addresses(server.table) == ["10.0.0.1"]
+    assert follow.receive(messages[-1]) == ("applied", 2)
+    assert _addresses(server.table) == ["10.0.0.2", "10.0.0.3"]
+    follow.receive((D, {}, [key("c1/b")], 3))  # the next diff starts from the swapped table
+    assert _addresses(server.table) == ["10.0.0.3"]
+
+
 def _settings(port: int = 0) -> WorkerSettings:
     return WorkerSettings(zone=ZONE, prefix=PREFIX, host=LOOPBACK, port=port,
                           tcp_idle_timeout=5.0, max_tcp_connections=10, max_udp_size=1232)
@@ -122,7 +165,9 @@ async def _until(predicate, *, what: str, timeout: float = 20) -> None:
         await asyncio.sleep(0.02)
 
 
-async def test_worker_processes_answer_from_the_published_deltas():
+@pytest.mark.parametrize("chunk", [workers.DIFF_CHUNK, 1], ids=["whole", "in-parts"])
+async def test_worker_processes_answer_from_the_published_deltas(chunk, monkeypatch):
+    monkeypatch.setattr(workers, "DIFF_CHUNK", chunk)  # the sender splits (in this process)
     pool = WorkerPool(settings=_settings(0), count=2)  # port 0: the first binds, the second shares
     await pool.start()
     try:
@@ -137,8 +182,9 @@ async def test_worker_processes_answer_from_the_published_deltas():
         await _until(lambda: pool.applied_through(2), what="both workers applied both diffs")
         for _ in range(10):  # fresh source ports: both SO_REUSEPORT sockets
             await _answers(port, dns.rcode.NOERROR, {"10.0.0.1", "10.0.0.2"}, what="live with both deltas")
-        pool.publish(puts={}, deletes=[key("c1/a")], live=True)
-        await _answers(port, dns.rcode.NOERROR, {"10.0.0.2"}, what="following a delete")
+        pool.publish(puts={key("c1/c"): value("10.0.0.3")}, deletes=[key("c1/a")], live=True)  # 2 parts
+        await _answers(port, dns.rcode.NOERROR, {"10.0.0.2", "10.0.0.3"}, what="following a delete and a put")
+        await _until(lambda: pool.applied_through(3), what="both workers applied the third diff")
         assert pool.alive()
         await _until(lambda: pool.counters(1, "gc") and pool.counters(2, "gc"),
                      what="both workers report their counters, GC pauses with them")
