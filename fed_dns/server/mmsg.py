@@ -134,7 +134,7 @@ class Batch:
         16 bytes, read from the raw sockaddr; b"" for other families). `elapsed_ns` is then
         the time from the datagrams read (recv returned) to their answers sent."""
         n = self.recv()
-        start = _clock()
+        began = _clock()
         rview, rlen, rslot = self._rview, self._rlen, self.recv_slot
         sview, siq, sq, sslot = self._sview, self._siq, self._sq, self.send_slot
         name0, j = self._name0, 0
@@ -157,7 +157,7 @@ class Batch:
                     j += 1
         if j:
             self.send(j)
-        self.elapsed_ns = _clock() - start
+        self.elapsed_ns = _clock() - began
         return n
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import struct
 import sys
+import time
 
 import dns.edns
 import dns.flags
@@ -99,6 +100,8 @@ def test_fifty_queries_sent_at_once_all_answered_with_their_ids(server):
         n = int(name[3])
         assert sorted(addresses(msg)) == [f"10.0.{n}.1", f"10.0.{n}.2"]
     assert server.stats.errors == 0
+    counts, total = server.stats.durations[("udp",)]  # dns_request_duration_seconds
+    assert sum(counts.values()) == 50 and 0 < total / 50 < 0.5
 
 
 def test_mixed_fast_slow_malformed_and_truncated_in_one_burst(server):
@@ -193,7 +196,10 @@ def test_batch_echo_on_a_udp_socket():
         a.sendto(b"a2", srv.getsockname())
         seen: list[bytes] = []
         while len(seen) < 4:
+            before = time.perf_counter_ns()
             n = batch.exchange(lambda d: seen.append(d) or d * 2)
             assert 1 <= n <= 8
+            # read to sent: within this exchange (it was the loop's offsets once: hours)
+            assert 0 <= batch.elapsed_ns <= time.perf_counter_ns() - before
         assert seen == [b"a1", b"b1", b"x" * 16, b"a2"]
         assert [a.recv(100), a.recv(100), b.recv(100)] == [b"a1a1", b"a2a2", b"b1b1"]
