@@ -98,11 +98,14 @@ class Daemon:
     def _publish(self, puts: Mapping[str, bytes], deletes: Iterable[str]) -> None:
         """A table delta, O(delta). With DNS workers it is queued for them (they answer, the
         daemon keeps no table); otherwise applied to the daemon's table at once. DNS answers
-        from that table once the daemon is settled (until then SERVFAIL in the zone)."""
+        from that table once the daemon is settled and etcd's records are all in it (until
+        then SERVFAIL in the zone): at a restart etcd's load settles every member at once,
+        while its 300,000 records still go into the table a chunk per step; going live then
+        answered NXDOMAIN for most names for seconds (a worker went live with 27,000)."""
         from fed_dns.server import table
 
         deletes = tuple(deletes)
-        live = self.settled()
+        live = self.settled() and not self.state.seed_pending
         if self.workers is not None:
             self.workers.publish(puts=puts, deletes=deletes, live=live)
             self._freezer.changed(len(puts) + len(deletes))  # the state's new objects
