@@ -94,7 +94,34 @@ _DECODER = json.JSONDecoder(object_pairs_hook=_Object, parse_constant=_reject_co
 
 
 def decode(value: bytes | bytearray | memoryview | str) -> Record:
-    """A Record from a SkyDNS JSON value; ValueError if CoreDNS could not read it either."""
+    """A Record from a SkyDNS JSON value; ValueError if CoreDNS could not read it either.
+    A value in encode's own form (nearly every value of the zone) is read with one regular
+    expression (`_CANONICAL`), anything else as JSON; both give the same Record."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        match = _CANONICAL.match(value)
+        if match is not None:
+            return _from_canonical(match)
+    return _decode_json(value)
+
+
+def _from_canonical(match: re.Match[bytes]) -> Record:
+    fields: dict[str, Any] = {}
+    for name, got in zip(_SORTED_FIELDS, match.groups()):
+        if got is None:
+            continue
+        kind = _FIELDS[name][0]
+        if kind is str:
+            text = got.decode("ascii")
+            fields[name] = sys.intern(text) if name in _INTERNED else text
+        elif kind is int:
+            fields[name] = int(got)
+        else:
+            fields[name] = got == b"true"
+    return Record(**fields)
+
+
+def _decode_json(value: bytes | bytearray | memoryview | str) -> Record:
+    """`decode` for any value: JSON as Go's encoding/json reads it into msg.Service."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         text = bytes(value).decode("utf-8", errors="replace")  # as Go: bad UTF-8 -> U+FFFD
     elif isinstance(value, str):
@@ -165,8 +192,9 @@ def _canonical_form() -> re.Pattern[bytes]:
 
 
 _CANONICAL = _canonical_form()
-_OWNER_GROUP = 1 + sorted(_FIELDS).index("owner")
-_CLUSTER_GROUP = 1 + sorted(_FIELDS).index("cluster")
+_SORTED_FIELDS = tuple(sorted(_FIELDS))  # the order of _CANONICAL's groups
+_OWNER_GROUP = 1 + _SORTED_FIELDS.index("owner")
+_CLUSTER_GROUP = 1 + _SORTED_FIELDS.index("cluster")
 
 
 def owner_and_cluster(value: bytes) -> tuple[str, str] | None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from fed_dns.model import Record
+from fed_dns.records import codec
 from fed_dns.records.codec import backend_id, decode, encode, owner_and_cluster
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -201,3 +203,31 @@ def test_owner_and_cluster_reads_every_plain_value_encode_writes(record):
 ])
 def test_owner_and_cluster_leaves_any_other_form_to_decode(value):
     assert owner_and_cluster(value) is None
+
+
+def _json_or_error(value: bytes):
+    try:
+        return codec._decode_json(value)
+    except ValueError:
+        return ValueError
+
+
+@given(record=RECORDS | PLAIN_RECORDS, data=st.data())
+def test_decode_reads_encodes_own_form_as_json_would(record, data):
+    """decode's regular-expression path (a value in encode's own form) gives the Record the
+    JSON path gives, for encode's output and for values a byte or a field away from it."""
+    value = encode(record)
+    for candidate in (value, _mangled(value, data), _mangled(_mangled(value, data), data)):
+        try:
+            got = decode(candidate)
+        except ValueError:
+            got = ValueError
+        assert got == _json_or_error(candidate), candidate
+        if got is not ValueError and codec._CANONICAL.match(candidate):
+            assert got.owner is sys.intern(got.owner) and got.cluster is sys.intern(got.cluster)
+
+
+@given(record=PLAIN_RECORDS)
+def test_plain_values_take_the_regular_expression_path(record):
+    assert codec._CANONICAL.match(encode(record)) is not None
+    assert decode(encode(record)) == record
