@@ -23,9 +23,9 @@ def test_free_ports_are_outside_the_ephemeral_range_distinct_and_bindable_for_tc
 
 
 def test_a_port_in_use_is_not_handed_out_and_a_port_is_handed_out_once(monkeypatch):
+    port = free_port()  # outside the ephemeral range: nobody else takes it meanwhile
     held = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # UDP only: TCP alone is not enough
-    held.bind((LOOPBACK, 0))
-    port = held.getsockname()[1]
+    held.bind((LOOPBACK, port))
     monkeypatch.setattr(support, "_port_candidates", lambda: range(port, port + 1))
     monkeypatch.setattr(support, "_ports_given", set())
     with pytest.raises(RuntimeError, match="no free loopback port"):
