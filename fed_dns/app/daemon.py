@@ -77,6 +77,7 @@ class Daemon:
         self.table = None  # server.table.ZoneTable: what self.dns answers from once settled
         self.state = ZoneState(settings=self.settings)
         self._ready = False  # latched by ready()
+        self._live = False  # latched by _publish: DNS answers from the live table
         self._freezer = runtime.Freezer()  # gc.freeze() every 1,000 changed keys
         self._drained_mark: int | None = None  # reconcile drains counted when all was answerable
         self._workers_mark: int | None = None  # deltas published when all was answerable
@@ -98,14 +99,20 @@ class Daemon:
     def _publish(self, puts: Mapping[str, bytes], deletes: Iterable[str]) -> None:
         """A table delta, O(delta). With DNS workers it is queued for them (they answer, the
         daemon keeps no table); otherwise applied to the daemon's table at once. DNS answers
-        from that table once the daemon is settled and etcd's records are all in it (until
-        then SERVFAIL in the zone): at a restart etcd's load settles every member at once,
-        while its 300,000 records still go into the table a chunk per step; going live then
-        answered NXDOMAIN for most names for seconds (a worker went live with 27,000)."""
+        from that table once the daemon is settled and the table holds what that settles:
+        etcd's records all in it, and every Service marked so far stepped (until then SERVFAIL
+        in the zone). Settling comes first: at a restart etcd's load settles every member at
+        once, while its 300,000 records still go into the table a chunk per step, and at a
+        start the members' lists are in seconds before the first pass has stepped their
+        5,000 Services; going live then answered NXDOMAIN for most names for seconds (a
+        worker went live with 27,000 of 300,000 records after a restart, 9,960 at a start).
+        Once live, it stays live."""
         from fed_dns.server import table
 
         deletes = tuple(deletes)
-        live = self.settled() and not self.state.seed_pending
+        if not self._live:
+            self._live = self.settled() and not self.state.seed_pending and not self.state.has_work
+        live = self._live
         if self.workers is not None:
             self.workers.publish(puts=puts, deletes=deletes, live=live)
             self._freezer.changed(len(puts) + len(deletes))  # the state's new objects

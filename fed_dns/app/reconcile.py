@@ -219,7 +219,6 @@ class Reconciler:
         failovers: dict[str, list[str]] = {}
         try:
             stepped = 0
-            published = False
             while self.state.has_work:
                 t0 = time.monotonic()
                 puts: dict[str, bytes] = {}
@@ -243,7 +242,6 @@ class Reconciler:
                         break
                 if puts or deletes:
                     self._publish(puts, deletes)
-                    published = True
                 changes = writes.take()
                 if changes:
                     planned.merge(changes)
@@ -253,8 +251,9 @@ class Reconciler:
                     await asyncio.sleep(YIELD)  # leases, probes, watches and DNS go first
             self.stats.drained += 1
             self._log_failovers(failovers)
-            if not published:
-                self._publish({}, ())  # lets the owner go live on a run that changed nothing
+            # Drained: everything marked so far is in the table. An empty delta tells the owner
+            # so (it goes live at a drained run, not in the middle of the first pass).
+            self._publish({}, ())
             if stepped:
                 self._count_published()
                 now = time.monotonic()
