@@ -322,20 +322,18 @@ class Follow:
         """Apply one message; the reply to send back, if any."""
         from fed_dns.server import table
 
-        if message[0] == "part":
-            _, puts, deletes = message
+        if message[0] in ("part", "diff"):
+            puts, deletes = message[1], message[2]
             with self._freezer.applying(len(puts) + len(deletes)):
-                self._parts = table.update(previous=self.table if self._parts is None else self._parts,
-                                           puts=puts, deletes=deletes)
-            return None
-        if message[0] == "diff":
-            _, puts, deletes, seq = message
-            base, self._parts = (self.table if self._parts is None else self._parts), None
-            with self._freezer.applying(len(puts) + len(deletes)):
-                self.table = table.update(previous=base, puts=puts, deletes=deletes)
+                updated = table.update(previous=self.table if self._parts is None else self._parts,
+                                       puts=puts, deletes=deletes)
+            if message[0] == "part":
+                self._parts = updated
+                return None
+            self._parts, self.table = None, updated
             if self.live:
                 self.server.swap(self.table)
-            return ("applied", seq)
+            return ("applied", message[3])
         elif message[0] == "live" and not self.live:
             self.live = True
             self.server.swap(self.table)

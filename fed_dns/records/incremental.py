@@ -568,10 +568,7 @@ class ZoneState:
         if planned:
             self._unwritten.discard(group)
         else:
-            self._full.add(group)
-            if group not in self._dirty:
-                self._dirty.add(group)
-                self._queue.append(group)
+            self._mark((group,))
 
     def _drop_current(self, key: str, *, planned: bool) -> None:
         value = self._current.pop(key)
@@ -713,22 +710,14 @@ class ZoneState:
             rejected |= cached.rejected | out.rejected
             if out.fallback is not None:
                 fallbacks.append((cluster, out.fallback))
-            was = before.get(cluster)
-            if was is cached:
-                continue
-            desired.update(zip(out.keys, out.values))
-            if was is not None:
+            if before.get(cluster) is not cached:
+                desired.update(zip(out.keys, out.values))
+        for cluster, was in before.items():  # the parts replaced or gone: the keys they had
+            if parts.get(cluster) is not was:
                 last = was.outs.get(mode)
                 if last is None:
                     return None
                 dropped.extend(last.keys)
-        if len(before) > len(parts) or any(cluster not in parts for cluster in before):
-            for cluster, was in before.items():
-                if cluster not in parts:
-                    last = was.outs.get(mode)
-                    if last is None:
-                        return None
-                    dropped.extend(last.keys)
 
         current = self._current
         plan = plan_keys(desired=desired, current=current,
