@@ -331,6 +331,122 @@ def test_the_same_with_the_seed_emitted_one_key_per_step(mode, store, start, ops
         incremental.SEED_CHUNK = chunk
 
 
+# A restart: the zone a leader left in the store, a new state over it, every member READY
+# but not listed yet (kept), then each member's list arrives, changed or not since.
+ARRIVALS = st.tuples(st.just("arrive"), st.sampled_from(CLUSTERS[:3]),
+                     st.lists(st.one_of(SERVICE_VIEWS, st.sampled_from(SERVICES)), max_size=3))
+RESTART_OPS = st.one_of(ARRIVALS, st.tuples(st.just("land"), st.booleans()),
+                        st.tuples(st.just("step"), st.sampled_from([None, 1, 2])))
+
+
+class RestartModel(Model):
+    def __init__(self, zone_settings: ZoneSettings, before: Model) -> None:
+        super().__init__(zone_settings, before.store, leader=True)
+        self.listed = {c: v.services for c, v in before.views.items()}  # what each will list
+        for cluster in self.listed:
+            self.op_health(cluster, READY)
+
+    def op_arrive(self, cluster, edits):
+        """The member's list: its Services as they are now (edited while the daemon was down),
+        or, arriving again, a relist."""
+        services = dict(self.listed[cluster])
+        for edit in edits:
+            if isinstance(edit, ServiceView):
+                services[edit.key] = edit
+            else:
+                services.pop(edit, None)
+        self.listed[cluster] = services
+        self.views[cluster] = new = ClusterView(cluster=cluster, synced=True, services=services)
+        self.state.set_view(new, changed=None)
+
+
+def after_restart(mode, start) -> RestartModel:
+    settings_ = ZoneSettings(zone="fed.example.com.", all_unhealthy=mode)
+    before = Model(settings_, {}, leader=True)
+    for op in start:
+        before.run(op)
+    return RestartModel(settings_, before)
+
+
+@settings(max_examples=300, deadline=None)
+@given(mode=st.sampled_from(list(AllUnhealthy)), start=START, ops=st.lists(RESTART_OPS, max_size=30))
+def test_members_listed_after_a_restart_give_the_full_render_and_plan(mode, start, ops):
+    """Each member listed leaves the keep set: its keys that its list no longer renders are
+    stale now. Its groups are planned part by part when every key naming it is one its part
+    renders, else whole: the end is the full render and plan either way."""
+    model = after_restart(mode, start)
+    model.op_step(None)  # the first pass over the loaded store: every member kept
+    for op in ops:
+        model.run(op)
+    for cluster in CLUSTERS[:3]:
+        model.op_arrive(cluster, [])
+    model.op_drain()
+    model.state.mark_all()
+    model.op_drain()
+
+
+@pytest.mark.parametrize("while_down, whole", [
+    ([], 0),  # nothing changed: every group part by part
+    ([ServiceKey(namespace="ns", name="s3")], 1),  # deleted in c2: its keys of c2 go
+    ([service(ServiceKey(namespace="ns", name="s4"), backend("10.9.9.9", tcp(80, "http")))], 1),
+])
+def test_a_member_listed_after_a_restart_costs_its_own_part(while_down, whole):
+    """At 10 x 5,000 each member listed after a restart planned every group whole (every
+    member's keys of it): 1.2-1.6 s a member, ten times over."""
+    _, views, keys, first = fleet()
+    store = dict(first.changes.puts)
+    state = ZoneState(settings=SETTINGS)
+    for c in views:
+        state.set_health(c, READY)
+    state.load_current(store)
+    assert not state.step().changes  # the first pass: every member kept, nothing to write
+    for cluster, v in views.items():
+        services = dict(v.services)
+        for edit in (while_down if cluster == "c2" else []):
+            if isinstance(edit, ServiceView):
+                services[edit.key] = edit
+            else:
+                del services[edit]
+        state.set_view(ClusterView(cluster=cluster, synced=True, services=services), changed=None)
+        step = state.step()
+        assert len(step.services) == len(keys)
+        assert step.whole == (whole if cluster == "c2" else 0)
+        if cluster != "c2" or not while_down:
+            assert not step.changes
+            continue
+        edited = while_down[0].key if isinstance(while_down[0], ServiceView) else while_down[0]
+        gone = {k for k in store if group_of(k) == edited and "/c2/" in k}
+        assert gone and set(step.changes.deletes) >= gone - set(step.changes.puts)
+        state.update_current(puts=step.changes.puts, deletes=step.changes.deletes)
+        assert not state.step().changes
+
+
+def test_a_key_the_part_renders_but_naming_another_cluster_does_not_hide_a_stale_one():
+    """The review counts the keys naming the member: one of its part's keys holding a value
+    that names another cluster must not stand in for a stale key that names it."""
+    _, views, keys, first = fleet()
+    store = dict(first.changes.puts)
+    group = keys[5]
+    forged = next(k for k in sorted(store) if group_of(k) == group and "/c2/" in k)
+    store[forged] = ours("10.7.7.7", "c3")
+    stale = f"{BASE}/ns/{group.name}/c2/deadbeef"
+    store[stale] = ours("10.7.7.8", "c2")
+    state = ZoneState(settings=SETTINGS)
+    for c in views:
+        state.set_health(c, READY)
+    state.load_current(store)
+    assert not state.step().changes
+    for cluster, v in views.items():
+        state.set_view(v, changed=None)
+        step = state.step()
+        if cluster != "c2":
+            assert step.whole == 0 and not step.changes
+            continue
+        assert step.whole == 1
+        assert step.changes.deletes == (stale,) and step.changes.puts == {forged: first.changes.puts[forged]}
+        state.update_current(puts=step.changes.puts, deletes=step.changes.deletes, planned=True)
+
+
 def test_a_removed_member_has_its_keys_deleted_and_the_others_stay():
     state, views, keys, first = fleet()
     state.remove_cluster("c2")
