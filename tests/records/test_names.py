@@ -52,6 +52,19 @@ def test_invalid_labels_say_why(label, reason):
     assert got is not None and reason in got
 
 
+def rfc1123(label: str) -> bool:
+    """The rule, spelled out character by character (check_label answers with one match)."""
+    allowed = set("abcdefghijklmnopqrstuvwxyz0123456789-")
+    return (0 < len(label.encode("utf-8", "surrogatepass")) <= 63 and set(label) <= allowed
+            and not label.startswith("-") and not label.endswith("-"))
+
+
+@given(label=st.one_of(LABEL, st.text(alphabet="ab-9Z_.\n\x00é", max_size=70),
+                       LABEL.map(lambda x: x + "\n"), LABEL.map(lambda x: "-" + x)))
+def test_a_label_is_valid_exactly_when_the_rule_says(label):
+    assert (check_label(label) is None) == rfc1123(label)
+
+
 @pytest.mark.parametrize(
     ("name", "ok"),
     [
