@@ -387,19 +387,21 @@ class Daemon:
                                                                name=f"probe-{name}")
 
     async def _watch(self, member: Member) -> None:
-        """A member's watch, started once etcd's records of it are in the table (at most
-        WATCH_HOLD s after start; at once without etcd or when etcd holds nothing of it).
-        Listing every Service and slice is the heaviest part of a start and holds the GIL;
-        at a restart it used to slow the load and seed of etcd's records, which answer for
-        the member meanwhile, to a crawl (serving after 19-25 s at 10 x 5,000). Changes made
-        while the daemon was down come with the list, a few seconds later."""
+        """A member's watch, started once etcd's records are loaded when etcd holds some of
+        it (at most WATCH_HOLD s after start; at once without etcd or when etcd holds nothing
+        of it): its first plan is then made against what etcd holds, and rewrites nothing
+        that is already there. The watch no longer waits for the loaded records to be in the
+        table: DNS goes live only once every member has settled and the table holds all of
+        it (`_publish`), so nothing is answered from a part of it, and the list (the heaviest
+        part of a start) runs while the seed goes out (restart at 10 x 5,000: 9.5 -> 8.3 s).
+        Changes made while the daemon was down come with the list."""
         name = member.spec.name
         while self.etcd is not None and time.monotonic() - self.started < WATCH_HOLD:
-            if self._etcd_loaded() and (not self.state.holds(name) or self._etcd_served()):
+            if self._etcd_loaded():
                 break
             await asyncio.sleep(WATCH_POLL)
         if self._held(name):
-            log.info("cluster %s: watching, after etcd's records of it are served (%.2fs)",
+            log.info("cluster %s: watching, after etcd's records of it are loaded (%.2fs)",
                      name, time.monotonic() - self.started)
         await member.watcher.run()
 

@@ -150,21 +150,20 @@ def test_restart_rewrites_nothing_and_foreign_keys_survive(etcd_server, daemon_f
     assert etcd_items(etcd_server.url, zone_prefix(zone))[foreign]["owner"] == "someone-else"
 
 
-def test_a_restart_serves_etcd_first_then_watches_and_catches_up(etcd_server, sims, daemon_factory, zone):
-    """At a restart the members' watches (their lists: the heaviest part of a start) wait
-    until etcd's records of them are in the table; a change made while the daemon was down
-    still comes with them."""
+def test_a_restart_loads_etcd_first_then_watches_and_catches_up(etcd_server, sims, daemon_factory, zone):
+    """At a restart the members' watches wait until etcd's records of them are loaded; a
+    change made while the daemon was down still comes with them."""
     d = daemon_factory(etcd_url=etcd_server.url, zone=zone).start()
     name = f"mysql.ns.{zone}"
     timed(lambda: len(etcd_items(etcd_server.url, zone_prefix(zone))) == len(expected_keys(zone)),
           timeout=10, what="keys written")
     assert d.stop() == 0
-    assert "after etcd's records of it are served" not in d.log_path.read_text()  # etcd held nothing
+    assert "after etcd's records of it are loaded" not in d.log_path.read_text()  # etcd held nothing
     seed_service(sims, "c1", index=1, ready=False)  # while the daemon is down
     d2 = daemon_factory(etcd_url=etcd_server.url, zone=zone).start()
     timed(lambda: d2.addresses(name) == all_addresses((2, 3)), timeout=10, what="the change caught up")
     held = [line for line in d2.log_path.read_text().splitlines()
-            if "after etcd's records of it are served" in line]
+            if "after etcd's records of it are loaded" in line]
     assert sorted(line.split("cluster ")[1].split(":")[0] for line in held) == ["c1", "c2", "c3"]
 
 
