@@ -105,12 +105,18 @@ class AnswerCache:
                     else:
                         got.add(key)
 
-    def advance(self, changed: Iterable[str]) -> int:
-        """Next generation; drop every answer that read a name in `changed`. Returns the
-        number of cache keys dropped."""
+    def advance(self, changed: Iterable[str] | None) -> int:
+        """Next generation; drop every answer that read a name in `changed` (None: every
+        answer). Returns the number of cache keys dropped."""
         with self.lock:
             self.generation += 1
         readers, dicts = self.readers, self.dicts
+        if changed is None:
+            dropped = len(dicts[0])
+            for d in dicts:
+                d.clear()
+            readers.clear()
+            return dropped
         plain = dicts[0]
         dropped = 0
         for name in changed:
@@ -263,12 +269,17 @@ def update(*, previous: ZoneTable, puts: Mapping[str, bytes], deletes: Iterable[
     table derived from an older one) starts with an empty cache.
     """
     serial = serial if serial is not None else int(time.time())
-    ix, changed = zone_mod.apply(previous.index, puts=puts, deletes=deletes)
     answers = previous.answers
-    if answers.generation != previous.generation or previous.loading:
+    fresh = answers.generation != previous.generation or previous.loading
+    # Which names changed matters only to answers compiled from `previous`: none while a
+    # table is built before it answers (a DNS worker's first 300,000 keys). One compiled
+    # after this look is dropped with every other by advance(None).
+    track = not fresh and bool(answers.readers)
+    ix, changed = zone_mod.apply(previous.index, puts=puts, deletes=deletes, track=track)
+    if fresh:
         answers = AnswerCache(regions=len(answers.dicts) - 1)
     else:
-        if serial != previous.serial:
+        if changed is not None and serial != previous.serial:
             changed.add(ix.zone)  # the apex's own answers (SOA, NS) carry the serial
         answers.advance(changed)
     return ZoneTable(ix=ix, serial=serial, topology=previous.topology, answers=answers)

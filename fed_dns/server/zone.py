@@ -168,16 +168,19 @@ def _classify(*, key: str, name: str | None, raw: bytes, memo: dict) -> Service 
 
 
 class _Delta:
-    """The mutable side of one `apply`: the three maps, the counts, the changed names."""
+    """The mutable side of one `apply`: the three maps, the counts, the changed names
+    (`track`; else None)."""
 
-    def __init__(self, prev: ZoneIndex) -> None:
+    def __init__(self, prev: ZoneIndex, *, track: bool = True) -> None:
         self.prev = prev
         self.zone = prev.zone
         self.exact = prev.exact.mutate()
         self.children = prev.children.mutate()
         self.rejected = prev.rejected.mutate()
         self.counts = {"decoded": prev.decoded, DROPPED: prev.dropped, FOREIGN: prev.foreign}
-        self.changed: set[str] = set()
+        self.changed: set[str] | None = set() if track else None
+        if not track:
+            self.mark = _untracked
         self.memo: dict = {}
 
     def mark(self, name: str) -> None:
@@ -263,12 +266,18 @@ class _Delta:
                          decoded=c["decoded"], dropped=c[DROPPED], foreign=c[FOREIGN])
 
 
-def apply(prev: ZoneIndex, *, puts: Mapping[str, bytes],
-          deletes: Iterable[str] = ()) -> tuple[ZoneIndex, set[str]]:
+def _untracked(name: str) -> None:
+    """_Delta.mark when the changed names are not asked for."""
+
+
+def apply(prev: ZoneIndex, *, puts: Mapping[str, bytes], deletes: Iterable[str] = (),
+          track: bool = True) -> tuple[ZoneIndex, set[str] | None]:
     """`prev` with `deletes` removed, then `puts` set: the new index and the names whose
-    reads changed (each changed key's name and its ancestors). Cost O(len(puts) +
-    len(deletes)); a put of the value already held changes nothing."""
-    delta = _Delta(prev)
+    reads changed (each changed key's name and its ancestors; None without `track`: a
+    table nothing has been answered from needs no names, and finding them was a tenth of
+    building a 300,000-key table). Cost O(len(puts) + len(deletes)); a put of the value
+    already held changes nothing."""
+    delta = _Delta(prev, track=track)
     for key in deletes:
         delta.remove(key)
     for key, raw in puts.items():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -347,3 +348,36 @@ def test_a_reload_diffs_against_the_keys_the_values_came_from():
     assert dict(index.items()) == raw
     changed = {**raw, next(iter(raw)): b'{"host":"10.0.0.9"}'}
     assert zone_mod.diff(index, changed) == ({next(iter(raw)): b'{"host":"10.0.0.9"}'}, [])
+
+
+def test_an_answer_compiled_while_an_untracked_update_runs_is_dropped(monkeypatch):
+    """A table nothing has answered from yet is updated without finding the changed names
+    (a DNS worker's first 300,000 keys). If the UDP thread compiles an answer from it while
+    the update runs, the update drops every answer instead: none is served stale."""
+    key = next(iter(entries({"c1.svc.ns": {}})))
+    name = table_mod.wire_name(f"svc.ns.{ZONE}")
+    old = table_mod.build(zone=ZONE, entries={key: b'{"host":"10.0.0.1"}'})
+    assert not old.answers.readers
+    apply = zone_mod.apply
+    seen = []
+
+    def racing(prev, **kwargs):
+        seen.append(kwargs["track"])
+        assert old.entry(name, rs.T_A).answer.answer[0][3] == "10.0.0.1"  # cached meanwhile
+        return apply(prev, **kwargs)
+
+    monkeypatch.setattr(zone_mod, "apply", racing)
+    new = table_mod.update(previous=old, puts={key: b'{"host":"10.0.0.2"}'}, deletes=())
+    assert seen == [False]
+    assert new.entry(name, rs.T_A).answer.answer[0][3] == "10.0.0.2"
+    newer = table_mod.update(previous=new, puts={key: b'{"host":"10.0.0.3"}'}, deletes=())
+    assert seen == [False, True]  # `new` has answered: the names are found and dropped
+    assert newer.entry(name, rs.T_A).answer.answer[0][3] == "10.0.0.3"
+
+
+@pytest.mark.parametrize("track", [True, False])
+def test_apply_finds_the_changed_names_only_when_asked(track):
+    raw = entries({"c1.svc.ns": {"host": "10.0.0.1"}})
+    ix, changed = zone_mod.apply(zone_mod.ZoneIndex(zone=ZONE), puts=raw, track=track)
+    assert ix.decoded == 1
+    assert changed == ({f"c1.svc.ns.{ZONE}", f"svc.ns.{ZONE}", f"ns.{ZONE}", ZONE} if track else None)
