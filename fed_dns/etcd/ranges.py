@@ -112,8 +112,13 @@ async def revision_readable(client: aetcd.Client, prefix: bytes, *, revision: in
     return True
 
 
+# As aetcd maps them (its exceptions._EXCEPTIONS_BY_CODE).
 _ERRORS = {grpc.StatusCode.UNAVAILABLE: aetcd.ConnectionFailedError,
-           grpc.StatusCode.DEADLINE_EXCEEDED: aetcd.ConnectionTimeoutError}
+           grpc.StatusCode.DEADLINE_EXCEEDED: aetcd.ConnectionTimeoutError,
+           grpc.StatusCode.INTERNAL: aetcd.InternalError,
+           grpc.StatusCode.FAILED_PRECONDITION: aetcd.PreconditionFailedError,
+           grpc.StatusCode.INVALID_ARGUMENT: aetcd.InvalidArgumentError,
+           grpc.StatusCode.UNAUTHENTICATED: aetcd.exceptions.UnauthenticatedError}
 
 
 def client_error(exc: grpc.aio.AioRpcError) -> aetcd.ClientError:

@@ -19,7 +19,6 @@ from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
 import aetcd
-from aetcd import transactions
 
 from fed_dns.etcd import ranges
 from fed_dns.etcd.client import EtcdSettings
@@ -89,10 +88,10 @@ class MemoryStore:
                 raise NotLeader("not the leader: refusing to write")
             puts: dict[str, bytes] = {}
             deletes: set[str] = set()
-            for op in batch:  # as etcd: a put is an event even when equal, a no-op delete is not
-                key = op.key.decode()
-                if isinstance(op, transactions.Put):
-                    self._data[key] = puts[key] = op.value
+            for raw, value in batch:  # as etcd: a put is an event even when equal, a no-op delete is not
+                key = raw.decode()
+                if value is not None:
+                    self._data[key] = puts[key] = value
                 elif self._data.pop(key, None) is not None:
                     deletes.add(key)
             self.revision += 1 if puts or deletes else 0

@@ -155,16 +155,18 @@ async def test_losing_the_lead_midway_starts_nothing_more(client, prefix):
     assert len(given) == 4
 
 
-async def cyclic_operations(case) -> int:
-    """The etcd operations that only the cycle collector would free after `await case()`
-    (run with the collector off, as it is between the daemon's collections)."""
+async def cyclic_operations(case, prefix: str) -> int:
+    """The etcd operations ((key, value) pairs of keys under `prefix`) that only the cycle
+    collector would free after `await case()` (run with the collector off, as it is between
+    the daemon's collections)."""
     gc.collect()
     gc.disable()
     try:
         await case()
         gc.set_debug(gc.DEBUG_SAVEALL)
         gc.collect()
-        return sum(isinstance(o, (transactions.Put, transactions.Delete)) for o in gc.garbage)
+        return sum(type(o) is tuple and len(o) == 2 and type(o[0]) is bytes
+                   and o[0].startswith(prefix.encode()) for o in gc.garbage)
     finally:
         gc.set_debug(0)
         gc.garbage.clear()
@@ -201,7 +203,7 @@ async def test_a_refused_apply_leaves_no_cycle_holding_its_operations(client, pr
             outcomes.append("WriteFailed")
 
     for case in (fenced_out, refused):
-        assert await cyclic_operations(case) == 0, case.__name__
+        assert await cyclic_operations(case, prefix) == 0, case.__name__
     assert outcomes == ["NotLeader", "WriteFailed"]
 
 
@@ -294,3 +296,46 @@ async def test_an_epoch_moved_under_the_writer_refuses_stale_transactions(client
     assert (await client.get(f"{prefix}b".encode())).value == b"2"
     assert (await client.get(f"{prefix}a".encode())).value == b"1"
     assert writer.epochs == 2 and (await client.get(epoch.encode())).value not in (old, b"someone-else")
+
+
+def test_the_request_holds_the_batch_in_order_under_the_compares():
+    from aetcd import rpc
+
+    from fed_dns.etcd.writer import request
+
+    compare = transactions.Version(b"/lock") == 0
+    txn = request(compare=[compare], batch=[(b"/a", b"1"), (b"/b", None), (b"/c", b"")],
+                  read=b"/epoch")
+    assert list(txn.compare) == [compare.build_message()]
+    assert [op.WhichOneof("request") for op in txn.success] == \
+        ["request_put", "request_delete_range", "request_put"]
+    assert [(op.request_put.key, op.request_put.value) for op in txn.success
+            if op.HasField("request_put")] == [(b"/a", b"1"), (b"/c", b"")]
+    assert txn.success[1].request_delete_range == rpc.DeleteRangeRequest(key=b"/b")  # that key alone
+    assert [op.request_range for op in txn.failure] == [rpc.RangeRequest(key=b"/epoch")]
+    assert not request(compare=[], batch=[]).failure
+
+
+@pytest.mark.parametrize("code, error", [
+    ("UNAVAILABLE", "ConnectionFailedError"),
+    ("DEADLINE_EXCEEDED", "ConnectionTimeoutError"),
+    ("INTERNAL", "InternalError"),
+    ("FAILED_PRECONDITION", "PreconditionFailedError"),
+    ("INVALID_ARGUMENT", "InvalidArgumentError"),
+    ("UNAUTHENTICATED", "UnauthenticatedError"),
+    ("PERMISSION_DENIED", "ClientError"),
+    ("RESOURCE_EXHAUSTED", "ClientError"),
+])
+def test_a_failed_call_is_raised_as_aetcd_raises_it(code, error):
+    """The writer calls Txn itself; its failures keep the classes aetcd gives them (the
+    writer retries the transient ones and gives up on the others)."""
+    import aetcd.exceptions
+    import grpc
+
+    from fed_dns.etcd.ranges import client_error
+
+    status = getattr(grpc.StatusCode, code)
+    exc = grpc.aio.AioRpcError(status, grpc.aio.Metadata(), grpc.aio.Metadata(), details="why")
+    got = client_error(exc)
+    assert type(got) is getattr(aetcd.exceptions, error) and str(got) == "why"
+    assert type(got) is aetcd.exceptions._EXCEPTIONS_BY_CODE.get(status, aetcd.ClientError)
