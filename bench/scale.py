@@ -10,10 +10,11 @@ health period 1 s, timeout 1 s, 3 failures: detection about 3 s; lease TTL 5 s, 
 - churn: `--rate` EndpointSlice changes/s for `--duration` s (a fresh last address each):
   event -> DNS answer (the latest change, polled), event -> etcd (the prefix watched), p50/p99,
   and the backlog (changes not yet in etcd) every 5 s;
-- kill: one member stops (connections refused and cut) -> withdrawn from DNS and from etcd,
-  with the DNS query latency (back-to-back queries) during the write; then revived;
+- kill: one member stops (connections refused and cut) -> detected (the daemon's /status
+  shows it unreachable), withdrawn from DNS and from etcd, with the DNS query latency
+  (back-to-back queries) during the write; then revived;
 - hang: once etcd is quiet, another member hangs (accepts, never answers) during churn ->
-  withdrawn times;
+  detected and withdrawn times;
 - restart: the daemon restarts at full size -> /readyz and answered times, etcd revisions
   written while it settles (0: nothing rewritten), and the next change's time to etcd.
 

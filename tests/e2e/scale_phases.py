@@ -55,6 +55,7 @@ def churn(rig: ScaleRig, rate: float, duration: float, counter: int, *, hang: in
             if hang is not None and withdrawal is None and time.monotonic() - started >= duration / 5:
                 rig.kill(hang, mode="hang")
                 withdrawal = first_times({
+                    "detected_s": lambda: rig.unreachable(hang),
                     "dns_s": lambda: rig.withdrawn_from_dns(hang, hung_services),
                     "etcd_s": lambda: rig.withdrawn_from_etcd(hang, hung_services),
                 }, timeout=timeout, interval=0.1)
@@ -92,7 +93,7 @@ def churn(rig: ScaleRig, rate: float, duration: float, counter: int, *, hang: in
            "etcd_disk": disk_delta(disk_before, etcd_disk(rig))}
     if hang is not None:
         out["hang"] = {"member": hang, "etcd_quiet_before_s": quiet_s,
-                       **(withdrawal or {"dns_s": None, "etcd_s": None})}
+                       **(withdrawal or {"detected_s": None, "dns_s": None, "etcd_s": None})}
     return out
 
 
@@ -200,7 +201,8 @@ def kill(rig: ScaleRig, member: int, timeout: float) -> dict:
         server_quiet = server_dns(rig)
         disk_before = etcd_disk(rig)
         rig.kill(member, mode="stop")
-        times = first_times({"dns_s": lambda: rig.withdrawn_from_dns(member, services),
+        times = first_times({"detected_s": lambda: rig.unreachable(member),
+                             "dns_s": lambda: rig.withdrawn_from_dns(member, services),
                              "etcd_s": lambda: rig.withdrawn_from_etcd(member, services)},
                             timeout=timeout, interval=0.05)
         during, during_timeouts = load.take()
@@ -210,7 +212,8 @@ def kill(rig: ScaleRig, member: int, timeout: float) -> dict:
     rig.revive(member)
     back = first_times({"answered_again_s": lambda: rig.answered([(member, n) for n in services])},
                        timeout=timeout, interval=0.2)
-    return {"member": member, "withdrawn_from_dns_s": times["dns_s"], "withdrawn_from_etcd_s": times["etcd_s"],
+    return {"member": member, "detected_s": times["detected_s"], "withdrawn_from_dns_s": times["dns_s"],
+            "withdrawn_from_etcd_s": times["etcd_s"],
             "dns_query_ms_before": percentiles(quiet, scale=1000, digits=2), "timeouts_before": quiet_timeouts,
             "dns_query_ms_during_write": percentiles(during, scale=1000, digits=2),
             "timeouts_during_write": during_timeouts,

@@ -197,6 +197,11 @@ class ScaleRig:
         """Every sampled member's name answers exactly its current addresses."""
         return all(self.query(self.cluster_name(m, n)) == set(self.addresses(m, n)) for m, n in pairs)
 
+    def unreachable(self, member: int) -> bool:
+        """The daemon's /status shows `member` unreachable: its health probes decided it."""
+        clusters = self.daemon.status()["clusters"]
+        return any(c["name"] == member_name(member) and c["health"] == "unreachable" for c in clusters)
+
     def withdrawn_from_dns(self, member: int, services: Iterable[int]) -> bool:
         """Every sampled merged name answers, with no address of `member`."""
         mark = f"10.{member + 1}."

@@ -28,7 +28,7 @@ def status(rig: ScaleRig) -> dict:
 
 
 @pytest.mark.slow
-def test_ten_members_of_500_services_start_churn_and_restart(tmp_path, etcd_fresh):
+def test_ten_members_of_500_services_start_churn_kill_and_restart(tmp_path, etcd_fresh):
     with ScaleRig(tmp=tmp_path, etcd_url=etcd_fresh.url, members=MEMBERS, services=SERVICES,
                   config={"health": HEALTH}) as rig:
         rig.start_members()
@@ -50,6 +50,13 @@ def test_ten_members_of_500_services_start_churn_and_restart(tmp_path, etcd_fres
         stepped = after["services_stepped"] - before["services_stepped"]
         assert stepped <= 4 * churned["changes"] + 100, (stepped, churned["changes"])
         assert after["longest_step_seconds"] < 2.0, after
+
+        # A member stopped: detected by its probes, withdrawn from DNS and etcd, back after.
+        killed = scale_phases.kill(rig, member=MEMBERS - 1, timeout=60)
+        assert killed["detected_s"] is not None, killed
+        assert killed["withdrawn_from_dns_s"] is not None and killed["withdrawn_from_etcd_s"] is not None, killed
+        assert killed["detected_s"] <= killed["withdrawn_from_dns_s"] + 0.2, killed  # polled together
+        assert killed["answered_again_s"] is not None, killed
 
         restarted = scale_phases.restart(rig, timeout=60)
         assert restarted["readyz_s"] is not None and restarted["answered_s"] is not None, restarted
