@@ -55,7 +55,6 @@ def test_ten_members_of_500_services_start_churn_kill_and_restart(tmp_path, etcd
         killed = scale_phases.kill(rig, member=MEMBERS - 1, timeout=60)
         assert killed["detected_s"] is not None, killed
         assert killed["withdrawn_from_dns_s"] is not None and killed["withdrawn_from_etcd_s"] is not None, killed
-        assert killed["detected_s"] <= killed["withdrawn_from_dns_s"] + 0.2, killed  # polled together
         assert killed["answered_again_s"] is not None, killed
 
         restarted = scale_phases.restart(rig, timeout=60)
