@@ -12,7 +12,8 @@ unless `rate_per_second` is given. bench/etcd_write.py against a local etcd on 2
 cores: the CPU is the limit (etcd's and this process's); concurrency pays where each commit
 waits on a disk sync or a network round trip, so the default is 4. The transactions are
 built as protobuf requests here (`request`): 100,000 puts at concurrency 4 went from
-67,600 to 92,200 operations/s, and this process's CPU from 8.7 to 4.1 us an operation.
+50,000-68,000 to 78,000-92,000 operations/s, and this process's CPU from 8.7-12.4 to
+4.1-4.9 us an operation (bench/README.md).
 
 - The fence refuses (a failed compare, or no fence to give): no new transaction starts, the
   ones in flight finish, and NotLeader is raised. Every transaction made is whole.
