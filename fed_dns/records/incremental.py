@@ -307,7 +307,7 @@ class ZoneState:
         if old is not None and old == health:
             return
         if not self._restatus(cluster, extra=()) and self._status[cluster] == _PUBLISH:
-            self._mark_cluster(cluster, parts_only=True)  # READY <-> UNREACHABLE: its parts change
+            self._mark_parts(cluster)  # READY <-> UNREACHABLE: its parts change
 
     def remove_cluster(self, cluster: str) -> None:
         """A member left the federation: its view, health and probe results are forgotten,
@@ -489,11 +489,12 @@ class ZoneState:
                 dirty.add(group)
                 queue.append(group)
 
-    def _mark_cluster(self, cluster: str, *, parts_only: bool = False) -> None:
+    def _mark_parts(self, cluster: str) -> None:
+        """The groups with a part in `cluster` (or a view there), part by part."""
         view = self._views.get(cluster)
         if view is not None:
-            self._mark(view.services.keys(), parts_only=parts_only)
-        self._mark(self._parted.get(cluster, ()), parts_only=parts_only)
+            self._mark(view.services.keys(), parts_only=True)
+        self._mark(self._parted.get(cluster, ()), parts_only=True)
 
     def _restatus(self, cluster: str, *, extra: Iterable[ServiceKey]) -> bool:
         """Recompute a cluster's status; True (and its groups marked) if it changed."""
@@ -514,15 +515,10 @@ class ZoneState:
         # naming it are kept, so the groups holding such keys review them: planned whole
         # only if one is not a key its part renders (at 10 x 5,000 each member listed after
         # a restart, leaving the keep set, planned every group whole: 1.2-1.6 s, ten times).
-        self._mark_cluster(cluster, parts_only=True)
+        self._mark_parts(cluster)
         claims = self._claims.get(cluster, _NO_CLAIMS)
-        review = self._review
         for group in claims:
-            got = review.get(group)
-            if got is None:
-                review[group] = {cluster}
-            else:
-                got.add(cluster)
+            self._review.setdefault(group, set()).add(cluster)
         self._mark(claims.keys(), parts_only=True)
         self._mark(extra)
         return True
@@ -727,6 +723,7 @@ class ZoneState:
         naming cluster c; when each is a key c's part renders, with the value it renders (or
         c has no part and no key), none is stale. Else None: the whole group is planned."""
         current = self._current
+        claimed = {c: self._claims.get(c, _NO_CLAIMS).get(group, 0) for c in review or ()}
         desired: dict[str, bytes] = {}
         dropped: list[str] = []  # the keys the changed parts had
         records = 0
@@ -740,7 +737,7 @@ class ZoneState:
                 fallbacks.append((cluster, out.fallback))
             if before.get(cluster) is not cached:
                 desired.update(zip(out.keys, out.values))
-            if review is not None and cluster in review:
+            if cluster in claimed:
                 held = 0  # the part's keys the store holds, each with the value rendered
                 for key, value in zip(out.keys, out.values):
                     got = current.get(key)
@@ -749,10 +746,9 @@ class ZoneState:
                     if got is not value and got != value:
                         return None
                     held += 1
-                if self._claims.get(cluster, _NO_CLAIMS).get(group, 0) != held:
+                if claimed[cluster] != held:
                     return None
-        if review is not None and any(self._claims.get(cluster, _NO_CLAIMS).get(group, 0)
-                                      for cluster in review if cluster not in parts):
+        if any(count for cluster, count in claimed.items() if cluster not in parts):
             return None
         for cluster, was in before.items():  # the parts replaced or gone: the keys they had
             if parts.get(cluster) is not was:

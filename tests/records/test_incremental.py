@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 import pytest
 from hypothesis import given, settings
@@ -349,15 +350,20 @@ class RestartModel(Model):
     def op_arrive(self, cluster, edits):
         """The member's list: its Services as they are now (edited while the daemon was down),
         or, arriving again, a relist."""
-        services = dict(self.listed[cluster])
-        for edit in edits:
-            if isinstance(edit, ServiceView):
-                services[edit.key] = edit
-            else:
-                services.pop(edit, None)
-        self.listed[cluster] = services
+        self.listed[cluster] = services = edited(self.listed[cluster], edits)
         self.views[cluster] = new = ClusterView(cluster=cluster, synced=True, services=services)
         self.state.set_view(new, changed=None)
+
+
+def edited(services: Mapping[ServiceKey, ServiceView], edits) -> dict[ServiceKey, ServiceView]:
+    """`services` with each edit applied: a ServiceView put, a ServiceKey removed."""
+    out = dict(services)
+    for edit in edits:
+        if isinstance(edit, ServiceView):
+            out[edit.key] = edit
+        else:
+            out.pop(edit, None)
+    return out
 
 
 def after_restart(mode, start) -> RestartModel:
@@ -395,18 +401,10 @@ def test_a_member_listed_after_a_restart_costs_its_own_part(while_down, whole):
     member's keys of it): 1.2-1.6 s a member, ten times over."""
     _, views, keys, first = fleet()
     store = dict(first.changes.puts)
-    state = ZoneState(settings=SETTINGS)
-    for c in views:
-        state.set_health(c, READY)
-    state.load_current(store)
+    state = restarted_with(views, store, listed=False)
     assert not state.step().changes  # the first pass: every member kept, nothing to write
     for cluster, v in views.items():
-        services = dict(v.services)
-        for edit in (while_down if cluster == "c2" else []):
-            if isinstance(edit, ServiceView):
-                services[edit.key] = edit
-            else:
-                del services[edit]
+        services = edited(v.services, while_down if cluster == "c2" else [])
         state.set_view(ClusterView(cluster=cluster, synced=True, services=services), changed=None)
         step = state.step()
         assert len(step.services) == len(keys)
@@ -414,8 +412,8 @@ def test_a_member_listed_after_a_restart_costs_its_own_part(while_down, whole):
         if cluster != "c2" or not while_down:
             assert not step.changes
             continue
-        edited = while_down[0].key if isinstance(while_down[0], ServiceView) else while_down[0]
-        gone = {k for k in store if group_of(k) == edited and "/c2/" in k}
+        target = while_down[0].key if isinstance(while_down[0], ServiceView) else while_down[0]
+        gone = {k for k in store if group_of(k) == target and "/c2/" in k}
         assert gone and set(step.changes.deletes) >= gone - set(step.changes.puts)
         state.update_current(puts=step.changes.puts, deletes=step.changes.deletes)
         assert not state.step().changes
@@ -431,10 +429,7 @@ def test_a_key_the_part_renders_but_naming_another_cluster_does_not_hide_a_stale
     store[forged] = ours("10.7.7.7", "c3")
     stale = f"{BASE}/ns/{group.name}/c2/deadbeef"
     store[stale] = ours("10.7.7.8", "c2")
-    state = ZoneState(settings=SETTINGS)
-    for c in views:
-        state.set_health(c, READY)
-    state.load_current(store)
+    state = restarted_with(views, store, listed=False)
     assert not state.step().changes
     for cluster, v in views.items():
         state.set_view(v, changed=None)
@@ -744,10 +739,12 @@ def test_a_seeded_value_recomputed_before_it_is_emitted_is_never_emitted_stale(m
     assert reader == dict(restarted.entries) == dict(first.changes.puts)
 
 
-def restarted_with(views: dict[str, ClusterView], store: dict[str, bytes]) -> ZoneState:
-    """A new state (a restarted daemon): every member READY with its view, the store loaded."""
+def restarted_with(views: dict[str, ClusterView], store: dict[str, bytes], *,
+                   listed: bool = True) -> ZoneState:
+    """A new state (a restarted daemon): every member READY with its view (none yet when not
+    `listed`: each is kept until its list comes), the store loaded."""
     state = ZoneState(settings=SETTINGS)
-    for view in views.values():
+    for view in views.values() if listed else ():
         state.set_view(view, changed=None)
     for cluster in views:
         state.set_health(cluster, READY)
