@@ -302,10 +302,8 @@ def request(*, compare: Iterable[transactions.BaseCompare], batch: Iterable[Op],
 
 def _value(response: rpc.TxnResponse) -> bytes | None:
     """The epoch key's value read by a failed transaction's failure branch."""
-    for op in response.responses:
-        kvs = op.response_range.kvs
-        return kvs[0].value if kvs else None
-    return None
+    kvs = response.responses[0].response_range.kvs if response.responses else ()
+    return kvs[0].value if kvs else None
 
 
 def operations(changes: Changes) -> list[Op]:
