@@ -14,8 +14,8 @@ from fed_dns.model import ServiceKey
 MAX_LABEL = 63
 MAX_NAME = 253
 _ALLOWED = frozenset(string.ascii_lowercase + string.digits + "-")
-# A valid label (ASCII, so its length in bytes is its length): one match, where the loop
-# below took 2.3 us a label (a member's list checks ~8 labels per Service and slice).
+# A valid label (ASCII, so its length in bytes is its length): one match, 0.23-0.35 us,
+# where the loop below took 0.31-0.61 (a member's list checks ~8 labels per Service and slice).
 _VALID = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 
