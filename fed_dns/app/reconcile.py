@@ -8,8 +8,9 @@ yielding to the event loop between chunks, so leases, probes and watches keep th
 whatever the size of the change. The etcd writes of a run are handed to a separate writer
 task: DNS never waits for etcd, and a slow or failing etcd never delays the next run.
 
-The writer applies our own writes to the state's view of the store at once ("optimistic"), so
-the next run plans against them and never writes a key twice; when a write fails (etcd down,
+Our own writes are applied to the state's view of the store as each plan is made
+("optimistic": the state takes them in its step, `own=ASSUME`), so the next run plans against
+them and never writes a key twice; when a write fails (etcd down,
 leadership lost) the keys it did not write are read back from the store and re-planned.
 A periodic full pass (`resync_period`) re-checks every Service, in the same chunks.
 """
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 
 from fed_dns.app.metrics import LAG_BUCKETS, LocalHistogram
 from fed_dns.model import Changes
+from fed_dns.records.incremental import ASSUME, WRITTEN
 
 log = logging.getLogger("fed_dns.reconcile")
 
@@ -224,8 +226,9 @@ class Reconciler:
                 puts: dict[str, bytes] = {}
                 deletes: set[str] = set()
                 writes = _Pending()
+                own = self._owner()
                 while True:  # one slice: steps until the time budget is spent
-                    step = self.state.step(limit=self._chunk)
+                    step = self.state.step(limit=self._chunk, own=own)
                     for key in step.table_deletes:
                         puts.pop(key, None)
                         deletes.add(key)
@@ -245,7 +248,9 @@ class Reconciler:
                 changes = writes.take()
                 if changes:
                     planned.merge(changes)
-                    self._hand_to_writer(changes)
+                    if own == ASSUME:
+                        self._pending.merge(changes)
+                        self._write_wanted.set()
                 self.stats.longest_step = max(self.stats.longest_step, time.monotonic() - t0)
                 if self.state.has_work:
                     await asyncio.sleep(YIELD)  # leases, probes, watches and DNS go first
@@ -299,17 +304,14 @@ class Reconciler:
 
     # -- the writer ----------------------------------------------------------------------
 
-    def _hand_to_writer(self, changes: Changes) -> None:
+    def _owner(self) -> str | None:
+        """What becomes of the plans the next steps make (taken by the state as it plans):
+        written by this replica's writer (planned against as assumed until etcd echoes
+        them), the store itself when there is no etcd (the table is the store), or nothing
+        (a follower plans for its table but never writes)."""
         if self._write is None:
-            # No etcd: the table is the store. What was planned is now what the store holds.
-            self.state.update_current(puts=changes.puts, deletes=changes.deletes, planned=True)
-            return
-        if not self._may_write():
-            return  # a follower plans (for its table) but never writes
-        # Optimistic: plan the next runs against our own writes, as if etcd had echoed them.
-        self.state.assume(puts=changes.puts, deletes=changes.deletes)
-        self._pending.merge(changes)
-        self._write_wanted.set()
+            return WRITTEN
+        return ASSUME if self._may_write() else None
 
     async def _write_loop(self) -> None:
         while True:

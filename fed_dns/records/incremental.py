@@ -31,6 +31,7 @@ from __future__ import annotations
 import types
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
+from itertools import filterfalse
 from dataclasses import dataclass
 
 from fed_dns.model import Changes, ClusterView, Health, Record, ServiceKey, ServiceView, ZoneSettings
@@ -51,6 +52,7 @@ from fed_dns.records.render import (
 GROUPLESS = ServiceKey(namespace="", name="")  # zone keys not shaped <ns>/<svc>/...
 _NO_PROBES: Mapping[str, bool] = types.MappingProxyType({})
 _PUBLISH, _KEEP, _REJECT = "publish", "keep", "reject"
+ASSUME, WRITTEN = "assume", "written"  # step(own=...)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,7 +165,9 @@ class ZoneState:
         self._records = 0
         self._rejections: Counter[Rejection] = Counter()
         self._fallbacks: Counter[tuple[str, str]] = Counter()
-        self._dirty: set[ServiceKey] = set()
+        # The dirty groups, each with the clusters whose part in it may have changed since
+        # its last step (None: any of them, or more than its parts).
+        self._dirty: dict[ServiceKey, set[str] | None] = {}
         self._full: set[ServiceKey] = set()  # dirty for more than their parts: plan every key
         # Groups with keys naming a cluster whose status changed since their last plan (a
         # member listed at a restart): whether those keys are stale may have changed.
@@ -249,33 +253,95 @@ class ZoneState:
             for keys in (deletes, puts):
                 for key in keys:
                     self._confirmed.pop(key, None)
-        self._apply_current(puts=puts, deletes=deletes, planned=planned)
+        if planned:
+            self._take_own(puts=puts, deletes=deletes, confirm=False)
+            return
+        current = self._current
+        for key in deletes:
+            if key in current:
+                self._drop_current(key)
+        for key, value in puts.items():
+            held = current.get(key)
+            if held is None or held != value:
+                if held is not None:
+                    self._drop_current(key)
+                self._put_current(key, value)
 
     def assume(self, *, puts: Mapping[str, bytes], deletes: Iterable[str]) -> None:
         """Our own writes (the changes of the plans the last steps made), handed to etcd but
         not yet reported back: planned against as if the store held them, while `stored`
         still gives what it does hold. Their groups are not stepped again: each one's plan
         against its own writes is empty (stepping them again doubled the cost of every
-        change: a failover of 5,000 Services stepped 10,000)."""
-        deletes = tuple(deletes)
-        current, confirmed = self._current, self._confirmed
-        for keys in (deletes, puts):
-            for key in keys:
-                if key not in confirmed:
-                    confirmed[key] = current.get(key)
-        self._apply_current(puts=puts, deletes=deletes, planned=True)
+        change: a failover of 5,000 Services stepped 10,000). `step(own=ASSUME)` does this
+        for each plan as it is made."""
+        self._take_own(puts=puts, deletes=deletes, confirm=True)
 
-    def _apply_current(self, *, puts: Mapping[str, bytes], deletes: Iterable[str], planned: bool) -> None:
-        current = self._current
+    def _take_own(self, *, puts: Mapping[str, bytes], deletes: Iterable[str], confirm: bool) -> None:
+        """Own writes given as changes of any groups: `_apply_own`, group by group."""
+        by_group: dict[ServiceKey | None, tuple[dict[str, bytes], list[str]]] = {}
         for key in deletes:
-            if key in current:
-                self._drop_current(key, planned=planned)
+            by_group.setdefault(self._group(key), ({}, []))[1].append(key)
         for key, value in puts.items():
-            held = current.get(key)
-            if held is None or held != value:
-                if held is not None:
-                    self._drop_current(key, planned=planned)
-                self._put_current(key, value, planned=planned)
+            by_group.setdefault(self._group(key), ({}, []))[0][key] = value
+        for group, (group_puts, group_deletes) in by_group.items():
+            self._apply_own(group, group_puts, group_deletes, confirm=confirm)
+
+    def _apply_own(self, group: ServiceKey | None, puts: Mapping[str, bytes], deletes: Iterable[str], *,
+                   confirm: bool) -> None:
+        """One group's own writes, as the store will hold them: its keys, their values and
+        the claims, with the group known once (worked out key by key, a failover's 35,000
+        keys took 12 us each in the daemon). The group is not stepped again for them.
+        `confirm`: the store has not reported them: what it does report is kept (`stored`).
+        Group None: keys outside the zone (not a plan's), which only the table follows."""
+        current = self._current
+        confirmed = self._confirmed if confirm else None
+        if confirmed is not None:
+            for keys in (deletes, puts):
+                for key in keys:
+                    if key not in confirmed:
+                        confirmed[key] = current.get(key)
+        if group is None:
+            for key in deletes:
+                current.pop(key, None)
+            current.update(puts)
+            self._outside_pending.update(deletes, puts)
+            return
+        held = self._held.get(group)
+        counts: dict[str, int] = {}
+        for key in deletes:
+            value = current.pop(key, None)
+            if value is None:
+                continue
+            held.discard(key)
+            for cluster in claimed_clusters(value):
+                counts[cluster] = counts.get(cluster, 0) - 1
+        for key, value in puts.items():
+            was = current.get(key)
+            if was is None:
+                if held is None:
+                    held = self._held[group] = set()
+                held.add(key)
+            elif was is value or was == value:
+                continue
+            else:
+                for cluster in claimed_clusters(was):
+                    counts[cluster] = counts.get(cluster, 0) - 1
+            current[key] = value
+            for cluster in claimed_clusters(value):
+                counts[cluster] = counts.get(cluster, 0) + 1
+        if held is not None and not held:
+            del self._held[group]
+        for cluster, count in counts.items():
+            if count:
+                claims = self._claims.get(cluster)
+                if claims is None:
+                    claims = self._claims[cluster] = {}
+                count += claims.get(group, 0)
+                if count:
+                    claims[group] = count
+                else:
+                    del claims[group]
+        self._unwritten.discard(group)
 
     def stored(self, key: str) -> bytes | None:
         """The store's value of `key` as last reported (None: it holds no such key), whatever
@@ -297,7 +363,7 @@ class ZoneState:
         self._views[cluster] = view
         if changed is None:
             changed = self._changed_services(cluster, old, view)
-        self._mark(changed, parts_only=True)
+        self._mark(changed, parts_only=True, cluster=cluster)
         extra = old.services.keys() if old is not None and old.services is not view.services else ()
         self._restatus(cluster, extra=extra)
 
@@ -343,7 +409,7 @@ class ZoneState:
                 self._probes[pair] = types.MappingProxyType(probes)
             else:
                 self._probes.pop(pair, None)
-            self._mark((pair[1],), parts_only=True)
+            self._mark((pair[1],), parts_only=True, cluster=pair[0])
 
     def mark_all(self) -> None:
         """Every group dirty (a full consistency pass, stepped through in chunks)."""
@@ -372,8 +438,13 @@ class ZoneState:
 
     # -- results ---------------------------------------------------------------------------
 
-    def step(self, *, limit: int | None = None) -> Step:
-        """Recompute up to `limit` dirty groups (None: all), oldest first."""
+    def step(self, *, limit: int | None = None, own: str | None = None) -> Step:
+        """Recompute up to `limit` dirty groups (None: all), oldest first. `own`: what
+        becomes of each group's plan, taken as it is made: ASSUME (handed to a writer, as
+        `assume`), WRITTEN (this state is the store, as `update_current(planned=True)`), or
+        None (not written: a follower's)."""
+        if own not in (None, ASSUME, WRITTEN):
+            raise ValueError(f"own: {own!r} is not None, {ASSUME!r} or {WRITTEN!r}")
         self._rendered = self._encoded = self._whole = 0
         puts: dict[str, bytes] = {}
         deletes: list[str] = []
@@ -395,11 +466,15 @@ class ZoneState:
             count = 0  # etcd's records first: a restart serves them all before any recompute
         for _ in range(count):
             group = self._queue.popleft()
-            self._dirty.discard(group)
+            touched = self._dirty.pop(group)
             done.append(group)
-            plan, result = self._recompute(group, table_puts, table_deletes, failovers)
-            puts.update(plan.changes.puts)
-            deletes.extend(plan.changes.deletes)
+            plan, result = self._recompute(group, touched, table_puts, table_deletes, failovers)
+            changes = plan.changes
+            if changes:
+                puts.update(changes.puts)
+                deletes.extend(changes.deletes)
+                if own is not None:
+                    self._apply_own(group, changes.puts, changes.deletes, confirm=own == ASSUME)
             conflicts.extend(plan.conflicts)
             rejected |= result.rejected
         self._seed_fresh.difference_update(emitted)  # the reader has them now
@@ -478,23 +553,35 @@ class ZoneState:
 
     # -- marking ---------------------------------------------------------------------------
 
-    def _mark(self, groups: Iterable[ServiceKey], *, parts_only: bool = False) -> None:
+    def _mark(self, groups: Iterable[ServiceKey], *, parts_only: bool = False,
+              cluster: str | None = None) -> None:
         """Dirty groups; `parts_only`: only their parts' inputs changed (else every key of
-        theirs is planned at their next step)."""
+        theirs is planned at their next step); `cluster`: only (with `parts_only`) the
+        inputs of their part in that cluster, the only part their step renders again (a
+        member's failover looked at every member's part of each of its 5,000 Services)."""
         dirty, queue, full = self._dirty, self._queue, self._full
+        if not parts_only:
+            cluster = None
         for group in groups:
             if not parts_only:
                 full.add(group)
             if group not in dirty:
-                dirty.add(group)
+                dirty[group] = None if cluster is None else {cluster}
                 queue.append(group)
+            else:
+                clusters = dirty[group]
+                if clusters is not None:
+                    if cluster is None:
+                        dirty[group] = None
+                    else:
+                        clusters.add(cluster)
 
     def _mark_parts(self, cluster: str) -> None:
         """The groups with a part in `cluster` (or a view there), part by part."""
         view = self._views.get(cluster)
         if view is not None:
-            self._mark(view.services.keys(), parts_only=True)
-        self._mark(self._parted.get(cluster, ()), parts_only=True)
+            self._mark(view.services.keys(), parts_only=True, cluster=cluster)
+        self._mark(self._parted.get(cluster, ()), parts_only=True, cluster=cluster)
 
     def _restatus(self, cluster: str, *, extra: Iterable[ServiceKey]) -> bool:
         """Recompute a cluster's status; True (and its groups marked) if it changed."""
@@ -519,7 +606,7 @@ class ZoneState:
         claims = self._claims.get(cluster, _NO_CLAIMS)
         for group in claims:
             self._review.setdefault(group, set()).add(cluster)
-        self._mark(claims.keys(), parts_only=True)
+        self._mark(claims.keys(), parts_only=True, cluster=cluster)
         self._mark(extra)
         return True
 
@@ -563,9 +650,8 @@ class ZoneState:
             return None
         return ServiceKey(namespace=labels[0], name=labels[1]) if labels else GROUPLESS
 
-    def _put_current(self, key: str, value: bytes, *, planned: bool) -> None:
-        """`planned`: written as the group's plan asked (its plan is now empty), else a
-        change to re-plan the group for."""
+    def _put_current(self, key: str, value: bytes) -> None:
+        """A store event: its group is re-planned."""
         self._current[key] = value
         group = self._group(key)
         if group is None:
@@ -580,12 +666,9 @@ class ZoneState:
             if claims is None:
                 claims = self._claims[cluster] = {}
             claims[group] = claims.get(group, 0) + 1
-        if planned:
-            self._unwritten.discard(group)
-        else:
-            self._mark((group,))
+        self._mark((group,))
 
-    def _drop_current(self, key: str, *, planned: bool) -> None:
+    def _drop_current(self, key: str) -> None:
         value = self._current.pop(key)
         group = self._group(key)
         if group is None:
@@ -600,10 +683,7 @@ class ZoneState:
             claims[group] -= 1
             if not claims[group]:
                 del claims[group]
-        if planned:
-            self._unwritten.discard(group)
-        else:
-            self._mark((group,))
+        self._mark((group,))
 
     def _flush_outside(self, table_puts: dict[str, bytes], table_deletes: list[str]) -> None:
         for key in self._outside_pending:
@@ -619,11 +699,11 @@ class ZoneState:
 
     # -- one group -------------------------------------------------------------------------
 
-    def _recompute(self, group: ServiceKey, table_puts: dict[str, bytes], table_deletes: list[str],
-                   failovers: list[tuple[str, str]]) -> tuple[Plan, _Result]:
+    def _recompute(self, group: ServiceKey, touched: set[str] | None, table_puts: dict[str, bytes],
+                   table_deletes: list[str], failovers: list[tuple[str, str]]) -> tuple[Plan, _Result]:
         review = self._review.pop(group, None) if self._review else None
         before = self._parts.get(group, _NO_PARTS)
-        parts = self._render_parts(group)
+        parts, changed = self._render_parts(group, before, touched)
         kept = any(group in self._views[c].services for c in self._keeping if c in self._views)
         mode = serve_all(layout=self._layout, kept=kept,
                          healthy=any(cached.healthy for cached in parts.values()))
@@ -632,8 +712,8 @@ class ZoneState:
             self._full.discard(group)
         elif ((old.mode is mode or not before) and group not in self._unwritten and not self._seed
               and not self._seed_fresh and group not in self._adopt):
-            done = self._recompute_parts(group, before, parts, mode, old, table_puts, table_deletes,
-                                         failovers, review)
+            done = self._recompute_parts(group, before, parts, changed, mode, old, table_puts,
+                                         table_deletes, failovers, review)
             if done is not None:
                 return done
         self._whole += 1
@@ -707,55 +787,68 @@ class ZoneState:
         return result
 
     def _recompute_parts(self, group: ServiceKey, before: Mapping[str, _Cached], parts: Mapping[str, _Cached],
-                         mode: bool, old: _Result, table_puts: dict[str, bytes], table_deletes: list[str],
-                         failovers: list[tuple[str, str]],
+                         changed: list[str], mode: bool, old: _Result, table_puts: dict[str, bytes],
+                         table_deletes: list[str], failovers: list[tuple[str, str]],
                          review: set[str] | None = None) -> tuple[Plan, _Result] | None:
         """`_recompute` when only parts changed since the group's last step, made with the same
         serve-all choice, whose plan is written (the store and the table hold the group's keys
-        as that plan left them): the changed parts' records are planned against the store
+        as that plan left them): the `changed` parts' records are planned against the store
         and the keys they no longer render are planned away, the others are not looked at. As
         the whole recompute would decide: keys of two clusters never meet (the cluster is a
-        label of every key), and nothing else a plan reads has changed. None when a changed
-        part's last records are not at hand (then the whole group is recomputed).
+        label of every key), and nothing else a plan reads has changed. The result's counts
+        are the last result's with the changed parts' taken out and put in. None when a
+        changed part's last records are not at hand (then the whole group is recomputed).
 
         `review`: clusters whose status changed since (see _restatus): whether a key naming
         one of them is stale may have changed. The store holds `_claims[c][group]` keys
         naming cluster c; when each is a key c's part renders, with the value it renders (or
         c has no part and no key), none is stale. Else None: the whole group is planned."""
         current = self._current
-        claimed = {c: self._claims.get(c, _NO_CLAIMS).get(group, 0) for c in review or ()}
+        for cluster in review or ():
+            claimed = self._claims.get(cluster, _NO_CLAIMS).get(group, 0)
+            cached = parts.get(cluster)
+            if cached is None:
+                if claimed:
+                    return None
+                continue
+            out = self._output(group, cluster, cached, mode)
+            held = 0  # the part's keys the store holds, each with the value rendered
+            for key, value in zip(out.keys, out.values):
+                got = current.get(key)
+                if got is None:
+                    continue
+                if got is not value and got != value:
+                    return None
+                held += 1
+            if claimed != held:
+                return None
         desired: dict[str, bytes] = {}
         dropped: list[str] = []  # the keys the changed parts had
-        records = 0
+        records = old.records  # made with `before`, in this mode (or 0: no parts before)
         rejected: set[Rejection] = set()
         fallbacks = []
-        for cluster, cached in parts.items():
-            out = self._output(group, cluster, cached, mode)
-            records += len(out.keys)
-            rejected |= cached.rejected | out.rejected
-            if out.fallback is not None:
-                fallbacks.append((cluster, out.fallback))
-            if before.get(cluster) is not cached:
-                desired.update(zip(out.keys, out.values))
-            if cluster in claimed:
-                held = 0  # the part's keys the store holds, each with the value rendered
-                for key, value in zip(out.keys, out.values):
-                    got = current.get(key)
-                    if got is None:
-                        continue
-                    if got is not value and got != value:
-                        return None
-                    held += 1
-                if claimed[cluster] != held:
-                    return None
-        if any(count for cluster, count in claimed.items() if cluster not in parts):
-            return None
-        for cluster, was in before.items():  # the parts replaced or gone: the keys they had
-            if parts.get(cluster) is not was:
+        for cluster in changed:
+            was = before.get(cluster)
+            if was is not None:
                 last = was.outs.get(mode)
                 if last is None:
                     return None
+                records -= len(last.keys)
                 dropped.extend(last.keys)
+            cached = parts.get(cluster)
+            if cached is not None:
+                out = self._output(group, cluster, cached, mode)
+                records += len(out.keys)
+                if cached.rejected or out.rejected:
+                    rejected |= cached.rejected | out.rejected
+                if out.fallback is not None:
+                    fallbacks.append((cluster, out.fallback))
+                desired.update(zip(out.keys, out.values))
+        if old.rejected:  # a union: what the unchanged parts reject is read again
+            for cluster, cached in parts.items():
+                rejected |= cached.rejected | self._output(group, cluster, cached, mode).rejected
+        if old.fallbacks:
+            fallbacks.extend(pair for pair in old.fallbacks if pair[0] not in changed)
 
         plan = plan_keys(desired=desired, current=current,
                          held=[(key, current[key]) for key in dropped if key not in desired and key in current],
@@ -783,8 +876,7 @@ class ZoneState:
                 table[key] = value
         keys = old.table
         if deletes:
-            gone = set(deletes)
-            keys = tuple(key for key in keys if key not in gone)
+            keys = tuple(filterfalse(set(deletes).__contains__, keys))
         added = [key for key in puts if key not in current]
         if added:
             keys = (*keys, *added)
@@ -823,14 +915,25 @@ class ZoneState:
             # (Nothing keeps these dicts but this state: readers go through its properties.)
             self._current, self._table = dict(self._current), dict(self._table)
 
-    def _render_parts(self, group: ServiceKey) -> dict[str, _Cached]:
-        """The group's part in every publishing cluster that has it, reusing what still fits."""
-        before = self._parts.get(group, {})
-        parts: dict[str, _Cached] = {}
-        for cluster in self._publishing:
+    def _render_parts(self, group: ServiceKey, before: Mapping[str, _Cached],
+                      touched: set[str] | None) -> tuple[dict[str, _Cached], list[str]]:
+        """The group's part in every publishing cluster that has it, reusing what still fits;
+        with `touched`, only the parts in those clusters are looked at (the others' inputs have
+        not changed since `before`). Also the clusters whose part is new, another or gone."""
+        if touched is None:
+            parts: dict[str, _Cached] = {}
+            clusters: Iterable[str] = self._publishing
+        else:
+            parts = dict(before)
+            clusters = touched
+        changed = []
+        status = self._status
+        for cluster in clusters:
             view = self._views.get(cluster)
             source = view.services.get(group) if view is not None else None
-            if source is None:
+            if source is None or status.get(cluster) != _PUBLISH:
+                if parts.pop(cluster, None) is not None:
+                    changed.append(cluster)
                 continue
             health = self._health[cluster]
             probes = self._probes.get((cluster, group), _NO_PROBES)
@@ -842,16 +945,21 @@ class ZoneState:
                 cached.outs[False] = self._encode(part, serve_all=False)
                 if part.healthy == part.valid:
                     cached.outs[True] = cached.outs[False]
+                changed.append(cluster)
             parts[cluster] = cached
-        for cluster in before.keys() - parts.keys():
-            self._parted[cluster].discard(group)
-        for cluster in parts.keys() - before.keys():
-            self._parted.setdefault(cluster, set()).add(group)
+        if touched is None:
+            changed.extend(cluster for cluster in before if cluster not in parts)
+        parted = self._parted
+        for cluster in changed:
+            if cluster not in parts:
+                parted[cluster].discard(group)
+            elif cluster not in before:
+                parted.setdefault(cluster, set()).add(group)
         if parts:
             self._parts[group] = parts
         else:
             self._parts.pop(group, None)
-        return parts
+        return parts, changed
 
     def _output(self, group: ServiceKey, cluster: str, cached: _Cached, mode: bool) -> _Out:
         out = cached.outs.get(mode)

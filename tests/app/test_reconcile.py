@@ -319,9 +319,9 @@ class SlowState:
         self._inner = inner
         self._hold = hold
 
-    def step(self, *, limit=None):
+    def step(self, *, limit=None, own=None):
         time.sleep(self._hold)
-        return self._inner.step(limit=limit)
+        return self._inner.step(limit=limit, own=own)
 
     def __getattr__(self, name):
         return getattr(self._inner, name)

@@ -94,7 +94,7 @@ OPS = st.one_of(
     st.tuples(st.just("lead"), st.booleans()),
     st.tuples(st.just("land"), st.booleans()),
     st.tuples(st.just("remove"), st.sampled_from(CLUSTERS)),
-    st.tuples(st.just("step"), st.sampled_from([None, 1, 2])),
+    st.tuples(st.just("step"), st.sampled_from([None, 1, 2]), st.booleans()),
     st.tuples(st.just("mark_all")),
     st.tuples(st.just("load"), st.dictionaries(STORE_KEYS, STORE_VALUES, max_size=3),
               st.lists(STORE_KEYS, max_size=2)),
@@ -179,9 +179,14 @@ class Model:
         """A leader's plan goes to etcd, assumed written at once. Its groups are not stepped
         again for it: their plans are done."""
         changes, self.last = self.last, Changes()
+        if changes:
+            self.state.assume(puts=changes.puts, deletes=changes.deletes)
+            self._assumed(changes)
+
+    def _assumed(self, changes: Changes) -> None:
+        self.last = Changes()
         if not changes:
             return
-        self.state.assume(puts=changes.puts, deletes=changes.deletes)
         self.inflight.append(changes)
         for group in {group_of(key) for key in [*changes.puts, *changes.deletes]}:
             self.pending.pop(group, None)
@@ -201,9 +206,12 @@ class Model:
         self.state.update_current(puts={k: v for k, v in stored.items() if v is not None},
                                   deletes=[k for k, v in stored.items() if v is None])
 
-    def op_step(self, limit):
+    def op_step(self, limit, own=False):
+        """`own`: a leader's plans taken by the step itself (step(own=ASSUME)), else
+        assumed after it, as changes (`assume`)."""
         before = self.state.dirty
-        step = self.state.step(limit=limit)
+        own = own and self.leader
+        step = self.state.step(limit=limit, own=incremental.ASSUME if own else None)
         # A limited step recomputes nothing while the seed lasts past its chunk.
         expected = before if limit is None else 0 if self.state.seed_pending else min(limit, before)
         assert len(step.services) == expected
@@ -218,7 +226,9 @@ class Model:
         self.table.update(step.table_puts)
         assert set(step.failovers) <= self.state.fallbacks
         self.last = step.changes
-        if self.leader:
+        if own:
+            self._assumed(step.changes)
+        elif self.leader:
             self._assume()
 
     def op_mark_all(self):
@@ -299,7 +309,7 @@ PARTS_OPS = st.one_of(
                   st.sampled_from(ADDRESSES[:3])),
         st.sampled_from([True, False, None]), max_size=3)),
     st.tuples(st.just("land"), st.booleans()),
-    st.tuples(st.just("step"), st.sampled_from([None, 1, 2])),
+    st.tuples(st.just("step"), st.sampled_from([None, 1, 2]), st.booleans()),
 )
 
 
@@ -337,7 +347,7 @@ def test_the_same_with_the_seed_emitted_one_key_per_step(mode, store, start, ops
 ARRIVALS = st.tuples(st.just("arrive"), st.sampled_from(CLUSTERS[:3]),
                      st.lists(st.one_of(SERVICE_VIEWS, st.sampled_from(SERVICES)), max_size=3))
 RESTART_OPS = st.one_of(ARRIVALS, st.tuples(st.just("land"), st.booleans()),
-                        st.tuples(st.just("step"), st.sampled_from([None, 1, 2])))
+                        st.tuples(st.just("step"), st.sampled_from([None, 1, 2]), st.booleans()))
 
 
 class RestartModel(Model):
@@ -475,21 +485,27 @@ def fleet(clusters=("c1", "c2", "c3"), count=20):
     return state, views, keys, first
 
 
-@pytest.mark.parametrize("how", ["assume", "planned", "store"])
+@pytest.mark.parametrize("how", ["assume", "planned", "step-assume", "step-written", "store"])
 def test_a_groups_own_writes_do_not_step_it_again(how):
     """A leader's plan, handed to etcd (`assume`) or to a store that reports nothing back
-    (`planned`), is done: its groups are not stepped again (a failover of 5,000 Services
-    stepped 10,000) and a new leader has nothing of them to write. Anyone else's write to
-    the same keys (`store`) re-plans them."""
+    (`planned`), by the caller or by the step as it plans (`step-*`), is done: its groups
+    are not stepped again (a failover of 5,000 Services stepped 10,000) and a new leader has
+    nothing of them to write. Anyone else's write to the same keys (`store`) re-plans them."""
     state, _, keys, _ = fleet()
     state.set_health("c2", UNREACHABLE)
-    failover = state.step()
+    own = {"step-assume": incremental.ASSUME, "step-written": incremental.WRITTEN}.get(how)
+    stored = dict(state.current)
+    failover = state.step(own=own)
     assert len(failover.services) == len(keys) and failover.changes.deletes
     changes = failover.changes
     if how == "assume":
         state.assume(puts=changes.puts, deletes=changes.deletes)
-    else:
+    elif how in ("planned", "store"):
         state.update_current(puts=changes.puts, deletes=changes.deletes, planned=how == "planned")
+    # what etcd reported stays readable while our writes are in flight, and only then
+    assert state.assumed == (len(changes.puts) + len(changes.deletes) if how.endswith("assume") else 0)
+    if how.endswith("assume"):
+        assert all(state.stored(key) == stored.get(key) for key in [*changes.puts, *changes.deletes])
     if how == "store":
         assert state.dirty == len(keys)
         assert not state.step().changes
@@ -867,3 +883,9 @@ def test_a_load_keeps_one_object_per_distinct_value():
     assert len({id(value) for value in state.current.values()}) == len(distinct)
     seeded = state.step(limit=0).table_puts  # the seed, as the table's readers get it
     assert seeded == loaded and len({id(value) for value in seeded.values()}) == len(distinct)
+
+
+def test_a_step_refuses_an_unknown_owner_of_its_plans():
+    state, _, _, _ = fleet()
+    with pytest.raises(ValueError, match="own: 'etcd'"):
+        state.step(own="etcd")
