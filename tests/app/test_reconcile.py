@@ -47,7 +47,8 @@ class Harness:
     """A reconciler over a real ZoneState; `etcd` is the store, echoed back like the mirror."""
 
     def __init__(self, *, chunk: int = 500, leader: bool = True, echo: bool = True,
-                 state: ZoneState | None = None, slice_seconds: float = 0.02) -> None:
+                 state: ZoneState | None = None, slice_seconds: float = 0.02,
+                 write_hold: float = 1.0) -> None:
         self.state = state or ZoneState(settings=SETTINGS)
         self.views = {"c1": view("c1", "10.1.0.1"), "c2": view("c2", "10.2.0.1")}
         self.health = {"c1": Health.READY, "c2": Health.READY}
@@ -65,7 +66,8 @@ class Harness:
         self.reconciler = Reconciler(state=self.state, publish=self.publish, write=self.write,
                                      may_write=lambda: self.leader,
                                      chunk=chunk, slice_seconds=slice_seconds, debounce=0.001,
-                                     retry_max=0.05)
+                                     retry_max=0.05, write_hold=write_hold)
+        self.deltas_at_writes: list[int] = []  # table deltas published before each write
 
     def set_view(self, v: ClusterView, changed=None) -> None:
         self.views[v.cluster] = v
@@ -87,6 +89,7 @@ class Harness:
         if self.fail_writes:
             self.fail_writes -= 1
             raise ConnectionError("etcd down")
+        self.deltas_at_writes.append(sum(1 for puts, deletes in self.publishes if puts or deletes))
         self.writes.append(changes)
         self.store(changes)
 
@@ -325,6 +328,27 @@ class SlowState:
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
+
+
+@pytest.mark.parametrize(("hold", "writes_before_the_end"), [(30.0, False), (0.05, True)],
+                         ids=["run-shorter-than-the-hold", "run-longer-than-the-hold"])
+async def test_a_runs_writes_wait_for_its_end_up_to_the_hold(hold, writes_before_the_end):
+    """DNS first: a run's table deltas go out while its writes wait for it to end, unless it
+    outlasts the hold (a start's first pass writes as it goes)."""
+    inner = ZoneState(settings=SETTINGS)
+    h = Harness(chunk=10, state=SlowState(inner, hold=0.005), slice_seconds=0, write_hold=hold)
+    h.set_view(many_services("c1", 200))  # 20 steps of at least 5 ms each, a publish after each
+    task = await running(h)
+    try:
+        await until(lambda: h.writes and not h.state.dirty and h.reconciler._idle.is_set(),
+                    what="the run and its first write")
+        await until(lambda: h.reconciler._writes_idle.is_set(), what="the writes")
+        deltas = [d for d in h.publishes if d[0] or d[1]]  # the run's; the echo's runs have none
+        assert len(deltas) >= 20
+        assert (h.deltas_at_writes[0] < len(deltas)) is writes_before_the_end
+        assert h.etcd == h.table == h.expected_table()
+    finally:
+        await stop(h, task)
 
 
 @pytest.mark.etcd
