@@ -38,11 +38,14 @@ from fed_dns.model import Changes, ClusterView, Health, Record, ServiceKey, Serv
 from fed_dns.records.codec import claimed_clusters, encode
 from fed_dns.records.plan import Conflict, Plan, deepest_first, plan_keys
 from fed_dns.records.render import (
+    Emitted,
     Part,
     Rejection,
     cluster_rejection,
     emit,
+    emit_fallback,
     layout,
+    passes_none,
     publishes,
     rejections,
     serve_all,
@@ -93,15 +96,16 @@ class _Out:
 class _Cached:
     """One Service's part in one cluster and the inputs it was rendered from."""
 
-    __slots__ = ("source", "health", "probes", "healthy", "rejected", "outs")
+    __slots__ = ("source", "health", "probes", "healthy", "rejected", "named", "outs")
 
     def __init__(self, source: ServiceView, health: Health | str, probes: Mapping[str, bool],
-                 healthy: bool, rejected: frozenset[Rejection]) -> None:
+                 healthy: bool, rejected: frozenset[Rejection], named: bool) -> None:
         self.source = source
         self.health = health
         self.probes = probes
         self.healthy = healthy
         self.rejected = rejected
+        self.named = named
         self.outs: dict[bool, _Out] = {}
 
     def fits(self, source: ServiceView, health: Health | str, probes: Mapping[str, bool]) -> bool:
@@ -823,7 +827,7 @@ class ZoneState:
             if claimed != held:
                 return None
         desired: dict[str, bytes] = {}
-        dropped: list[str] = []  # the keys the changed parts had
+        dropped: list[tuple[str, _Out]] = []  # the records the changed parts had
         records = old.records  # made with `before`, in this mode (or 0: no parts before)
         rejected: set[Rejection] = set()
         fallbacks = []
@@ -834,7 +838,7 @@ class ZoneState:
                 if last is None:
                     return None
                 records -= len(last.keys)
-                dropped.extend(last.keys)
+                dropped.append((cluster, last))
             cached = parts.get(cluster)
             if cached is not None:
                 out = self._output(group, cluster, cached, mode)
@@ -850,8 +854,22 @@ class ZoneState:
         if old.fallbacks:
             fallbacks.extend(pair for pair in old.fallbacks if pair[0] not in changed)
 
-        plan = plan_keys(desired=desired, current=current,
-                         held=[(key, current[key]) for key in dropped if key not in desired and key in current],
+        # The keys the changed parts no longer render: those the store holds with the value
+        # this state encoded (the object itself: ours, of a publishing cluster) are stale
+        # without reading them (a failover read 30,000 values again); any other is read.
+        held: list[tuple[str, bytes]] = []
+        stale_keys: list[str] = []
+        for cluster, last in dropped:
+            ours = cluster not in self._keep
+            for key, value in zip(last.keys, last.values):
+                if key in desired:
+                    continue
+                got = current.get(key)
+                if got is value and ours:
+                    stale_keys.append(key)
+                elif got is not None:
+                    held.append((key, got))
+        plan = plan_keys(desired=desired, current=current, held=held, stale_keys=stale_keys,
                          owner=self._layout.owner, keep_clusters=self._keep)
         if plan.changes:
             self._unwritten.add(group)
@@ -882,7 +900,7 @@ class ZoneState:
             keys = (*keys, *added)
         conflicts = old.conflicts
         if conflicts:
-            replanned = {*dropped, *desired}
+            replanned = {key for _, last in dropped for key in last.keys} | desired.keys()
             conflicts = tuple(c for c in conflicts if c.key not in replanned)
         result = _Result(records=records, rejected=rejections(rejected), fallbacks=tuple(fallbacks),
                          conflicts=(*conflicts, *plan.conflicts), table=keys, mode=mode)
@@ -940,11 +958,20 @@ class ZoneState:
             cached = before.get(cluster)
             if cached is None or not cached.fits(source, health, probes):
                 self._rendered += 1
-                part = service_part(cluster=cluster, view=source, health=health, probes=probes)
-                cached = _Cached(source, health, probes, bool(part.healthy), part.rejected)
-                cached.outs[False] = self._encode(part, serve_all=False)
-                if part.healthy == part.valid:
-                    cached.outs[True] = cached.outs[False]
+                if (cached is not None and cached.named and cached.source is source
+                        and passes_none(health=health, view=source, probes=probes)):
+                    # The same Service, none of whose backends passes now (its member failing
+                    # over): the fallback alone, and the rejections its backends gave before
+                    # (not validated again; its serve-all records are rendered if needed).
+                    cached = _Cached(source, health, probes, False, cached.rejected, True)
+                    cached.outs[False] = self._encode_emitted(
+                        emit_fallback(layout=self._layout, cluster=cluster, key=source.key))
+                else:
+                    part = service_part(cluster=cluster, view=source, health=health, probes=probes)
+                    cached = _Cached(source, health, probes, bool(part.healthy), part.rejected, part.named)
+                    cached.outs[False] = self._encode(part, serve_all=False)
+                    if part.healthy == part.valid:
+                        cached.outs[True] = cached.outs[False]
                 changed.append(cluster)
             parts[cluster] = cached
         if touched is None:
@@ -971,7 +998,9 @@ class ZoneState:
         return out
 
     def _encode(self, part: Part, *, serve_all: bool) -> _Out:
-        emitted = emit(layout=self._layout, part=part, serve_all=serve_all)
+        return self._encode_emitted(emit(layout=self._layout, part=part, serve_all=serve_all))
+
+    def _encode_emitted(self, emitted: Emitted) -> _Out:
         encoded: dict[Record, bytes] = {}
         values = []
         for _, record in emitted.records:

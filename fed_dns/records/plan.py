@@ -57,11 +57,13 @@ def plan_keys(
     held: Iterable[tuple[str, bytes]],
     owner: str,
     keep_clusters: Container[str],
+    stale_keys: Iterable[str] = (),
 ) -> Plan:
     """The plan for part of a zone: `desired` (key -> encoded value) against `current` (looked
     up per desired key); `held` are the current (key, value) pairs of that part, deleted when
-    undesired, owned and not of a kept cluster. Puts and conflicts follow `desired`'s order,
-    deletes are deepest first."""
+    undesired, owned and not of a kept cluster; `stale_keys` are undesired keys of that part
+    the caller knows to be such (deleted without reading them). Puts and conflicts follow
+    `desired`'s order, deletes are deepest first."""
     puts: dict[str, bytes] = {}
     conflicts: list[Conflict] = []
     for key, value in desired.items():
@@ -76,6 +78,7 @@ def plan_keys(
                 conflicts.append(Conflict(key=key, reason=reason))
     deletes = [key for key, got in held if key not in desired and stale(got, owner=owner,
                                                                         keep_clusters=keep_clusters)]
+    deletes.extend(stale_keys)
     deletes.sort(key=deepest_first)
     return Plan(changes=Changes(puts=puts, deletes=tuple(deletes)), conflicts=tuple(conflicts))
 

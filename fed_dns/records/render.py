@@ -265,18 +265,31 @@ def service_part(
     return Part(cluster=cluster, key=key, valid=valid, healthy=healthy, rejected=rejections(rejected))
 
 
+def passes_none(*, health: Health | str, view: ServiceView, probes: Mapping[str, bool]) -> bool:
+    """Whether, known without looking at its backends, none of `view`'s passes in a cluster of
+    state `health` (see _passes): its part's healthy leaves are none, whatever they are."""
+    if health == Health.READY:
+        return not view.ready
+    return True not in probes.values()
+
+
 def emit(*, layout: Layout, part: Part, serve_all: bool) -> Emitted:
     """The records of a Part: its healthy leaves (all valid ones with `serve_all`), else the
     fallback CNAME to the global name."""
     if not part.named:
         return Emitted()
-    build = _Builder(layout, part.cluster)
     leaves = part.valid if serve_all else part.healthy
-    fallback = None
-    if leaves:
-        build.leaves(part.key, leaves)
-    else:
-        fallback = build.fallback(part.key)
+    if not leaves:
+        return emit_fallback(layout=layout, cluster=part.cluster, key=part.key)
+    build = _Builder(layout, part.cluster)
+    build.leaves(part.key, leaves)
+    return Emitted(records=tuple(build.records.items()), rejected=rejections(build.rejected))
+
+
+def emit_fallback(*, layout: Layout, cluster: str, key: ServiceKey) -> Emitted:
+    """The records of a named Part with no leaves to publish: the fallback CNAME alone."""
+    build = _Builder(layout, cluster)
+    fallback = build.fallback(key)
     return Emitted(records=tuple(build.records.items()), rejected=rejections(build.rejected),
                    fallback=fallback)
 

@@ -452,6 +452,43 @@ def test_a_key_the_part_renders_but_naming_another_cluster_does_not_hide_a_stale
         state.update_current(puts=step.changes.puts, deletes=step.changes.deletes, planned=True)
 
 
+@pytest.mark.parametrize("value", [ours("10.9.9.9", "c2", owner="someone-else"), b"not json"],
+                         ids=["another-owner", "unreadable"])
+def test_a_failover_deletes_its_parts_keys_but_never_a_foreign_value_there(value):
+    """A key of the member's part that another writer holds (a conflict) stays when the part
+    stops rendering it; the part's other keys go (planned part by part, without reading them)."""
+    state, _, keys, first = fleet()
+    group_keys = [k for k in first.changes.puts if f"/ns/{keys[0].name}/" in k and "/c2/" in k]
+    foreign = group_keys[0]
+    state.update_current(puts={foreign: value}, deletes=())
+    step = state.step()
+    assert [c.key for c in step.conflicts] == [foreign] and not step.changes
+    state.set_health("c2", UNREACHABLE)
+    step = state.step(own=incremental.ASSUME)
+    assert step.whole == 0
+    deleted = set(step.changes.deletes)
+    assert foreign not in deleted and state.current[foreign] == value
+    assert set(group_keys) - {foreign} <= deleted
+
+
+@pytest.mark.parametrize("mode", list(AllUnhealthy))
+def test_a_service_whose_name_is_no_label_publishes_nothing_when_its_member_fails_over(mode):
+    """Not even the fallback: the part of a Service that cannot be named has no records in any
+    health, and keeps its rejection."""
+    bad = ServiceKey(namespace="ns", name="not_a_label")
+    state = ZoneState(settings=ZoneSettings(zone=SETTINGS.zone, all_unhealthy=mode))
+    for n, cluster in enumerate(("c1", "c2")):
+        state.set_view(view(cluster, service(bad, backend(f"10.{n}.0.1", tcp(80, "http")))), changed=None)
+        state.set_health(cluster, READY)
+    state.load_current({})
+    first = state.step(own=incremental.ASSUME)
+    assert not first.changes and {r.kind for r in state.rejected} == {"service"}
+    state.set_health("c2", UNREACHABLE)
+    step = state.step(own=incremental.ASSUME)
+    assert step.services == (bad,) and not step.changes and not step.failovers
+    assert not state.entries and {r.kind for r in state.rejected} == {"service"}
+
+
 def test_a_removed_member_has_its_keys_deleted_and_the_others_stay():
     state, views, keys, first = fleet()
     state.remove_cluster("c2")
