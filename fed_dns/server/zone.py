@@ -56,7 +56,11 @@ def _add(kids, name: str):
 def _drop(kids, name: str):
     """The children without `name` (empty: falsy)."""
     if type(kids) is tuple:
-        return tuple(k for k in kids if k != name)
+        try:
+            i = kids.index(name)
+        except ValueError:
+            return kids
+        return kids[:i] + kids[i + 1:]  # a name is there once (see _add's callers)
     return kids.delete(name)
 
 
