@@ -40,6 +40,8 @@ def host_kind(host: str, text: str) -> tuple[str, str]:
     """msg.Service.HostType: an IP gives A/AAAA, a name CNAME, or TXT when text is set."""
     if canonical_ipv4(host):  # its own normal form
         return A, host
+    if ":" not in host:  # not IPv6; an IPv4 address ip_address takes is in normal form
+        return (TXT if text else CNAME), ""
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
