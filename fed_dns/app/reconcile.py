@@ -126,6 +126,7 @@ class Reconciler:
         self._resync_period = resync_period
         self._write_hold = write_hold
         self._run_started: float | None = None  # the monotonic start of the run in progress
+        # (None between runs)
         self._dirty = asyncio.Event()
         self._dirty_since: float | None = None
         self._pending = _Pending()
@@ -332,8 +333,8 @@ class Reconciler:
         """Wait for the run in progress to end, but no longer than until it is `write_hold`
         s old. Its table deltas then reach DNS without the writes (and etcd's echo of them)
         taking the CPU between its slices: a member's failover at 10 x 5,000 is a run of
-        about a second whose DNS withdrawal is due a second after detection, and its etcd
-        withdrawal five. A longer run (a start's first pass) writes as it goes."""
+        about half a second whose DNS withdrawal is due a second after detection, and its
+        etcd withdrawal five. A longer run (a start's first pass) writes as it goes."""
         started = self._run_started
         if started is None:
             return

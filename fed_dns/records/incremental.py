@@ -31,8 +31,8 @@ from __future__ import annotations
 import types
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
-from itertools import filterfalse
 from dataclasses import dataclass
+from itertools import filterfalse
 
 from fed_dns.model import Changes, ClusterView, Health, Record, ServiceKey, ServiceView, ZoneSettings
 from fed_dns.records.codec import claimed_clusters, encode
@@ -943,7 +943,8 @@ class ZoneState:
             clusters: Iterable[str] = self._publishing
         else:
             parts = dict(before)
-            clusters = touched
+            clusters = sorted(touched) if len(touched) > 1 else touched  # in a set's order,
+            # the plan's puts would come in an order of this process's string hashes
         changed = []
         status = self._status
         for cluster in clusters:
