@@ -200,6 +200,33 @@ def _updates_answer_as_full_builds(start, steps) -> None:
             (fresh.dropped, fresh.foreign, len(fresh))
 
 
+@pytest.mark.parametrize(("start", "deletes", "puts"), [
+    (["a-b.ns"], ["a-b.ns"], ["c1.a-b.ns"]),
+    (["c1.a-b.ns", "x.a-b.ns"], ["c1.a-b.ns", "x.a-b.ns"], ["a-b.ns"]),
+    (["c1.a.ns", "c2.a.ns"], ["c1.a.ns"], ["c1.a.ns"]),
+    (["c1.a.ns", "x.c3.a.ns", "c1.b.ns"], ["c1.a.ns", "x.c3.a.ns"], ["x.c3.b.ns"]),
+    (["x.c3.a.ns"], ["x.c3.a.ns"], ["c1.c3.a.ns"]),
+], ids=["leaf-gone-child-new", "children-gone-parent-new", "leaf-gone-and-back",
+        "subtree-emptied-beside-a-new-one", "sibling-replaces-the-last-leaf"])
+def test_a_delta_that_empties_names_and_fills_them_answers_as_a_full_build(start, deletes, puts):
+    """Names emptied in a delta leave their parents' lists once it is applied: one put in
+    the same delta below, at or beside an emptied name must still find it where it is."""
+    def keyed(rels):
+        return entries({rel: {"host": "10.0.0.1"} for rel in rels})
+
+    table = table_mod.build(zone=ZONE, entries=keyed(start), serial=1)
+    _all_answers(table)
+    current = {k: v for k, v in keyed(start).items() if k not in keyed(deletes)}
+    current.update(keyed(puts))
+    updated = table_mod.update(previous=table, puts=keyed(puts), deletes=list(keyed(deletes)), serial=1)
+    fresh = table_mod.build(zone=ZONE, entries=current, serial=1)
+    assert _all_answers(updated) == _all_answers(fresh)
+    def tree(ix):  # each name's children, in any order, each once
+        return {name: sorted(kids) for name, kids in ix.children.items()}
+
+    assert tree(updated.index) == tree(fresh.index)
+
+
 def test_update_of_a_key_in_both_puts_and_deletes_puts_it():
     key = next(iter(entries({"c1.svc.ns": {}})))
     table = table_mod.build(zone=ZONE, entries={})
