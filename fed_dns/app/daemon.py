@@ -389,10 +389,11 @@ class Daemon:
     async def _watch(self, member: Member) -> None:
         """A member's watch, started once etcd's records are loaded (at most WATCH_HOLD s
         after start; at once without etcd): its first plan is then made against what etcd
-        holds, and rewrites nothing that is already there. The watch no longer waits for the loaded records to be in the
-        table: DNS goes live only once every member has settled and the table holds all of
-        it (`_publish`), so nothing is answered from a part of it, and the list (the heaviest
-        part of a start) runs while the seed goes out (restart at 10 x 5,000: 9.5 -> 8.3 s).
+        holds, and rewrites nothing that is already there. The watch no longer waits for the
+        loaded records to be in the table: DNS goes live only once every member has settled
+        and the table holds all of it (`_publish`), so nothing is answered from a part of it,
+        and the list (the heaviest part of a start) runs while the seed goes out (restart at
+        10 x 5,000: 9.5 -> 8.3 s).
         Changes made while the daemon was down come with the list."""
         name = member.spec.name
         while self.etcd is not None and time.monotonic() - self.started < WATCH_HOLD:

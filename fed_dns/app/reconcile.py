@@ -10,8 +10,8 @@ task: DNS never waits for etcd, and a slow or failing etcd never delays the next
 
 Our own writes are applied to the state's view of the store as each plan is made
 ("optimistic": the state takes them in its step, `own=ASSUME`), so the next run plans against
-them and never writes a key twice; when a write fails (etcd down,
-leadership lost) the keys it did not write are read back from the store and re-planned.
+them and never writes a key twice; when a write fails (etcd down, leadership lost) the keys it
+did not write are read back from the store and re-planned.
 A periodic full pass (`resync_period`) re-checks every Service, in the same chunks.
 """
 

@@ -192,7 +192,7 @@ class ZoneState:
         self._confirmed = {}
         self._held = {}
         self._claims = {}
-        # What _put_current does key by key, by group: a ServiceKey hashes in Python, so the
+        # What _apply_keys does, for the whole store at once: a ServiceKey hashes in Python, so the
         # keys are grouped by their two labels (a str tuple) first (300,000 keys: 2.0 -> 1.3 s).
         by_labels: dict[tuple[str, ...], list[str]] = {}
         for key in entries:
@@ -261,15 +261,14 @@ class ZoneState:
             self._take_own(puts=puts, deletes=deletes, confirm=False)
             return
         current = self._current
-        for key in deletes:
-            if key in current:
-                self._drop_current(key)
-        for key, value in puts.items():
-            held = current.get(key)
-            if held is None or held != value:
-                if held is not None:
-                    self._drop_current(key)
-                self._put_current(key, value)
+        gone = [key for key in deletes if key in current]
+        redone = set(gone) if gone and puts else ()  # deleted first, then put again
+        changed = {key: value for key, value in puts.items()
+                   if key in redone or (held := current.get(key)) is None or held != value}
+        for group, (group_puts, group_deletes) in self._by_group(puts=changed, deletes=gone).items():
+            self._apply_keys(group, group_puts, group_deletes)
+            if group is not None:
+                self._mark((group,))  # someone else's write: re-planned
 
     def assume(self, *, puts: Mapping[str, bytes], deletes: Iterable[str]) -> None:
         """Our own writes (the changes of the plans the last steps made), handed to etcd but
@@ -282,28 +281,40 @@ class ZoneState:
 
     def _take_own(self, *, puts: Mapping[str, bytes], deletes: Iterable[str], confirm: bool) -> None:
         """Own writes given as changes of any groups: `_apply_own`, group by group."""
+        for group, (group_puts, group_deletes) in self._by_group(puts=puts, deletes=deletes).items():
+            self._apply_own(group, group_puts, group_deletes, confirm=confirm)
+
+    def _by_group(self, *, puts: Mapping[str, bytes], deletes: Iterable[str],
+                  ) -> dict[ServiceKey | None, tuple[dict[str, bytes], list[str]]]:
+        """Changes split by group (None: keys outside the zone)."""
         by_group: dict[ServiceKey | None, tuple[dict[str, bytes], list[str]]] = {}
         for key in deletes:
             by_group.setdefault(self._group(key), ({}, []))[1].append(key)
         for key, value in puts.items():
             by_group.setdefault(self._group(key), ({}, []))[0][key] = value
-        for group, (group_puts, group_deletes) in by_group.items():
-            self._apply_own(group, group_puts, group_deletes, confirm=confirm)
+        return by_group
 
     def _apply_own(self, group: ServiceKey | None, puts: Mapping[str, bytes], deletes: Iterable[str], *,
                    confirm: bool) -> None:
-        """One group's own writes, as the store will hold them: its keys, their values and
-        the claims, with the group known once (worked out key by key, a failover's 35,000
-        keys took 12 us each in the daemon). The group is not stepped again for them.
-        `confirm`: the store has not reported them: what it does report is kept (`stored`).
-        Group None: keys outside the zone (not a plan's), which only the table follows."""
-        current = self._current
-        confirmed = self._confirmed if confirm else None
-        if confirmed is not None:
+        """One group's own writes, as the store will hold them (`_apply_keys`), with the group
+        known once (worked out key by key, a failover's 35,000 keys took 12 us each in the
+        daemon). The group is not stepped again for them. `confirm`: the store has not
+        reported them: what it does report is kept (`stored`)."""
+        if confirm:
+            current, confirmed = self._current, self._confirmed
             for keys in (deletes, puts):
                 for key in keys:
                     if key not in confirmed:
                         confirmed[key] = current.get(key)
+        self._apply_keys(group, puts, deletes)
+        if group is not None:
+            self._unwritten.discard(group)
+
+    def _apply_keys(self, group: ServiceKey | None, puts: Mapping[str, bytes], deletes: Iterable[str]) -> None:
+        """One group's keys in `_current` changed (deletes first; a delete of a key not held
+        and a put of the value held change nothing), with its held keys and the claims of
+        their values. Group None: keys outside the zone, which only the table follows."""
+        current = self._current
         if group is None:
             for key in deletes:
                 current.pop(key, None)
@@ -345,7 +356,6 @@ class ZoneState:
                     claims[group] = count
                 else:
                     del claims[group]
-        self._unwritten.discard(group)
 
     def stored(self, key: str) -> bytes | None:
         """The store's value of `key` as last reported (None: it holds no such key), whatever
@@ -653,41 +663,6 @@ class ZoneState:
         if labels is None:
             return None
         return ServiceKey(namespace=labels[0], name=labels[1]) if labels else GROUPLESS
-
-    def _put_current(self, key: str, value: bytes) -> None:
-        """A store event: its group is re-planned."""
-        self._current[key] = value
-        group = self._group(key)
-        if group is None:
-            self._outside_pending.add(key)
-            return
-        held = self._held.get(group)
-        if held is None:
-            held = self._held[group] = set()
-        held.add(key)
-        for cluster in claimed_clusters(value):
-            claims = self._claims.get(cluster)
-            if claims is None:
-                claims = self._claims[cluster] = {}
-            claims[group] = claims.get(group, 0) + 1
-        self._mark((group,))
-
-    def _drop_current(self, key: str) -> None:
-        value = self._current.pop(key)
-        group = self._group(key)
-        if group is None:
-            self._outside_pending.add(key)
-            return
-        held = self._held[group]
-        held.discard(key)
-        if not held:
-            del self._held[group]
-        for cluster in claimed_clusters(value):
-            claims = self._claims[cluster]
-            claims[group] -= 1
-            if not claims[group]:
-                del claims[group]
-        self._mark((group,))
 
     def _flush_outside(self, table_puts: dict[str, bytes], table_deletes: list[str]) -> None:
         for key in self._outside_pending:

@@ -844,6 +844,18 @@ def test_assumed_writes_and_what_the_store_holds(steps, stored, current, assumed
     assert state.assumed == assumed
 
 
+def test_a_store_event_that_deletes_and_puts_a_key_leaves_it_put():
+    """Deletes first, then puts (as `update_current` says), even of the value it held: the key
+    stays, and its group is planned again."""
+    state = ZoneState(settings=SETTINGS)
+    state.load_current({K1: b"1"})
+    state.step()
+    assert state.dirty == 0
+    state.update_current(puts={K1: b"1"}, deletes=[K1])
+    assert state.current[K1] == b"1" and state.stored(K1) == b"1"
+    assert state.dirty == 1
+
+
 def restarted(views) -> ZoneState:
     """A new state (a restarted daemon) that knows the members' views, before its load."""
     state = ZoneState(settings=SETTINGS)
