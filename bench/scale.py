@@ -12,7 +12,8 @@ health period 1 s, timeout 1 s, 3 failures: detection about 3 s; lease TTL 5 s, 
   and the backlog (changes not yet in etcd) every 5 s;
 - kill: one member stops (connections refused and cut) -> detected (the daemon's /status
   shows it unreachable), withdrawn from DNS and from etcd, with the DNS query latency
-  (back-to-back queries) during the write; then revived;
+  (queries at 1,000/s, one at a time) during the write; then revived (`--kills N`: N
+  members in turn, the latency during their writes pooled);
 - hang: once etcd is quiet, another member hangs (accepts, never answers) during churn ->
   detected and withdrawn times;
 - restart: the daemon restarts at full size -> /readyz and answered times, etcd revisions
@@ -20,7 +21,7 @@ health period 1 s, timeout 1 s, 3 failures: detection about 3 s; lease TTL 5 s, 
 
     .venv/bin/python bench/scale.py [--members 10] [--services 1000,2000,5000] [--rate 1000]
         [--duration 60] [--phase-timeout 180] [--repo DIR]   # DIR: another checkout to measure
-        [--dns-workers auto|N] [--phases churn,kill,hang,restart] [--daemon-log FILE]
+        [--dns-workers auto|N] [--phases churn,kill,hang,restart] [--kills N] [--daemon-log FILE]
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.e2e.scale_phases import churn, kill, restart, start  # noqa: E402
+from tests.e2e.scale_phases import churn, kill, kills, restart, start  # noqa: E402
 from tests.e2e.scale_support import ScaleRig  # noqa: E402
 from tests.support import REPO, running_etcd  # noqa: E402
 
@@ -81,8 +82,10 @@ def run_size(*, members: int, services: int, args) -> dict:
                 return results
             if "churn" in args.phases:
                 phase(results, "churn", churn, rig, args.rate, args.duration, 0)
-            if "kill" in args.phases:
+            if "kill" in args.phases and args.kills == 1:
                 phase(results, "kill", kill, rig, members - 1, args.phase_timeout)
+            elif "kill" in args.phases:
+                phase(results, "kills", kills, rig, args.kills, args.phase_timeout)
             if members >= 2 and "hang" in args.phases:
                 phase(results, "churn_with_hung_member", lambda: churn(
                     rig, args.rate, max(20.0, args.duration / 2), 10_000_000, hang=members - 2,
@@ -107,6 +110,9 @@ def main() -> None:
     parser.add_argument("--dns-workers", default="auto", help="dns.workers of the daemon (auto, 0, N)")
     parser.add_argument("--phases", default="churn,kill,hang,restart",
                         help="comma-separated phases after the start (churn, kill, hang, restart)")
+    parser.add_argument("--kills", type=int, default=1,
+                        help="kill phase: kill (and revive) this many members in turn; the DNS latency "
+                             "during their writes pooled")
     parser.add_argument("--daemon-log", help="write the daemon's whole log (the last size's) to this file")
     args = parser.parse_args()
     args.phases = set(args.phases.split(","))

@@ -3,7 +3,7 @@
 `Churn` changes EndpointSlices at a rate on the simulated members' loop and remembers when.
 Observers, each a thread that is always stopped: `EtcdWatch` (the gateway's watch stream:
 when each key appeared or went), `AnswerProbe` (event -> DNS answer for the latest change),
-`QueryLoad` (back-to-back queries: the DNS latency while something else happens).
+`QueryLoad` (queries at a steady rate: the DNS latency while something else happens).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import dns.exception
 
 from tests.e2e.scale_support import ScaleRig
 from tests.support import REPO, EtcdKV, stop_process
+
+QPS = 1000.0  # QueryLoad's rate: a busy node's resolver traffic, a few % of a CPU to ask
 
 
 def unique_address(counter: int) -> str:
@@ -215,22 +217,26 @@ class AnswerProbe(_Thread):
 
 
 class QueryLoad(_Thread):
-    """Back-to-back A queries of sampled names from a client process of its own
-    (tests/e2e/query_client.py); `rtts` (seconds) and `timeouts`, read by this thread."""
+    """A queries of sampled names, `qps` a second one at a time (0: back to back), from a
+    client process of its own (tests/e2e/query_client.py); `rtts` (seconds), `timeouts`,
+    `errors` and `bad` answers, read by this thread."""
 
-    def __init__(self, rig: ScaleRig, names: list[str], *, timeout: float = 1.0) -> None:
+    def __init__(self, rig: ScaleRig, names: list[str], *, timeout: float = 1.0, qps: float = QPS) -> None:
         super().__init__("query-load")
         self.rig = rig
         self.names = names
         self.timeout = timeout
+        self.qps = qps
         self.rtts: list[float] = []
         self.timeouts = 0
         self.errors = 0
+        self.bad = 0
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> QueryLoad:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.e2e.query_client", str(self.rig.daemon.dns_port), str(self.timeout)],
+            [sys.executable, "-m", "tests.e2e.query_client", str(self.rig.daemon.dns_port), str(self.timeout),
+             str(self.qps)],
             cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.proc.stdin.write(" ".join(self.names) + "\n")
         self.proc.stdin.close()
@@ -246,6 +252,8 @@ class QueryLoad(_Thread):
                 self.timeouts += 1
             elif line == "E":
                 self.errors += 1
+            elif line == "B":
+                self.bad += 1
             elif line:
                 self.rtts.append(float(line))
 
@@ -255,8 +263,10 @@ class QueryLoad(_Thread):
         self.thread.join(timeout=10)
         self.proc.stdout.close()
 
-    def take(self) -> tuple[list[float], int]:
-        """The samples so far, and forget them (for one window)."""
+    def take(self) -> tuple[list[float], int, int]:
+        """The round trips so far, the timeouts and the bad answers, and forget them (for
+        one window)."""
         rtts, self.rtts = self.rtts, []
         timeouts, self.timeouts = self.timeouts, 0
-        return rtts, timeouts
+        bad, self.bad = self.bad, 0
+        return rtts, timeouts, bad

@@ -190,14 +190,16 @@ def gc_delta(before: dict, after: dict) -> dict:
     return out
 
 
-def kill(rig: ScaleRig, member: int, timeout: float) -> dict:
+def kill(rig: ScaleRig, member: int, timeout: float, samples: list[float] | None = None) -> dict:
+    """One member killed and revived: detection, withdrawal from DNS and etcd, the DNS
+    latency before and during the write; the write's round trips are added to `samples`."""
     services = [n for _, n in rig.sample(SAMPLE, seed=3)]
     others = [rig.merged_name(n) for _, n in rig.sample(200, seed=5)]
     load = QueryLoad(rig, others).start()
     try:
         server_start = server_dns(rig)
         time.sleep(2.0)
-        quiet, quiet_timeouts = load.take()
+        quiet, quiet_timeouts, quiet_bad = load.take()
         server_quiet = server_dns(rig)
         disk_before = etcd_disk(rig)
         rig.kill(member, mode="stop")
@@ -205,8 +207,10 @@ def kill(rig: ScaleRig, member: int, timeout: float) -> dict:
                              "dns_s": lambda: rig.withdrawn_from_dns(member, services),
                              "etcd_s": lambda: rig.withdrawn_from_etcd(member, services)},
                             timeout=timeout, interval=0.05)
-        during, during_timeouts = load.take()
+        during, during_timeouts, during_bad = load.take()
         server_during = server_dns(rig)
+        if samples is not None:
+            samples.extend(during)
     finally:
         load.stop()
     rig.revive(member)
@@ -215,11 +219,20 @@ def kill(rig: ScaleRig, member: int, timeout: float) -> dict:
     return {"member": member, "detected_s": times["detected_s"], "withdrawn_from_dns_s": times["dns_s"],
             "withdrawn_from_etcd_s": times["etcd_s"],
             "dns_query_ms_before": percentiles(quiet, scale=1000, digits=2), "timeouts_before": quiet_timeouts,
+            "bad_answers_before": quiet_bad,
             "dns_query_ms_during_write": percentiles(during, scale=1000, digits=2),
-            "timeouts_during_write": during_timeouts,
+            "timeouts_during_write": during_timeouts, "bad_answers_during_write": during_bad,
             "server_dns_before": server_dns_delta(server_start, server_quiet),
             "server_dns_during_write": server_dns_delta(server_quiet, server_during),
             "etcd_disk": disk_delta(disk_before, etcd_disk(rig)), **back}
+
+
+def kills(rig: ScaleRig, count: int, timeout: float) -> dict:
+    """`count` kills (members M-1, M-2, ... in turn, each revived and answering again
+    before the next): each one's result, and the DNS latency during all their writes."""
+    samples: list[float] = []
+    runs = [kill(rig, (rig.members - 1 - i) % rig.members, timeout, samples) for i in range(count)]
+    return {"runs": runs, "dns_query_ms_during_writes": percentiles(samples, scale=1000, digits=2)}
 
 
 def quiet_etcd(kv: EtcdCounts, *, expected: int, prefix: str, quiet: float, timeout: float) -> float | None:

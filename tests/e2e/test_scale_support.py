@@ -8,8 +8,10 @@ import threading
 import types
 
 import dns.message
+import dns.rrset
 import pytest
 
+from tests.e2e import query_client
 from tests.e2e.scale_observers import Change, QueryLoad, reached, unique_address
 from tests.e2e.scale_phases import server_dns_delta
 from tests.e2e.scale_support import percentiles
@@ -47,15 +49,25 @@ def test_unique_addresses_are_distinct_and_never_seeded():
     assert all(200 <= int(a.split(".")[1]) < 250 for a in addresses)  # seeded: 10.<member + 1>.
 
 
-class _Responder:
-    """A UDP socket on loopback answering each query (or none: `answer=False`) on a thread."""
+def _answer(query: dns.message.Message, *, rcode: int = 0, records: int = 1) -> dns.message.Message:
+    response = dns.message.make_response(query)
+    response.set_rcode(rcode)
+    if records:
+        response.answer.append(dns.rrset.from_text_list(
+            query.question[0].name, 30, "IN", "A", [f"10.0.0.{i + 1}" for i in range(records)]))
+    return response
 
-    def __init__(self, *, answer: bool) -> None:
+
+class _Responder:
+    """A UDP socket on loopback answering each query on a thread: `mode` "answer" (an A
+    record), "nxdomain", or "none" (no answer)."""
+
+    def __init__(self, *, mode: str) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((LOOPBACK, 0))
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
-        self.answer = answer
+        self.mode = mode
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -66,8 +78,10 @@ class _Responder:
                 data, peer = self.sock.recvfrom(4096)
             except OSError:
                 continue
-            if self.answer:
-                self.sock.sendto(dns.message.make_response(dns.message.from_wire(data)).to_wire(), peer)
+            if self.mode != "none":
+                query = dns.message.from_wire(data)
+                response = _answer(query) if self.mode == "answer" else _answer(query, rcode=3, records=0)
+                self.sock.sendto(response.to_wire(), peer)
 
     def close(self) -> None:
         self.stopping.set()
@@ -75,24 +89,66 @@ class _Responder:
         self.sock.close()
 
 
-@pytest.mark.parametrize("answer", [True, False], ids=["answered", "timeouts"])
-def test_query_load_asks_from_a_process_of_its_own(answer):
-    server = _Responder(answer=answer)
+@pytest.mark.parametrize("mode", ["answer", "none", "nxdomain"])
+def test_query_load_asks_from_a_process_of_its_own(mode):
+    server = _Responder(mode=mode)
     rig = types.SimpleNamespace(daemon=types.SimpleNamespace(dns_port=server.port))
     # a client timeout long enough that a loaded machine never turns an answer into one
-    load = QueryLoad(rig, ["a.example.", "b.example."], timeout=2.0 if answer else 0.05).start()
+    load = QueryLoad(rig, ["a.example.", "b.example."], timeout=2.0 if mode != "none" else 0.05, qps=200).start()
     try:
         assert load.proc.pid != os.getpid()
-        wait_for(lambda: load.rtts if answer else load.timeouts >= 3, timeout=20, what="queries")
-        rtts, timeouts = load.take()
-        if answer:
-            assert rtts and all(0 < rtt < 2.0 for rtt in rtts)
+        wait_for(lambda: {"answer": len(load.rtts) >= 30, "none": load.timeouts >= 3,
+                          "nxdomain": load.bad >= 3}[mode], timeout=20, what="queries")
+        rtts, timeouts, bad = load.take()
+        if mode == "answer":  # 30 answers: one in FULL_CHECK was parsed whole
+            assert len(rtts) >= 30 and all(0 < rtt < 2.0 for rtt in rtts) and not bad
+        elif mode == "none":
+            assert timeouts >= 3 and not rtts and not bad
         else:
-            assert timeouts >= 3 and not rtts  # nothing answers
+            assert bad >= 3 and not rtts and not timeouts
     finally:
         load.stop()
         server.close()
     assert load.proc.poll() is not None  # stopped with it
+
+
+def _query(name: str = "svc.ns.fed.example.com.") -> dns.message.Message:
+    query = dns.message.make_query(name, "A", use_edns=0, payload=4096)
+    query.id = 4660
+    return query
+
+
+def _flip(wire: bytes, at: int, value: int) -> bytes:
+    return wire[:at] + bytes([value]) + wire[at + 1:]
+
+
+_GOOD = _answer(_query(), records=30).to_wire()
+
+
+@pytest.mark.parametrize(("answer", "ok"), [
+    pytest.param(_GOOD, True, id="answer"),
+    pytest.param(_answer(_query("SVC.NS.fed.example.com.")).to_wire(), True, id="question-case-differs"),
+    pytest.param(_GOOD[:11], False, id="short"),
+    pytest.param(_flip(_GOOD, 1, 0x35), False, id="another-id"),
+    pytest.param(_flip(_GOOD, 2, _GOOD[2] & 0x7F), False, id="not-a-response"),
+    pytest.param(_flip(_GOOD, 2, _GOOD[2] | 0x02), False, id="truncated"),
+    pytest.param(_flip(_GOOD, 2, _GOOD[2] | 0x28), False, id="another-opcode"),
+    pytest.param(_answer(_query(), rcode=2).to_wire(), False, id="servfail"),
+    pytest.param(_answer(_query(), rcode=3, records=0).to_wire(), False, id="nxdomain"),
+    pytest.param(_answer(_query(), records=0).to_wire(), False, id="no-records"),
+    pytest.param(_answer(_query("other.ns.fed.example.com.")).to_wire(), False, id="another-question"),
+])
+def test_the_query_client_checks_each_answer_on_its_bytes(answer, ok):
+    assert query_client.check(_query().to_wire(), answer) is ok
+
+
+@pytest.mark.parametrize(("response", "ok"), [
+    pytest.param(_answer(_query(), records=30), True, id="answer"),
+    pytest.param(_answer(_query(), records=0), False, id="no-a-rrset"),
+    pytest.param(_answer(_query(), rcode=2), False, id="servfail"),
+])
+def test_the_query_client_parses_a_sample_whole(response, ok):
+    assert query_client.full_check(_query(), response.to_wire()) is ok
 
 
 @pytest.mark.parametrize(("before", "after", "expected"), [
