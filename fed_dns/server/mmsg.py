@@ -9,6 +9,14 @@ goes through `reply(data) -> bytes | None`; each response is copied into the sen
 its send entry pointing at the raw sockaddr its query came from (no Python address objects);
 one sendmmsg sends them all (`send()`).
 
+The GIL: a blocking call must release it, and taking it back after waits for whatever other
+thread holds it (up to `sys.getswitchinterval()`, longer when that thread waits for a CPU).
+So only the blocking receive (nothing queued) releases it: the send, and a receive of what is
+already queued, are first tried non-blocking (MSG_DONTWAIT) with the GIL held (`PyDLL`), and
+only a send that finds no room in the socket's buffer waits for it without the GIL. In a DNS
+worker applying a failover's delta, a query used to wait for the GIL twice (after its read
+and after its answer's send); it waits once.
+
 Fields are read and written through integer memoryviews over the structs' bytes, not ctypes
 attribute access (cheaper per message). `available()` says whether the calls exist and work
 here (Linux, libc found, a probe on a socketpair round-trips); callers fall back otherwise.
@@ -24,6 +32,8 @@ import sys
 import time
 
 MSG_WAITFORONE = 0x10000
+MSG_DONTWAIT = 0x40
+_WOULD_BLOCK = (errno.EAGAIN, errno.EWOULDBLOCK)
 _clock = time.perf_counter_ns
 
 # struct msghdr (LP64): name ptr @0, namelen u32 @8, iov ptr @16, iovlen @24, control @32,
@@ -42,13 +52,15 @@ def _load():
         if not sys.platform.startswith("linux") or ctypes.sizeof(ctypes.c_void_p) != 8:
             raise OSError("recvmmsg/sendmmsg: 64-bit Linux only")
         path = ctypes.util.find_library("c") or "libc.so.6"
-        libc = ctypes.CDLL(path, use_errno=True)  # CDLL: the GIL is released during calls
-        libc.recvmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int,
-                                  ctypes.c_void_p]
-        libc.recvmmsg.restype = ctypes.c_int
-        libc.sendmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int]
-        libc.sendmmsg.restype = ctypes.c_int
-        _libc = libc
+        released = ctypes.CDLL(path, use_errno=True)  # the GIL released during calls
+        held = ctypes.PyDLL(path, use_errno=True)  # the GIL kept: non-blocking calls only
+        for lib in (released, held):
+            lib.recvmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int,
+                                     ctypes.c_void_p]
+            lib.recvmmsg.restype = ctypes.c_int
+            lib.sendmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int]
+            lib.sendmmsg.restype = ctypes.c_int
+        _libc = (released, held)
     return _libc
 
 
@@ -77,7 +89,9 @@ class Batch:
 
     def __init__(self, sock: socket.socket, *, size: int = 64, recv_slot: int = 4096,
                  send_slot: int = 4096) -> None:
-        self.libc = _load()
+        released, held = _load()
+        self._recv, self._send = released.recvmmsg, released.sendmmsg
+        self._recv_held, self._send_held = held.recvmmsg, held.sendmmsg
         self.sock = sock
         self.fd = sock.fileno()
         self.size = size
@@ -103,27 +117,38 @@ class Batch:
         # the address in the sockaddr: sockaddr_in bytes 4..8, sockaddr_in6 bytes 8..24
         self._addr = {socket.AF_INET: (4, 8), socket.AF_INET6: (8, 24)}.get(sock.family, (0, 0))
         self.elapsed_ns = 0  # the last exchange's time from its datagrams read to answers sent
+        self.waited = 0  # sends that found the socket's buffer full and waited for room
 
     def recv(self) -> int:
-        """Datagrams received (>= 1), blocking for the first (on a blocking socket).
-        Raises OSError (EINTR, EAGAIN on a non-blocking socket with nothing there, ...)."""
-        n = self.libc.recvmmsg(self.fd, self._rptr, self.size, MSG_WAITFORONE, None)
+        """Datagrams received (>= 1): those already queued with the GIL held, else blocking
+        for the first without it (on a blocking socket). Raises OSError (EINTR, EAGAIN on a
+        non-blocking socket with nothing there, ...)."""
+        n = self._recv_held(self.fd, self._rptr, self.size, MSG_DONTWAIT, None)
+        if n > 0:
+            return n
+        if ctypes.get_errno() in _WOULD_BLOCK:
+            n = self._recv(self.fd, self._rptr, self.size, MSG_WAITFORONE, None)
         if n < 0:
             e = ctypes.get_errno()
             raise OSError(e, errno.errorcode.get(e, str(e)))
         return n
 
     def send(self, total: int) -> None:
-        """Send the first `total` send entries. A message the kernel refuses (an unreachable
-        address, ...) is skipped, like a failed sendto."""
-        done = 0
+        """Send the first `total` send entries, with the GIL held while the socket's buffer
+        has room, else waiting for room without it. A message the kernel refuses (an
+        unreachable address, ...) is skipped, like a failed sendto."""
+        done, send, flags = 0, self._send_held, MSG_DONTWAIT
         while done < total:
-            n = self.libc.sendmmsg(self.fd, self._sptr + done * _MMSG, total - done, 0)
-            if n < 0:
-                if ctypes.get_errno() != errno.EINTR:
-                    done += 1  # skip the one that failed
-            else:
+            n = send(self.fd, self._sptr + done * _MMSG, total - done, flags)
+            if n >= 0:
                 done += n
+                continue
+            e = ctypes.get_errno()
+            if e in _WOULD_BLOCK and send is self._send_held:
+                send, flags = self._send, 0  # no room: wait for it, the GIL released
+                self.waited += 1
+            elif e != errno.EINTR:
+                done += 1  # skip the one that failed
 
     def exchange(self, reply, *, source: bool = False) -> int:
         """One round: recv() (blocking), `reply(data) -> bytes | None` for each datagram

@@ -3,9 +3,11 @@ fallback answer the same, whatever mix of queries arrives together."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import sys
+import threading
 import time
 
 import dns.edns
@@ -203,3 +205,55 @@ def test_batch_echo_on_a_udp_socket():
             assert 0 <= batch.elapsed_ns <= time.perf_counter_ns() - before
         assert seen == [b"a1", b"b1", b"x" * 16, b"a2"]
         assert [a.recv(100), a.recv(100), b.recv(100)] == [b"a1a1", b"a2a2", b"b1b1"]
+
+
+@pytest.mark.skipif(not LINUX_MMSG, reason="no mmsg")
+def test_a_send_that_finds_no_room_waits_for_it_and_loses_nothing():
+    """The send is tried without blocking (the GIL held); a peer whose queue is full makes
+    it wait, the GIL released, until the peer reads: every answer arrives, in order."""
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with a, b:
+        batch = mmsg.Batch(b, size=8, recv_slot=64, send_slot=64)
+        a.settimeout(5)
+        for i in range(3):
+            a.send(b"q%d" % i)
+        assert batch.exchange(lambda d: d + b"!") == 3  # room: sent at once
+        assert [a.recv(64) for _ in range(3)] == [b"q0!", b"q1!", b"q2!"] and batch.waited == 0
+        b.setblocking(False)
+        filler = 0
+        with contextlib.suppress(BlockingIOError):
+            while True:  # a's queue full of b's datagrams
+                b.send(b"f%d" % filler)
+                filler += 1
+        b.setblocking(True)
+        assert filler > 0
+        a.send(b"late")
+        drained: list[bytes] = []
+
+        def drain() -> None:
+            time.sleep(0.3)  # the exchange below is waiting for room by then
+            while len(drained) < filler + 1:
+                drained.append(a.recv(64))
+
+        reader = threading.Thread(target=drain)
+        reader.start()
+        assert batch.exchange(lambda d: d + b"!") == 1
+        reader.join(timeout=10)
+        assert batch.waited == 1
+        assert drained == [b"f%d" % i for i in range(filler)] + [b"late!"]
+
+
+@pytest.mark.skipif(not LINUX_MMSG, reason="no mmsg")
+def test_datagrams_already_queued_are_read_without_blocking():
+    """What is queued comes in batches without a blocking call (a unix socket: a send is
+    queued at the peer before it returns); with nothing queued, the blocking read."""
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with a, b:
+        batch = mmsg.Batch(b, size=4, recv_slot=16, send_slot=16)
+        for i in range(6):
+            a.send(b"%d" % i)
+        assert batch.recv() == 4  # a batch's worth
+        assert batch.recv() == 2
+        b.setblocking(False)  # the blocking read now raises instead of waiting
+        with pytest.raises(BlockingIOError):
+            batch.recv()
