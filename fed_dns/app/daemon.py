@@ -327,6 +327,10 @@ class Daemon:
         if self.workers is None:  # the daemon answers DNS itself
             self.table = components.empty_table(settings=self.settings, topology=self.topology)
             self.dns = await components.start_dns(config=self.config, settings=self.settings)
+        elif self.config.dns.control_nice:  # the workers started at our priority: now below them
+            threads = runtime.lower_priority(by=self.config.dns.control_nice)
+            log.info("control work at nice +%d (%d threads), the DNS workers' queries first",
+                     self.config.dns.control_nice, threads)
         self.http = await components.start_http(config=self.config, daemon=self)
         self.api = await components.start_api(config=self.config, members=self.cluster_states)
         if self.config.etcd.endpoints:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -119,6 +120,29 @@ def tune_for_dns(*, thaw_period: float = THAW_PERIOD_DNS) -> None:
     interval, and the GC timed and freezing (`GcRuntime`, thawing every `thaw_period`)."""
     sys.setswitchinterval(SWITCH_INTERVAL)
     gc_runtime(freeze=True, thaw_period=thaw_period)
+
+
+def lower_priority(*, by: int) -> int:
+    """Make every thread of this process `by` nicer (capped at 19; never less nice than it
+    is): when a CPU is wanted by both, the kernel gives it to this process's threads after
+    the others' (the daemon's DNS workers). Threads started later inherit it from the
+    thread that starts them. Returns the threads changed. Linux sets nice per thread (every
+    task of /proc/self/task); elsewhere the process's one value."""
+    if by <= 0:
+        return 0
+    try:
+        tids = [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:
+        tids = [0]  # no /proc: the process
+    changed = 0
+    for tid in tids:
+        try:
+            nice = os.getpriority(os.PRIO_PROCESS, tid)
+            os.setpriority(os.PRIO_PROCESS, tid, min(nice + by, 19))
+        except OSError:  # a thread that has ended since the listing
+            continue
+        changed += 1
+    return changed
 
 
 def after_big_change() -> None:

@@ -111,6 +111,9 @@ class DnsSection(_Listener):
     # DNS processes apart from the daemon (0: the daemon's own loop answers); `auto`: one where
     # the daemon may run on two CPUs or more, so answers never wait on the control work.
     workers: AutoOrCount = "auto"
+    # With workers: the daemon's own threads (watches, reconcile, etcd writes, API) this much
+    # nicer than its DNS workers, so a query's worker gets a CPU before control work does.
+    control_nice: Annotated[int, Field(strict=True, ge=0, le=19)] = 10
     tcp_idle_timeout: PositiveDuration = 10.0
     max_tcp_connections: Count = 1000
     max_udp_size: Annotated[int, Field(strict=True, ge=512, le=65535)] = 1232

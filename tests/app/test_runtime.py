@@ -5,11 +5,15 @@ with the collector off), and a thaw every period that frees cycles frozen while 
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
+import sys
 import weakref
 
 import pytest
 
 from fed_dns.app import runtime
+from tests.support import REPO
 
 
 class Clock:
@@ -159,3 +163,28 @@ def test_the_collector_comes_back_when_the_delta_fails():
             raise ValueError("a bad delta")
     assert gc.isenabled()
     gc.unfreeze()
+
+
+_NICES = r"""
+import os, sys, threading
+from fed_dns.app import runtime
+def nices():
+    return sorted(os.getpriority(os.PRIO_PROCESS, int(t)) for t in os.listdir("/proc/self/task"))
+stop = threading.Event()
+before = threading.Thread(target=stop.wait); before.start()
+changed = runtime.lower_priority(by=int(sys.argv[1]))
+after = threading.Thread(target=stop.wait); after.start()  # started by a thread made nicer
+print(changed, *nices())
+stop.set()
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="Linux: nice per thread")
+@pytest.mark.parametrize("by", [0, 3, 50])
+def test_lower_priority_makes_every_thread_nicer_and_later_ones_inherit_it(by):
+    """In a process of its own (this one must keep its priority)."""
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    out = subprocess.run([sys.executable, "-c", _NICES, str(by)], capture_output=True, text=True,
+                         check=True, cwd=REPO).stdout.split()
+    expected = min(base + by, 19)
+    assert [int(x) for x in out] == [2 if by else 0, expected, expected, expected]

@@ -176,6 +176,31 @@ def etcd_put(url: str, key: str, value: str) -> None:
     EtcdKV(url).put(key, value.encode())
 
 
+def thread_nices(pid: int) -> list[int]:
+    """The nice value of each thread of process `pid` (Linux /proc)."""
+    out = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
+            with open(f"/proc/{pid}/task/{tid}/stat", encoding="ascii") as f:
+                out.append(int(f.read().rsplit(")", 1)[1].split()[16]))  # field 19
+    return out
+
+
+def children(pid: int, *, running: str = "") -> list[int]:
+    """The processes whose parent is `pid` (and whose command line holds `running`)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) != pid:
+                        continue
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if running.encode() in f.read():
+                        out.append(int(entry))
+    return out
+
+
 def timed(predicate, *, timeout: float, what: str) -> float:
     """Seconds until predicate() holds (polling every 20 ms)."""
     start = time.monotonic()
