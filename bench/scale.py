@@ -21,7 +21,7 @@ health period 1 s, timeout 1 s, 3 failures: detection about 3 s; lease TTL 5 s, 
 
     .venv/bin/python bench/scale.py [--members 10] [--services 1000,2000,5000] [--rate 1000]
         [--duration 60] [--phase-timeout 180] [--repo DIR]   # DIR: another checkout to measure
-        [--dns-workers auto|N] [--phases churn,kill,hang,restart] [--kills N] [--daemon-log FILE]
+        [--dns-workers auto|N] [--control-nice N] [--phases churn,kill,hang,restart] [--kills N] [--daemon-log FILE]
 """
 
 from __future__ import annotations
@@ -65,6 +65,8 @@ def run_size(*, members: int, services: int, args) -> dict:
     with running_etcd() as etcd, tempfile.TemporaryDirectory(prefix="fed-dns-scale-") as tmp:
         config = {"health": HEALTH, "leader_election": {"lease_ttl": "5s"},  # the defaults
                   "dns": {"workers": args.dns_workers if args.dns_workers == "auto" else int(args.dns_workers)}}
+        if args.control_nice is not None:
+            config["dns"]["control_nice"] = args.control_nice
         with ScaleRig(tmp=Path(tmp), etcd_url=etcd.url, members=members, services=services,
                       repo=Path(args.repo), config=config, etcd_pid=etcd.proc.pid) as rig:
             log(f"seeding {members} x {services}")
@@ -108,6 +110,7 @@ def main() -> None:
     parser.add_argument("--phase-timeout", type=float, default=180.0)
     parser.add_argument("--repo", default=str(REPO), help="source tree of the daemon under test")
     parser.add_argument("--dns-workers", default="auto", help="dns.workers of the daemon (auto, 0, N)")
+    parser.add_argument("--control-nice", type=int, help="dns.control_nice of the daemon (default: its own)")
     parser.add_argument("--phases", default="churn,kill,hang,restart",
                         help="comma-separated phases after the start (churn, kill, hang, restart)")
     parser.add_argument("--kills", type=int, default=1,

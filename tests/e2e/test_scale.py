@@ -56,6 +56,9 @@ def test_ten_members_of_500_services_start_churn_kill_and_restart(tmp_path, etcd
         assert killed["detected_s"] is not None, killed
         assert killed["withdrawn_from_dns_s"] is not None and killed["withdrawn_from_etcd_s"] is not None, killed
         assert killed["answered_again_s"] is not None, killed
+        # every answer before and during the write was a NOERROR answer with the name's A records
+        assert killed["dns_query_ms_during_write"] is not None, killed
+        assert killed["bad_answers_before"] == 0 and killed["bad_answers_during_write"] == 0, killed
 
         restarted = scale_phases.restart(rig, timeout=60)
         assert restarted["readyz_s"] is not None and restarted["answered_s"] is not None, restarted
