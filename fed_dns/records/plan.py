@@ -76,8 +76,16 @@ def plan_keys(
                 puts[key] = value
             else:
                 conflicts.append(Conflict(key=key, reason=reason))
-    deletes = [key for key, got in held if key not in desired and stale(got, owner=owner,
-                                                                        keep_clusters=keep_clusters)]
+    deletes = []
+    verdicts: dict[bytes, bool] = {}  # a value held by several keys (leaf and SRV) read once
+    for key, got in held:
+        if key in desired:
+            continue
+        verdict = verdicts.get(got)
+        if verdict is None:
+            verdict = verdicts[got] = stale(got, owner=owner, keep_clusters=keep_clusters)
+        if verdict:
+            deletes.append(key)
     deletes.extend(stale_keys)
     deletes.sort(key=deepest_first)
     return Plan(changes=Changes(puts=puts, deletes=tuple(deletes)), conflicts=tuple(conflicts))

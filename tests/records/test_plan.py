@@ -141,3 +141,25 @@ def test_only_owned_keys_are_ever_touched(current, want, keep):
     for key, record in want.items():
         assert etcd[key] == encode(record) or key in conflicted
     assert calculate(current=etcd, desired=desired(want, keep)) == Changes()
+
+
+@pytest.mark.parametrize(("value", "keep", "deleted"), [
+    pytest.param(encode(rec("10.0.0.1", cluster="gone")), set(), True, id="ours-of-a-cluster-not-kept"),
+    pytest.param(encode(rec("10.0.0.1", cluster="c1")), {"c1"}, False, id="ours-of-a-kept-cluster"),
+    pytest.param(encode(rec("10.0.0.1", cluster="gone", owner="someone-else")), set(), False, id="not-ours"),
+])
+def test_keys_holding_one_value_are_decided_alike_and_read_once(monkeypatch, value, keep, deleted):
+    """A leaf and its SRV key hold the same value: both go or both stay, and the value is
+    read once (a restart's first pass reads every held key of the zone)."""
+    from fed_dns.records import plan
+
+    reads = []
+    real = plan.stale
+    monkeypatch.setattr(plan, "stale", lambda got, **kw: reads.append(got) or real(got, **kw))
+    held = [(f"{BASE}/ns/mysql/x/a", value), (f"{BASE}/ns/mysql/_tcp/_http/x/a", bytes(value)),
+            (f"{BASE}/ns/mysql/x/b", encode(rec("10.0.0.2", cluster="gone")))]
+    got = plan.plan_keys(desired={}, current={}, held=held, owner=OWNER, keep_clusters=keep)
+    expected = {key for key, _ in held[:2]} if deleted else set()
+    assert set(got.changes.deletes) - {held[2][0]} == expected
+    assert (held[2][0] in got.changes.deletes) is ("gone" not in keep)
+    assert len(reads) == 2  # two distinct values, three keys
