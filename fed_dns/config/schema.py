@@ -113,7 +113,7 @@ class DnsSection(_Listener):
     workers: AutoOrCount = "auto"
     # With workers: the daemon's own threads (watches, reconcile, etcd writes, API) this much
     # nicer than its DNS workers, so a query's worker gets a CPU before control work does.
-    control_nice: Annotated[int, Field(strict=True, ge=0, le=19)] = 10
+    control_nice: Annotated[int, Field(strict=True, ge=0, le=19)] = 5
     tcp_idle_timeout: PositiveDuration = 10.0
     max_tcp_connections: Count = 1000
     max_udp_size: Annotated[int, Field(strict=True, ge=512, le=65535)] = 1232

@@ -20,7 +20,7 @@ def test_defaults() -> None:
     assert (config.health.period, config.health.timeout) == (1.0, 1.0)
     assert (config.health.failure_threshold, config.health.success_threshold) == (3, 2)
     assert (config.dns.listen, config.dns.workers, config.dns.tcp_idle_timeout) == ("127.0.0.1:5353", "auto", 10.0)
-    assert config.dns.control_nice == 10
+    assert config.dns.control_nice == 5
     assert (config.dns.max_tcp_connections, config.dns.max_udp_size) == (1000, 1232)
     assert (config.etcd.endpoints, config.etcd.prefix, config.etcd.timeout) == ((), "/skydns", 5.0)
     assert not config.etcd.enabled and config.etcd.password is None

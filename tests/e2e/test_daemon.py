@@ -477,12 +477,12 @@ def test_dns_workers_share_the_port_and_follow_a_failover(tmp_path, sims, zone):
         who, _ = identities_and_answers()
         # two worker processes answer; the daemon (it would say "worker 0") answers none
         assert len(who) == 2 and not any("worker 0" in w for w in who), who
-        # the daemon's control work below its workers (dns.control_nice, default 10): every
+        # the daemon's control work below its workers (dns.control_nice, default 5): every
         # daemon thread, those started after the workers too; the workers as we started them
         base = os.getpriority(os.PRIO_PROCESS, 0)
         workers = children(d.proc.pid, running="spawn_main")  # not multiprocessing's resource tracker
         assert len(workers) == 2
-        assert set(thread_nices(d.proc.pid)) == {min(base + 10, 19)}
+        assert set(thread_nices(d.proc.pid)) == {min(base + 5, 19)}
         assert {nice for w in workers for nice in thread_nices(w)} == {base}
 
         def answered_a() -> float:  # every process's count, as /metrics sums them
