@@ -176,28 +176,30 @@ def etcd_put(url: str, key: str, value: str) -> None:
     EtcdKV(url).put(key, value.encode())
 
 
+def stat_fields(path: str) -> list[str]:
+    """The fields of a /proc `stat` file after the command name (field 3 onwards): the name
+    is in parentheses and may hold spaces."""
+    with open(path, encoding="ascii", errors="replace") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
 def thread_nices(pid: int) -> list[int]:
     """The nice value of each thread of process `pid` (Linux /proc)."""
     out = []
     for tid in os.listdir(f"/proc/{pid}/task"):
         with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
-            with open(f"/proc/{pid}/task/{tid}/stat", encoding="ascii") as f:
-                out.append(int(f.read().rsplit(")", 1)[1].split()[16]))  # field 19
+            out.append(int(stat_fields(f"/proc/{pid}/task/{tid}/stat")[16]))  # field 19
     return out
 
 
 def children(pid: int, *, running: str = "") -> list[int]:
-    """The processes whose parent is `pid` (and whose command line holds `running`)."""
+    """The child processes of `pid` (those whose command line holds `running`)."""
     out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) != pid:
-                        continue
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if running.encode() in f.read():
-                        out.append(int(entry))
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # gone meanwhile
+                if running.encode() in Path(f"/proc/{child}/cmdline").read_bytes():
+                    out.append(int(child))
     return out
 
 

@@ -26,7 +26,7 @@ import dns.query
 import dns.rdatatype
 import yaml
 
-from tests.e2e.harness import Daemon, SimThread
+from tests.e2e.harness import Daemon, SimThread, children, stat_fields
 from tests.support import LOOPBACK, REPO, EtcdKV
 
 NAMESPACE = "bench"
@@ -223,15 +223,9 @@ class ScaleRig:
         """The daemon's VmRSS/VmHWM, and its child processes (the DNS workers) summed."""
         pid = self.daemon.proc.pid
         out = vm_status(pid)
-        workers = [vm_status(child).get("VmRSS", 0.0) for child in self._children(pid)]
+        workers = [vm_status(child).get("VmRSS", 0.0) for child in children(pid)]
         return {**out, "children_VmRSS": round(sum(workers), 1),
                 "total_VmRSS": round(out.get("VmRSS", 0.0) + sum(workers), 1)}
-
-    def _children(self, pid: int) -> list[int]:
-        out = []
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            out += [int(c) for c in (task / "children").read_text().split()]
-        return out
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU seconds (user + system) so far of the daemon, its DNS workers, etcd and this
@@ -242,7 +236,7 @@ class ScaleRig:
 
         def cpu(pid: int) -> float:
             try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                fields = stat_fields(f"/proc/{pid}/stat")
             except OSError:
                 return 0.0
             return (int(fields[11]) + int(fields[12])) / tick
@@ -250,7 +244,7 @@ class ScaleRig:
         out = {"bench": cpu(os.getpid())}
         if self.daemon is not None and self.daemon.proc is not None:
             out["daemon"] = cpu(self.daemon.proc.pid)
-            out["workers"] = sum(cpu(c) for c in self._children(self.daemon.proc.pid))
+            out["workers"] = sum(cpu(c) for c in children(self.daemon.proc.pid))
         if self.etcd_pid is not None:
             out["etcd"] = cpu(self.etcd_pid)
         return out

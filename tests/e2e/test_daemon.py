@@ -5,10 +5,10 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import time
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
