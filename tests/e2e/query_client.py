@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import random
 import socket
+import struct
 import sys
 import time
 
@@ -47,6 +48,41 @@ def check(query: bytes, answer: bytes) -> bool:
         return False
     end = query.index(0, 12) + 5  # the question: its name's end, type and class
     return answer[12:end].lower() == query[12:end].lower()
+
+
+def a_addresses(answer: bytes) -> set[str]:
+    """The addresses of the A records in `answer`'s answer section, read on its bytes (as
+    `{rr.to_text() for A rrsets in reply.answer}` would, at a small fraction of dnspython's
+    cost); ValueError for bytes that end early."""
+    try:
+        questions, records = struct.unpack_from("!HH", answer, 4)
+        pos = 12
+        for _ in range(questions):
+            pos = _past_name(answer, pos) + 4
+        out = set()
+        for _ in range(records):
+            pos = _past_name(answer, pos)
+            rtype, _, _, length = struct.unpack_from("!HHIH", answer, pos)
+            pos += 10
+            if rtype == 1 and length == 4 and pos + 4 <= len(answer):
+                out.add(socket.inet_ntoa(answer[pos:pos + 4]))
+            pos += length
+        if pos > len(answer):
+            raise ValueError("the answer ends inside a record")
+        return out
+    except (IndexError, struct.error) as exc:
+        raise ValueError(f"the answer ends early: {exc}") from None
+
+
+def _past_name(wire: bytes, pos: int) -> int:
+    """The offset just past the (possibly compressed) name at `pos`."""
+    while True:
+        length = wire[pos]
+        if length == 0:
+            return pos + 1
+        if length & 0xC0 == 0xC0:
+            return pos + 2
+        pos += length + 1
 
 
 def full_check(query: dns.message.Message, answer: bytes) -> bool:

@@ -9,9 +9,6 @@ when each key appeared or went), `AnswerProbe` (event -> DNS answer for the late
 from __future__ import annotations
 
 import asyncio
-import base64
-import http.client
-import json
 import socket
 import subprocess
 import sys
@@ -21,9 +18,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import dns.exception
+import dns.message
+import dns.rdatatype
+import grpc
+from aetcd import rpc
 
+from tests.e2e import query_client
 from tests.e2e.scale_support import ScaleRig
-from tests.support import REPO, EtcdKV, stop_process
+from tests.support import LOOPBACK, REPO, stop_process
 
 QPS = 1000.0  # QueryLoad's rate: a busy node's resolver traffic, a few % of a CPU to ask
 
@@ -130,56 +132,58 @@ class _Thread:
 
 
 class EtcdWatch(_Thread):
-    """Watches a prefix over etcd's JSON gateway; `seen[key]` is when the key was first put
-    (or deleted, in `gone`) after the watch started."""
+    """Watches a prefix over etcd's gRPC API (a stream of its own, off the daemon's);
+    `seen[key]` is when the key was first put (or deleted, in `gone`) after the watch
+    started. Not over the JSON gateway: etcd turned each event of a failover's write into
+    JSON (and this process decoded it) on the two CPUs the daemon was measured on."""
 
     def __init__(self, url: str, prefix: str) -> None:
         super().__init__("etcd-watch")
-        host, port = url.removeprefix("http://").split(":")
-        self.conn = http.client.HTTPConnection(host, int(port), timeout=None)
+        self.channel = grpc.insecure_channel(url.removeprefix("http://"))
         self.prefix = prefix
         self.seen: dict[str, float] = {}
         self.gone: dict[str, float] = {}
         self.events = 0
         self.ready = threading.Event()
+        self.stream = None
 
     def run(self) -> None:
-        end = self.prefix[:-1] + chr(ord(self.prefix[-1]) + 1)
-        body = {"create_request": {"key": EtcdKV._b64(self.prefix), "range_end": EtcdKV._b64(end)}}
+        prefix = self.prefix.encode()
+        end = prefix[:-1] + bytes([prefix[-1] + 1])
+        create = rpc.WatchRequest(create_request=rpc.WatchCreateRequest(key=prefix, range_end=end))
+        self.stream = rpc.WatchStub(self.channel).Watch(iter([create]))
+        deleted = rpc.Event.DELETE
         try:
-            self.conn.request("POST", "/v3/watch", body=json.dumps(body), headers={"Content-Type": "application/json"})
-            response = self.conn.getresponse()
-            while not self.stopping.is_set():
-                line = response.readline()
-                if not line:
-                    return
+            for response in self.stream:
                 now = time.monotonic()
-                result = json.loads(line).get("result") or {}
-                if result.get("created"):
+                if response.created:
                     self.ready.set()
-                for event in result.get("events") or ():
-                    key = base64.b64decode(event["kv"]["key"]).decode()
+                for event in response.events:
                     self.events += 1
-                    (self.gone if event.get("type") == "DELETE" else self.seen).setdefault(key, now)
-        except (OSError, ValueError, http.client.HTTPException):
+                    key = event.kv.key.decode()
+                    (self.gone if event.type == deleted else self.seen).setdefault(key, now)
+                if self.stopping.is_set():
+                    return
+        except grpc.RpcError:  # cancelled by stop, or etcd went away
             return
 
     def stop(self) -> None:
         self.stopping.set()
-        sock = self.conn.sock
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        if self.stream is not None:
+            self.stream.cancel()
         self.thread.join(timeout=10)
-        self.conn.close()
+        self.channel.close()
 
 
 class AnswerProbe(_Thread):
     """Event -> DNS answer: takes the latest change (older ones it skips), polls its member's
     name until the answer holds the new address (or, with `since`, a later one of the same
-    Service); `latencies` from the change, `missed` when not within `timeout`."""
+    Service); `latencies` from the change, `missed` when not within `timeout`.
+
+    Polled every 2 ms on the answer's bytes (query_client.a_addresses); the answer that
+    holds the address is then parsed whole by dnspython, which must read the same
+    (`misread` counts those it did not). dnspython on every poll took a third of a CPU of
+    the two the daemon was measured on, while a failover held answers back."""
 
     def __init__(self, rig: ScaleRig, *, timeout: float = 10.0,
                  since: Callable[[Change], set[str]] | None = None) -> None:
@@ -190,30 +194,62 @@ class AnswerProbe(_Thread):
         self.latest: Change | None = None
         self.latencies: list[float] = []
         self.missed = 0
+        self.misread = 0
 
     def offer(self, change: Change) -> None:
         self.latest = change
 
     def run(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.connect((LOOPBACK, self.rig.daemon.dns_port))
+            self._poll(sock)
+        finally:
+            sock.close()
+
+    def _poll(self, sock: socket.socket) -> None:
         last = None
+        ident = 0
         while not self.stopping.is_set():
             change = self.latest
             if change is None or change is last:
                 time.sleep(0.005)
                 continue
             last = change
-            name = self.rig.cluster_name(change.member, change.n)
+            query = dns.message.make_query(self.rig.cluster_name(change.member, change.n), "A",
+                                           use_edns=0, payload=4096)
+            template = query.to_wire()
             while not self.stopping.is_set():
-                try:
-                    if self.rig.query(name, timeout=1.0) & self.since(change):
+                wanted = self.since(change)  # a later change of the Service counts too
+                ident = (ident + 1) & 0xFFFF
+                wire = ident.to_bytes(2, "big") + template[2:]
+                result = query_client.exchange(sock, wire, 1.0)
+                if not isinstance(result, str) and query_client.check(wire, result[0]):
+                    try:
+                        seen = query_client.a_addresses(result[0]) & wanted
+                    except ValueError:
+                        seen = set()
+                    query.id = ident
+                    if seen and self._parsed(query, result[0]) & wanted:
                         self.latencies.append(time.monotonic() - change.at)
                         break
-                except (dns.exception.DNSException, OSError, RuntimeError):
-                    pass
+                    if seen:
+                        self.misread += 1
                 if time.monotonic() - change.at > self.timeout:
                     self.missed += 1
                     break
                 time.sleep(0.002)
+
+    @staticmethod
+    def _parsed(query: dns.message.Message, answer: bytes) -> set[str]:
+        """The A addresses of `answer` as dnspython reads it (empty: not an answer to `query`)."""
+        try:
+            reply = dns.message.from_wire(answer)
+        except dns.exception.DNSException:
+            return set()
+        if not query.is_response(reply):
+            return set()
+        return {rr.to_text() for rrset in reply.answer if rrset.rdtype == dns.rdatatype.A for rr in rrset}
 
 
 class QueryLoad(_Thread):

@@ -83,7 +83,7 @@ def churn(rig: ScaleRig, rate: float, duration: float, counter: int, *, hang: in
            "churn_loop_behind_max_s": round(load.behind, 3),
            "bench_process_cpu_share": round(cpu / elapsed, 2),  # sims + observers, of one core
            "event_to_answer_ms": percentiles(answers.latencies, scale=1000, digits=1),
-           "answers_missed_10s": answers.missed,
+           "answers_missed_10s": answers.missed, "answers_misread": answers.misread,
            "event_to_etcd_ms": percentiles([r - c.at for c, r in zip(changes, times) if r is not None],
                                            scale=1000, digits=1),
            "never_in_etcd": sum(1 for r in times if r is None), "drain_after_end_s": drained["all_in_etcd_s"],

@@ -42,6 +42,7 @@ def test_ten_members_of_500_services_start_churn_kill_and_restart(tmp_path, etcd
         after = status(rig)["reconcile"]
         assert churned["changes"] >= 900, churned
         assert churned["never_in_etcd"] == 0, churned
+        assert churned["answers_misread"] == 0, churned  # the bytes read as dnspython reads them
         assert churned["event_to_answer_ms"]["p99"] < 3000, churned
         assert churned["event_to_etcd_ms"]["p99"] < 10_000, churned
         assert not churned["backlog_growing"], churned

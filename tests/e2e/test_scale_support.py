@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 import types
 
 import dns.message
+import dns.name
+import dns.rdatatype
 import dns.rrset
 import pytest
 
 from tests.e2e import query_client
-from tests.e2e.scale_observers import Change, QueryLoad, reached, unique_address
+from tests.e2e.scale_observers import AnswerProbe, Change, QueryLoad, reached, unique_address
 from tests.e2e.scale_phases import server_dns_delta
 from tests.e2e.scale_support import percentiles
 from tests.support import LOOPBACK, wait_for
@@ -49,12 +52,14 @@ def test_unique_addresses_are_distinct_and_never_seeded():
     assert all(200 <= int(a.split(".")[1]) < 250 for a in addresses)  # seeded: 10.<member + 1>.
 
 
-def _answer(query: dns.message.Message, *, rcode: int = 0, records: int = 1) -> dns.message.Message:
+def _answer(query: dns.message.Message, *, rcode: int = 0, records: int = 1,
+            address: str | None = None) -> dns.message.Message:
     response = dns.message.make_response(query)
     response.set_rcode(rcode)
     if records:
         response.answer.append(dns.rrset.from_text_list(
-            query.question[0].name, 30, "IN", "A", [f"10.0.0.{i + 1}" for i in range(records)]))
+            query.question[0].name, 30, "IN", "A",
+            [address] if address else [f"10.0.0.{i + 1}" for i in range(records)]))
     return response
 
 
@@ -68,6 +73,8 @@ class _Responder:
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
         self.mode = mode
+        self.address: str | None = None  # "answer": this one address (None: 10.0.0.1)
+        self.queries = 0
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -78,9 +85,11 @@ class _Responder:
                 data, peer = self.sock.recvfrom(4096)
             except OSError:
                 continue
+            self.queries += 1
             if self.mode != "none":
                 query = dns.message.from_wire(data)
-                response = _answer(query) if self.mode == "answer" else _answer(query, rcode=3, records=0)
+                response = (_answer(query, address=self.address) if self.mode == "answer"
+                            else _answer(query, rcode=3, records=0))
                 self.sock.sendto(response.to_wire(), peer)
 
     def close(self) -> None:
@@ -110,6 +119,24 @@ def test_query_load_asks_from_a_process_of_its_own(mode):
         load.stop()
         server.close()
     assert load.proc.poll() is not None  # stopped with it
+
+
+def test_the_answer_probe_times_a_change_once_its_address_is_answered():
+    server = _Responder(mode="answer")
+    rig = types.SimpleNamespace(daemon=types.SimpleNamespace(dns_port=server.port),
+                                cluster_name=lambda member, n: f"m{member}.svc-{n}.ns.fed.example.com.")
+    probe = AnswerProbe(rig, timeout=30.0).start()
+    try:
+        probe.offer(change(time.monotonic(), 3, "10.9.0.7"))
+        wait_for(lambda: server.queries >= 5, timeout=20, what="polls")
+        assert not probe.latencies and not probe.missed  # 10.0.0.1 is not the change
+        server.address = "10.9.0.7"
+        wait_for(lambda: probe.latencies, timeout=20, what="the change answered")
+        assert len(probe.latencies) == 1 and 0 < probe.latencies[0] < 30
+        assert probe.misread == 0 and probe.missed == 0
+    finally:
+        probe.stop()
+        server.close()
 
 
 def _query(name: str = "svc.ns.fed.example.com.") -> dns.message.Message:
@@ -149,6 +176,35 @@ def test_the_query_client_checks_each_answer_on_its_bytes(answer, ok):
 ])
 def test_the_query_client_parses_a_sample_whole(response, ok):
     assert query_client.full_check(_query(), response.to_wire()) is ok
+
+
+def _with_cname(query: dns.message.Message) -> dns.message.Message:
+    """A CNAME to a target with two A records and a TXT beside (compressed names)."""
+    response = dns.message.make_response(query)
+    target = dns.name.from_text("target.fed.example.com.")
+    response.answer.append(dns.rrset.from_text(query.question[0].name, 30, "IN", "CNAME", target.to_text()))
+    response.answer.append(dns.rrset.from_text_list(target, 30, "IN", "A", ["192.0.2.1", "192.0.2.2"]))
+    response.answer.append(dns.rrset.from_text(target, 30, "IN", "TXT", '"10.9.9.9"'))
+    return response
+
+
+@pytest.mark.parametrize(("response", "expected"), [
+    pytest.param(_answer(_query(), records=30), {f"10.0.0.{i + 1}" for i in range(30)}, id="thirty"),
+    pytest.param(_answer(_query(), records=0), set(), id="none"),
+    pytest.param(_with_cname(_query()), {"192.0.2.1", "192.0.2.2"}, id="cname-then-a-txt-beside"),
+    pytest.param(_answer(_query(), rcode=3, records=0), set(), id="nxdomain"),
+])
+def test_the_bytes_reader_reads_the_a_records_dnspython_reads(response, expected):
+    wire = response.to_wire()
+    parsed = dns.message.from_wire(wire)
+    assert {rr.to_text() for rrset in parsed.answer if rrset.rdtype == dns.rdatatype.A for rr in rrset} == expected
+    assert query_client.a_addresses(wire) == expected
+
+
+@pytest.mark.parametrize("cut", [5, 13, 40, -12])  # -12: the last A record (the OPT record is 11 bytes)
+def test_the_bytes_reader_refuses_an_answer_that_ends_early(cut):
+    with pytest.raises(ValueError):
+        query_client.a_addresses(_GOOD[:cut])
 
 
 @pytest.mark.parametrize(("before", "after", "expected"), [
