@@ -89,7 +89,7 @@ def churn(rig: ScaleRig, rate: float, duration: float, counter: int, *, hang: in
            "never_in_etcd": sum(1 for r in times if r is None), "drain_after_end_s": drained["all_in_etcd_s"],
            "backlog": backlog, "backlog_growing": growing, "etcd_arrivals_per_s": arrivals, "rss_mb": rig.rss(),
            "gc_pauses": gc_delta(gc_before, gc_pauses(rig)),
-           "cpu_share": {k: round((v - cpu_before.get(k, 0.0)) / elapsed, 2) for k, v in cpu_after.items()},
+           "cpu_share": cpu_share(cpu_before, cpu_after, elapsed),
            "etcd_disk": disk_delta(disk_before, etcd_disk(rig))}
     if hang is not None:
         out["hang"] = {"member": hang, "etcd_quiet_before_s": quiet_s,
@@ -201,12 +201,13 @@ def kill(rig: ScaleRig, member: int, timeout: float, samples: list[float] | None
         time.sleep(2.0)
         quiet, quiet_timeouts, quiet_bad = load.take()
         server_quiet = server_dns(rig)
-        disk_before = etcd_disk(rig)
+        disk_before, cpu_before, killed_at = etcd_disk(rig), rig.cpu_seconds(), time.monotonic()
         rig.kill(member, mode="stop")
         times = first_times({"detected_s": lambda: rig.unreachable(member),
                              "dns_s": lambda: rig.withdrawn_from_dns(member, services),
                              "etcd_s": lambda: rig.withdrawn_from_etcd(member, services)},
                             timeout=timeout, interval=0.05)
+        cpu = cpu_share(cpu_before, rig.cpu_seconds(), time.monotonic() - killed_at)
         during, during_timeouts, during_bad = load.take()
         server_during = server_dns(rig)
         if samples is not None:
@@ -222,6 +223,7 @@ def kill(rig: ScaleRig, member: int, timeout: float, samples: list[float] | None
             "bad_answers_before": quiet_bad,
             "dns_query_ms_during_write": percentiles(during, scale=1000, digits=2),
             "timeouts_during_write": during_timeouts, "bad_answers_during_write": during_bad,
+            "cpu_share_until_withdrawn": cpu,
             "server_dns_before": server_dns_delta(server_start, server_quiet),
             "server_dns_during_write": server_dns_delta(server_quiet, server_during),
             "etcd_disk": disk_delta(disk_before, etcd_disk(rig)), **back}
@@ -248,6 +250,12 @@ def quiet_etcd(kv: EtcdCounts, *, expected: int, prefix: str, quiet: float, time
         elif time.monotonic() - since >= quiet and kv.count(prefix) >= expected:
             return round(time.monotonic() - start, 2)
     return None
+
+
+def cpu_share(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+    """CPU seconds per second of each part of `ScaleRig.cpu_seconds` between two readings
+    (1.0: one CPU's worth; the machine has two)."""
+    return {k: round((v - before.get(k, 0.0)) / seconds, 2) for k, v in after.items()}
 
 
 def restart(rig: ScaleRig, timeout: float) -> dict:

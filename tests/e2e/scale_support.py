@@ -59,6 +59,22 @@ def first_times(conditions: dict[str, Callable[[], bool]], *, timeout: float,
     return times
 
 
+def machine_cpu_seconds(text: str | None = None) -> dict[str, float]:
+    """The machine's CPU seconds so far, all CPUs summed (/proc/stat's `cpu` line): `all_busy`,
+    what every process and interrupt ran, and `steal`, what the hypervisor gave another
+    guest while this one wanted to run (a run that lost many CPU seconds to it, or whose
+    busy seconds exceed its own processes', shared the machine)."""
+    import os
+
+    if text is None:
+        with open("/proc/stat") as f:
+            text = f.read()
+    fields = next(line.split() for line in text.splitlines() if line.startswith("cpu "))
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
+    tick = os.sysconf("SC_CLK_TCK")
+    return {"all_busy": (user + nice + system + irq + softirq) / tick, "steal": steal / tick}
+
+
 def percentiles(values: Iterable[float], *, scale: float = 1.0, digits: int = 4) -> dict | None:
     """n, p50, p99, max (times `scale`: 1000 for ms); None when there are no values."""
     data = sorted(v * scale for v in values)
@@ -229,7 +245,7 @@ class ScaleRig:
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU seconds (user + system) so far of the daemon, its DNS workers, etcd and this
-        process (the members and the observers)."""
+        process (the members and the observers); and the machine's (`machine_cpu_seconds`)."""
         import os
 
         tick = os.sysconf("SC_CLK_TCK")
@@ -247,6 +263,7 @@ class ScaleRig:
             out["workers"] = sum(cpu(c) for c in children(self.daemon.proc.pid))
         if self.etcd_pid is not None:
             out["etcd"] = cpu(self.etcd_pid)
+        out.update(machine_cpu_seconds())
         return out
 
     # -- changing the members -------------------------------------------------------------------

@@ -16,8 +16,8 @@ import pytest
 
 from tests.e2e import query_client
 from tests.e2e.scale_observers import AnswerProbe, Change, QueryLoad, reached, unique_address
-from tests.e2e.scale_phases import server_dns_delta
-from tests.e2e.scale_support import percentiles
+from tests.e2e.scale_phases import cpu_share, server_dns_delta
+from tests.e2e.scale_support import machine_cpu_seconds, percentiles
 from tests.support import LOOPBACK, wait_for
 
 
@@ -176,6 +176,32 @@ def test_the_query_client_checks_each_answer_on_its_bytes(answer, ok):
 ])
 def test_the_query_client_parses_a_sample_whole(response, ok):
     assert query_client.full_check(_query(), response.to_wire()) is ok
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.parametrize(("stat", "expected"), [
+    pytest.param(f"cpu  {_TICK} {_TICK} {_TICK} 900 7 {_TICK} {_TICK} {3 * _TICK} 0 0\ncpu0 1 1 1 1 1 1 1 1 0 0\n",
+                 {"all_busy": 5.0, "steal": 3.0}, id="user-nice-system-irq-softirq-and-steal"),
+    pytest.param(f"intr 5\ncpu  {2 * _TICK} 0 0 {_TICK} 0 0 0 0 0 0\n", {"all_busy": 2.0, "steal": 0.0},
+                 id="the-cpu-line-wherever-it-is"),
+])
+def test_the_machine_cpu_is_read_from_proc_stat(stat, expected):
+    assert machine_cpu_seconds(stat) == expected
+
+
+def test_the_machine_cpu_of_this_machine_only_grows():
+    first = machine_cpu_seconds()
+    sum(i * i for i in range(200_000))  # some CPU
+    second = machine_cpu_seconds()
+    assert first["all_busy"] > 0
+    assert second["all_busy"] >= first["all_busy"] and second["steal"] >= first["steal"]
+
+
+def test_cpu_shares_are_seconds_per_second_of_each_part():
+    assert cpu_share({"daemon": 1.0, "steal": 2.0}, {"daemon": 2.5, "steal": 2.2, "etcd": 1.0}, 2.0) == \
+        {"daemon": 0.75, "steal": 0.1, "etcd": 0.5}
 
 
 def _with_cname(query: dns.message.Message) -> dns.message.Message:
