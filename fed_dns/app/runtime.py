@@ -66,11 +66,22 @@ class GcRuntime:
         self.freeze = freeze
         self.thaw_period = thaw_period
         self.thaws = 0
+        self.dropped = 0  # samples lost to a collection that began near the recursion limit
         self._clock = clock
         self._thawed_at = clock()
         self._started = 0.0
 
     def callback(self, phase: str, info: dict) -> None:
+        """Runs inside the collector, at whatever stack depth the collection began: near the
+        recursion limit (a deeply nested JSON value being decoded) a call in here raised
+        RecursionError into the interpreter's unraisable hook. Such a sample is dropped
+        (`dropped`); nothing else depends on it."""
+        try:
+            self._observe(phase, info)
+        except RecursionError:
+            self.dropped += 1
+
+    def _observe(self, phase: str, info: dict) -> None:
         if phase == "start":
             self._started = time.perf_counter()
             return

@@ -188,3 +188,32 @@ def test_lower_priority_makes_every_thread_nicer_and_later_ones_inherit_it(by):
                          check=True, cwd=REPO).stdout.split()
     expected = min(base + by, 19)
     assert [int(x) for x in out] == [2 if by else 0, expected, expected, expected]
+
+
+def test_a_collection_that_begins_near_the_recursion_limit_drops_its_sample_quietly():
+    import sys
+
+    gcr = runtime.GcRuntime()
+    depth = 0
+
+    def deep():  # call the callback with (almost) no stack left, as the collector may
+        nonlocal depth
+        depth += 1
+        try:
+            return deep()
+        except RecursionError:
+            gcr.callback("start", {"generation": 0})
+            gcr.callback("stop", {"generation": 0, "collected": 0})
+            return depth
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(200)
+    try:
+        deep()
+    finally:
+        sys.setrecursionlimit(limit)
+    assert gcr.dropped >= 1  # nothing raised out of the callback
+    gcr.callback("start", {"generation": 0})
+    gcr.callback("stop", {"generation": 0, "collected": 0})
+    counts, _ = gcr.snapshot()[("0",)]
+    assert sum(counts.values()) >= 1  # with stack to spare it observes again
