@@ -194,17 +194,13 @@ def test_a_collection_that_begins_near_the_recursion_limit_drops_its_sample_quie
     import sys
 
     gcr = runtime.GcRuntime()
-    depth = 0
 
-    def deep():  # call the callback with (almost) no stack left, as the collector may
-        nonlocal depth
-        depth += 1
+    def deep() -> None:  # call the callback with (almost) no stack left, as the collector may
         try:
-            return deep()
+            deep()
         except RecursionError:
             gcr.callback("start", {"generation": 0})
             gcr.callback("stop", {"generation": 0, "collected": 0})
-            return depth
 
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(200)

@@ -22,6 +22,11 @@ import yaml
 from tests.support import LOOPBACK, REPO, EtcdKV, free_port, stop_process, wait_for
 
 
+def a_texts(reply: dns.message.Message) -> set[str]:
+    """The addresses of every A RRset in `reply`'s answer section, as dnspython reads them."""
+    return {rr.to_text() for rrset in reply.answer if rrset.rdtype == dns.rdatatype.A for rr in rrset}
+
+
 class SimThread:
     """SimClusters served by an event loop on a thread, driven from synchronous tests."""
 
@@ -154,8 +159,7 @@ class Daemon:
         return dns.query.udp(q, LOOPBACK, port=self.dns_port, timeout=2)
 
     def addresses(self, name: str) -> set[str]:
-        reply = self.query(name)
-        return {rr.to_text() for rrset in reply.answer if rrset.rdtype == dns.rdatatype.A for rr in rrset}
+        return a_texts(self.query(name))
 
     def cnames(self, name: str) -> set[str]:
         reply = self.query(name)

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 import dns.exception
 import dns.message
-import dns.rdatatype
 import grpc
 from aetcd import rpc
 
 from tests.e2e import query_client
+from tests.e2e.harness import a_texts
 from tests.e2e.scale_support import ScaleRig
 from tests.support import LOOPBACK, REPO, stop_process
 
@@ -229,7 +229,8 @@ class AnswerProbe(_Thread):
                         seen = query_client.a_addresses(result[0]) & wanted
                     except ValueError:
                         seen = set()
-                    query.id = ident
+                    if seen:
+                        query.id = ident
                     if seen and self._parsed(query, result[0]) & wanted:
                         self.latencies.append(time.monotonic() - change.at)
                         break
@@ -249,7 +250,7 @@ class AnswerProbe(_Thread):
             return set()
         if not query.is_response(reply):
             return set()
-        return {rr.to_text() for rrset in reply.answer if rrset.rdtype == dns.rdatatype.A for rr in rrset}
+        return a_texts(reply)
 
 
 class QueryLoad(_Thread):

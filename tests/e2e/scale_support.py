@@ -23,10 +23,9 @@ from pathlib import Path
 import dns.flags
 import dns.message
 import dns.query
-import dns.rdatatype
 import yaml
 
-from tests.e2e.harness import Daemon, SimThread, children, stat_fields
+from tests.e2e.harness import Daemon, SimThread, a_texts, children, stat_fields
 from tests.support import LOOPBACK, REPO, EtcdKV
 
 NAMESPACE = "bench"
@@ -207,7 +206,7 @@ class ScaleRig:
                               port=self.daemon.dns_port, timeout=timeout)
         if reply.flags & dns.flags.TC:
             raise RuntimeError(f"{name}: truncated answer")
-        return {rr.to_text() for rrset in reply.answer if rrset.rdtype == dns.rdatatype.A for rr in rrset}
+        return a_texts(reply)
 
     def answered(self, pairs: Iterable[tuple[int, int]]) -> bool:
         """Every sampled member's name answers exactly its current addresses."""
