@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from dataclasses import dataclass
@@ -255,6 +256,17 @@ class EtcdKV:
         """The keys under prefix and their decoded JSON values."""
         return {base64.b64decode(kv["key"]).decode(): json.loads(base64.b64decode(kv["value"]))
                 for kv in self._range(prefix)}
+
+    def revision_compacted(self, revision: int) -> bool:
+        """Whether etcd compacted `revision` away (a read at it is refused as compacted)."""
+        try:
+            self._call("/v3/kv/range", {"key": self._b64("/"), "revision": revision, "count_only": True})
+        except urllib.error.HTTPError as exc:
+            body = exc.read().decode(errors="replace")
+            if "compacted" in body:
+                return True
+            raise
+        return False
 
     def mod_revisions(self, prefix: str) -> dict[str, int]:
         """The keys under prefix and the revision each was last written at."""

@@ -18,12 +18,14 @@ log = logging.getLogger("fed_dns.components")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EtcdParts:
-    """The daemon's etcd pieces; the daemon runs `mirror.run()` and `leader.run()` itself."""
+    """The daemon's etcd pieces; the daemon runs `mirror.run()`, `leader.run()` and
+    `compactor.run()` itself."""
 
     client: object
     mirror: object
     writer: object
     leader: object | None = None
+    compactor: object | None = None  # etcd.compactor.Compactor (etcd.compaction_interval 0: None)
 
 
 def etcd_settings(config):
@@ -131,7 +133,13 @@ async def start_etcd(*, config, prefix: str, identity: str, on_store, on_leader)
                                 # a write whose outcome is unknown (a member that hung) must not
                                 # land later over a newer one: every txn checks this token
                                 epoch_key=f"/fed-dns/{owner}/writer-epoch")
-    return EtcdParts(client=client, mirror=mirror, writer=writer, leader=elector)
+    compactor = None
+    if config.etcd.compaction_interval:
+        from fed_dns.etcd import compactor as etcd_compactor
+
+        compactor = etcd_compactor.Compactor(client=client, interval=config.etcd.compaction_interval,
+                                             timeout=settings.timeout)
+    return EtcdParts(client=client, mirror=mirror, writer=writer, leader=elector, compactor=compactor)
 
 
 def topology(*, config, members: tuple[ClusterSpec, ...]):

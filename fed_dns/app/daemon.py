@@ -340,6 +340,9 @@ class Daemon:
             tasks["etcd-mirror"] = group.create_task(self.etcd.mirror.run(), name="etcd-mirror")
             if self.etcd.leader is not None:
                 tasks["etcd-leader"] = group.create_task(self.etcd.leader.run(), name="etcd-leader")
+            if self.etcd.compactor is not None:
+                tasks["etcd-compactor"] = group.create_task(self.etcd.compactor.run(),
+                                                            name="etcd-compactor")
         self.backend_prober = components.backend_prober(config=self.config,
                                                         on_change=self.on_probes)
         tasks["backend-prober"] = group.create_task(self.backend_prober.run(), name="backend-prober")

@@ -69,6 +69,7 @@ FAMILIES: dict[str, Family] = {
     "published_records": Family("gauge", (), "Records (etcd keys) in the desired zone."),
     "etcd_writes_total": Family("counter", (), "etcd transactions written."),
     "etcd_errors_total": Family("counter", (), "etcd operations that failed."),
+    "etcd_compactions_total": Family("counter", (), "Compactions of etcd's history this replica made (etcd.compaction_interval; one replica compacts per interval)."),
     "event_to_answer_lag_seconds": Family("histogram", (), "Time from a change in a member to the DNS table that answers it."),
     "failovers_total": Family("counter", (), "Cluster-level records replaced by a fallback CNAME."),
     "federated_replicas_desired": Family("gauge", ("workload", "cluster"), "Replicas a federated workload places in a member."),
@@ -252,6 +253,9 @@ def daemon_metrics(daemon: Any) -> Metrics:
     metrics.add_source("reconcile_runs_total", lambda: rec().runs)
     metrics.add_source("reconcile_failures_total", lambda: rec().failures)
     metrics.add_source("etcd_writes_total", lambda: rec().writes if daemon.etcd is not None else {})
+    compactor = lambda: None if daemon.etcd is None else getattr(daemon.etcd, "compactor", None)  # noqa: E731
+    metrics.add_source("etcd_compactions_total",
+                       lambda: {} if compactor() is None else compactor().compactions)
     lag = getattr(daemon.reconciler.stats, "lag", None)
     if isinstance(lag, LocalHistogram):
         metrics.add_source("event_to_answer_lag_seconds", lag.snapshot)

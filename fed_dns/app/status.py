@@ -38,6 +38,7 @@ def daemon_status(daemon) -> dict:
                 "connected": bool(getattr(writer, "connected", False)),
                 "last_error": getattr(writer, "last_error", None),
             },
+            "compaction": _compaction(getattr(daemon.etcd, "compactor", None)),
         }
     leader = None
     if daemon.etcd is not None and daemon.etcd.leader is not None:
@@ -118,3 +119,12 @@ def main(args) -> int:
     from fed_dns.app.admin import status_main
 
     return status_main(args)
+
+
+def _compaction(compactor) -> dict | None:
+    """The compactor's counters (None: etcd.compaction_interval is 0)."""
+    if compactor is None:
+        return None
+    return {"rounds": compactor.rounds, "compactions": compactor.compactions,
+            "compacted_revision": compactor.compacted, "errors": compactor.errors,
+            "last_error": compactor.last_error}

@@ -25,6 +25,7 @@ from fed_dns.config.values import (
     Listen,
     NamespacePattern,
     OffIsFalse,
+    OffOrSecondOrMore,
     OwnerId,
     PositiveDuration,
     Prefix,
@@ -169,6 +170,8 @@ class EtcdSection(Section):
     timeout: PositiveDuration = 5.0
     max_txn_ops: Annotated[int, Field(strict=True, ge=1, le=100_000)] = 128
     write_concurrency: Annotated[int, Field(strict=True, ge=1, le=64)] = 4
+    # etcd's history trimmed this often (kube-apiserver's --etcd-compaction-interval); 0: off
+    compaction_interval: OffOrSecondOrMore = 300.0
 
     @property
     def enabled(self) -> bool:

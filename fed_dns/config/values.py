@@ -120,6 +120,12 @@ def at_least_a_second(seconds: float) -> float:
     return seconds
 
 
+def off_or_at_least_a_second(seconds: float) -> float:
+    if 0 < seconds < 1:
+        raise _fail(f"expected 0 (off) or a duration of at least 1s, got {seconds:g}s")
+    return seconds
+
+
 def whole_seconds(seconds: float) -> int:
     if seconds < 1 or seconds != int(seconds):
         raise _fail(f"expected a whole number of seconds, at least 1s, got {seconds:g}s")
@@ -258,6 +264,7 @@ Seconds = Annotated[int, BeforeValidator(whole_seconds_duration)]
 Ttl = Annotated[int, BeforeValidator(ttl_seconds)]
 PositiveDuration = Annotated[float, BeforeValidator(bounded_duration), AfterValidator(positive)]
 SecondOrMore = Annotated[float, BeforeValidator(bounded_duration), AfterValidator(at_least_a_second)]
+OffOrSecondOrMore = Annotated[float, BeforeValidator(bounded_duration), AfterValidator(off_or_at_least_a_second)]
 Label = Annotated[str, AfterValidator(check_label)]
 KubeLabelKey = Annotated[str, AfterValidator(lambda v: check_kube_label_key(v))]
 KubeLabelValue = Annotated[str, AfterValidator(lambda v: check_kube_label_value(v))]

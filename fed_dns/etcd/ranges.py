@@ -112,6 +112,16 @@ async def revision_readable(client: aetcd.Client, prefix: bytes, *, revision: in
     return True
 
 
+async def txn(client: aetcd.Client, request: rpc.TxnRequest, *, timeout: float) -> rpc.TxnResponse:
+    """One Txn call with the KV stub (its header's revision included, which aetcd's
+    `transaction` drops), its failures raised as aetcd's own."""
+    await client.connect()
+    try:
+        return await client.kvstub.Txn(request, timeout=timeout, metadata=client.metadata)
+    except grpc.aio.AioRpcError as exc:
+        raise client_error(exc) from None
+
+
 # As aetcd maps them (its exceptions._EXCEPTIONS_BY_CODE).
 _ERRORS = {grpc.StatusCode.UNAVAILABLE: aetcd.ConnectionFailedError,
            grpc.StatusCode.DEADLINE_EXCEEDED: aetcd.ConnectionTimeoutError,

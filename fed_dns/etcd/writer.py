@@ -49,7 +49,7 @@ from asyncio_throttle import Throttler
 
 from fed_dns.etcd.backoff import Backoff, check_cancelled
 from fed_dns.etcd.connection import call
-from fed_dns.etcd.ranges import client_error
+from fed_dns.etcd import ranges
 from fed_dns.model import Changes
 
 log = logging.getLogger(__name__)
@@ -263,12 +263,7 @@ class Writer:
 
     async def _txn(self, txn: rpc.TxnRequest) -> rpc.TxnResponse:
         """One Txn call, its failures raised as aetcd's own (as `Client.transaction` does)."""
-        client = self._client
-        await client.connect()
-        try:
-            return await client.kvstub.Txn(txn, timeout=self._timeout, metadata=client.metadata)
-        except grpc.aio.AioRpcError as exc:
-            raise client_error(exc) from None
+        return await ranges.txn(self._client, txn, timeout=self._timeout)
 
     async def _epoch(self) -> bytes:
         """The token in force, after writing a new one to epoch_key when there is none."""

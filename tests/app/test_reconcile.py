@@ -422,3 +422,20 @@ async def test_dns_section_reaches_the_server(unused_port):
         assert (tcp.max_unsent, tcp.max_connections, tcp.idle_timeout) == (8192, 7, 2.0)
     finally:
         await server.close()
+
+
+@pytest.mark.etcd
+@pytest.mark.parametrize(("interval", "expected"), [("0", None), ("2m", 120.0)], ids=["off", "two-minutes"])
+async def test_the_compactor_runs_unless_the_interval_is_zero(etcd_server, interval, expected):
+    from fed_dns.app import components
+    from fed_dns.config import parse
+
+    config = parse({"etcd": {"endpoints": [etcd_server.url], "compaction_interval": interval}},
+                   source="test")
+    parts = await components.start_etcd(config=config, prefix="/skydns/test", identity="test",
+                                        on_store=lambda change: None, on_leader=lambda leading: None)
+    try:
+        got = parts.compactor
+        assert (None if got is None else got.interval) == expected
+    finally:
+        await parts.client.close()

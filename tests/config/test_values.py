@@ -24,6 +24,7 @@ def test_defaults() -> None:
     assert (config.dns.max_tcp_connections, config.dns.max_udp_size) == (1000, 1232)
     assert (config.etcd.endpoints, config.etcd.prefix, config.etcd.timeout) == ((), "/skydns", 5.0)
     assert not config.etcd.enabled and config.etcd.password is None
+    assert config.etcd.compaction_interval == 300.0  # kube-apiserver's --etcd-compaction-interval
     assert config.http.listen == "127.0.0.1:9153"
     assert (config.leader_election.enabled, config.leader_election.lease_ttl) == (True, 5.0)
     assert (config.topology.mode, config.topology.subnets, config.topology.trust_ecs) == ("off", {}, False)

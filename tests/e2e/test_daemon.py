@@ -16,7 +16,7 @@ import yaml
 from fed_dns.records import codec
 from tests.e2e.harness import (Daemon, SimThread, children, etcd_items, etcd_put, etcd_mod_revisions,
                                seed_service, thread_nices, timed)
-from tests.support import REPO
+from tests.support import REPO, EtcdKV
 
 pytestmark = pytest.mark.slow
 _zones = itertools.count(1)
@@ -212,6 +212,28 @@ def test_etcd_outage_keeps_dns_and_catches_up(etcd_fresh, sims, daemon_factory, 
           timeout=20, what="etcd brought up to date")
     timed(lambda: d.status()["etcd"]["connected"], timeout=10, what="/status says connected again")
     assert d.proc.poll() is None
+
+
+def test_the_daemon_compacts_etcd_history_and_keeps_publishing(etcd_fresh, sims, daemon_factory, zone):
+    """etcd.compaction_interval: the daemon trims etcd's history (as kube-apiserver does),
+    keeps the last interval of it, and its own watch of the zone goes on across compactions."""
+    d = daemon_factory(etcd_url=etcd_fresh.url, zone=zone, extra={"etcd": {"compaction_interval": "1s"}}).start()
+    name = f"mysql.ns.{zone}"
+    prefix = zone_prefix(zone) + "ns/mysql/"
+    timed(lambda: len(etcd_items(etcd_fresh.url, prefix)) == 12, timeout=10, what="keys written")
+    timed(lambda: d.status()["etcd"]["compaction"]["compactions"] >= 2, timeout=10,
+          what="two compactions (the first round of a replica compacts nothing)")
+    compaction = d.status()["etcd"]["compaction"]
+    assert compaction["errors"] == 0 and compaction["compacted_revision"] > 1
+    kv = EtcdKV(etcd_fresh.url)
+    assert kv.revision_compacted(compaction["compacted_revision"] - 1)
+    assert not kv.revision_compacted(compaction["compacted_revision"])  # the last interval is kept
+    assert "fed_dns_etcd_compactions_total" in d.metrics()
+    seed_service(sims, "c1", index=1, ready=False)  # written and answered after compactions
+    timed(lambda: d.addresses(name) == all_addresses((2, 3)), timeout=5, what="DNS follows")
+    timed(lambda: etcd_items(etcd_fresh.url, prefix).get(prefix + "c1", {}).get("port") == -1,
+          timeout=10, what="the change in etcd")
+    assert d.status()["etcd"]["connected"] and d.proc.poll() is None
 
 
 def test_without_etcd_records_live_in_the_dns_table(sims, daemon_factory, zone):
