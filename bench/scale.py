@@ -17,11 +17,13 @@ health period 1 s, timeout 1 s, 3 failures: detection about 3 s; lease TTL 5 s, 
 - hang: once etcd is quiet, another member hangs (accepts, never answers) during churn ->
   detected and withdrawn times;
 - restart: the daemon restarts at full size -> /readyz and answered times, etcd revisions
-  written while it settles (0: nothing rewritten), and the next change's time to etcd.
+  written while it settles (0: nothing rewritten), and the next change's time to etcd;
+  before it, etcd's revision and database size (file, in use: the history the phases left).
 
     .venv/bin/python bench/scale.py [--members 10] [--services 1000,2000,5000] [--rate 1000]
         [--duration 60] [--phase-timeout 180] [--repo DIR]   # DIR: another checkout to measure
-        [--dns-workers auto|N] [--control-nice N] [--phases churn,kill,hang,restart] [--kills N] [--daemon-log FILE]
+        [--dns-workers auto|N] [--control-nice N] [--etcd-compaction 60s]
+        [--phases churn,kill,hang,restart] [--kills N] [--daemon-log FILE]
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ def run_size(*, members: int, services: int, args) -> dict:
                   "dns": {"workers": args.dns_workers if args.dns_workers == "auto" else int(args.dns_workers)}}
         if args.control_nice is not None:
             config["dns"]["control_nice"] = args.control_nice
+        if args.etcd_compaction is not None:  # (only when given: a checkout from before has no such key)
+            config["etcd"] = {"compaction_interval": args.etcd_compaction}
         with ScaleRig(tmp=Path(tmp), etcd_url=etcd.url, members=members, services=services,
                       repo=Path(args.repo), config=config, etcd_pid=etcd.proc.pid) as rig:
             log(f"seeding {members} x {services}")
@@ -111,6 +115,8 @@ def main() -> None:
     parser.add_argument("--repo", default=str(REPO), help="source tree of the daemon under test")
     parser.add_argument("--dns-workers", default="auto", help="dns.workers of the daemon (auto, 0, N)")
     parser.add_argument("--control-nice", type=int, help="dns.control_nice of the daemon (default: its own)")
+    parser.add_argument("--etcd-compaction", help="etcd.compaction_interval of the daemon, e.g. 60s "
+                                                  "(default: its own)")
     parser.add_argument("--phases", default="churn,kill,hang,restart",
                         help="comma-separated phases after the start (churn, kill, hang, restart)")
     parser.add_argument("--kills", type=int, default=1,

@@ -147,20 +147,24 @@ def server_dns_delta(before: tuple, after: tuple) -> dict:
 ETCD_DISK = ("etcd_disk_wal_fsync_duration_seconds", "etcd_disk_backend_commit_duration_seconds")
 
 
-def etcd_disk(rig: ScaleRig) -> dict[str, tuple[float, float, float]]:
-    """etcd's own disk histograms: name -> (count, sum, count over 0.5 s). A slow disk
-    stalls every write of etcd, whatever the daemon does."""
+def etcd_metrics(rig: ScaleRig) -> str:
+    """etcd's /metrics text ("" when it does not answer)."""
     import urllib.request
-
-    from prometheus_client.parser import text_string_to_metric_families
 
     try:
         with urllib.request.urlopen(f"{rig.etcd_url}/metrics", timeout=5) as response:
-            text = response.read().decode()
+            return response.read().decode()
     except OSError:
-        return {}
+        return ""
+
+
+def etcd_disk(rig: ScaleRig) -> dict[str, tuple[float, float, float]]:
+    """etcd's own disk histograms: name -> (count, sum, count over 0.5 s). A slow disk
+    stalls every write of etcd, whatever the daemon does."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     out = {}
-    for family in text_string_to_metric_families(text):
+    for family in text_string_to_metric_families(etcd_metrics(rig)):
         if family.name not in ETCD_DISK:
             continue
         get = lambda suffix, le=None: sum(x.value for x in family.samples if x.name.endswith(suffix)  # noqa: E731
@@ -169,6 +173,20 @@ def etcd_disk(rig: ScaleRig) -> dict[str, tuple[float, float, float]]:
         out[family.name.removeprefix("etcd_disk_").removesuffix("_duration_seconds")] = (
             count, get("_sum"), count - get("_bucket", "0.512"))
     return out
+
+
+ETCD_DB = {"etcd_mvcc_db_total_size_in_bytes": "size_mb",
+           "etcd_mvcc_db_total_size_in_use_in_bytes": "in_use_mb"}
+
+
+def db_sizes(text: str) -> dict[str, float]:
+    """etcd's database file and the part of it in use, in MB, from its /metrics text: what
+    the history left (a compaction frees pages for reuse; only a defrag shrinks the file)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {ETCD_DB[family.name]: round(family.samples[0].value / 1e6, 2)
+            for family in text_string_to_metric_families(text)
+            if family.name in ETCD_DB and family.samples}
 
 
 def disk_delta(before: dict, after: dict) -> dict:
@@ -263,7 +281,7 @@ def restart(rig: ScaleRig, timeout: float) -> dict:
     written back, which are not the restart's), then count the revisions it writes."""
     kv = EtcdCounts(rig.etcd_url)
     settled = quiet_etcd(kv, expected=rig.expected_keys, prefix=rig.prefix, quiet=3.0, timeout=timeout)
-    before, disk_before = kv.revision(), etcd_disk(rig)
+    before, disk_before, db = kv.revision(), etcd_disk(rig), db_sizes(etcd_metrics(rig))
     rig.restart_daemon()
     sample = rig.sample(SAMPLE, seed=11)
     times = first_times({"readyz_s": rig.daemon.ready, "answered_s": lambda: rig.answered(sample)},
@@ -277,5 +295,5 @@ def restart(rig: ScaleRig, timeout: float) -> dict:
     key = rig.key_of(member, n, address)
     next_change = first_times({"next_change_in_etcd_s": lambda: key in kv.keys(key)}, timeout=timeout,
                               interval=0.05)
-    return {"etcd_quiet_before_s": settled, **times, f"revisions_written_in_{settle:g}s_after_start": written,
+    return {"etcd_quiet_before_s": settled, "etcd_revision_before": before, "etcd_db_before": db, **times, f"revisions_written_in_{settle:g}s_after_start": written,
             **next_change, "rss_mb": rig.rss(), "etcd_disk": disk_delta(disk_before, etcd_disk(rig))}

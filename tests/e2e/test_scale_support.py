@@ -16,7 +16,7 @@ import pytest
 from tests.e2e import query_client
 from tests.e2e.harness import a_texts
 from tests.e2e.scale_observers import AnswerProbe, Change, QueryLoad, reached, unique_address
-from tests.e2e.scale_phases import cpu_share, server_dns_delta
+from tests.e2e.scale_phases import cpu_share, db_sizes, server_dns_delta
 from tests.e2e.scale_support import machine_cpu_seconds, percentiles
 from tests.support import LOOPBACK, wait_for
 
@@ -243,3 +243,33 @@ def test_the_bytes_reader_refuses_an_answer_that_ends_early(cut):
 ])
 def test_server_dns_delta(before, after, expected):
     assert server_dns_delta(before, after) == expected
+
+
+_DB_METRICS = """# HELP etcd_mvcc_db_total_size_in_bytes Total size of the underlying database physically allocated in bytes.
+# TYPE etcd_mvcc_db_total_size_in_bytes gauge
+etcd_mvcc_db_total_size_in_bytes 2.4576e+08
+# HELP etcd_mvcc_db_total_size_in_use_in_bytes Total size of the underlying database logically in use in bytes.
+# TYPE etcd_mvcc_db_total_size_in_use_in_bytes gauge
+etcd_mvcc_db_total_size_in_use_in_bytes 6.1440e+07
+# TYPE etcd_server_has_leader gauge
+etcd_server_has_leader 1
+"""
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    pytest.param(_DB_METRICS, {"size_mb": 245.76, "in_use_mb": 61.44}, id="both"),
+    pytest.param(_DB_METRICS.split("# HELP etcd_mvcc_db_total_size_in_use")[0], {"size_mb": 245.76}, id="size-only"),
+    pytest.param("", {}, id="etcd-away"),
+])
+def test_the_etcd_database_sizes_are_read_from_its_metrics(text, expected):
+    assert db_sizes(text) == expected
+
+
+def test_the_etcd_database_sizes_of_a_real_etcd(etcd_server):
+    rig = types.SimpleNamespace(etcd_url=etcd_server.url)
+    from tests.e2e.scale_phases import etcd_metrics
+
+    sizes = db_sizes(etcd_metrics(rig))
+    assert set(sizes) == {"size_mb", "in_use_mb"} and 0 <= sizes["in_use_mb"] <= sizes["size_mb"]
+    assert sizes["size_mb"] > 0
+
