@@ -31,12 +31,10 @@ import logging
 from dataclasses import dataclass
 
 import aetcd
-import grpc
 from aetcd import rpc, transactions
 
 from fed_dns.etcd.connection import ERRORS, call
 from fed_dns.etcd import ranges
-from fed_dns.etcd.ranges import client_error
 
 log = logging.getLogger(__name__)
 
@@ -121,18 +119,22 @@ class Compactor:
                 log.warning("etcd compaction: %s (again in %gs)", self.last_error, self._interval)
 
     async def round(self) -> Outcome:
-        """One round (see the module); returns its outcome."""
+        """One round (see the module); returns its outcome. What the round learnt is kept
+        before the compaction is tried, as kube-apiserver keeps it: a won round whose
+        compaction fails still moved KEY's version, and the next round compares with that."""
         response = await call(self._client, self._txn, round_request(known=self.known, key=self._key),
                               timeout=self._timeout)
         outcome = decide(known=self.known, won=response.succeeded, seen_version=seen_version(response),
                          revision=response.header.revision)
         self.rounds += 1
-        if outcome.compact_to and await call(self._client, self._compact, outcome.compact_to,
-                                             timeout=self._timeout):
-            self.compactions += 1
-            self.compacted = outcome.compact_to
-            log.info("etcd: history compacted up to revision %d", outcome.compact_to)
         self.known = outcome.known
+        if outcome.compact_to:
+            if await call(self._client, self._compact, outcome.compact_to, timeout=self._timeout):
+                self.compactions += 1
+                self.compacted = outcome.compact_to
+                log.info("etcd: history compacted up to revision %d", outcome.compact_to)
+            else:
+                log.debug("etcd: revision %d was compacted already", outcome.compact_to)
         self.last_error = None
         return outcome
 
@@ -140,16 +142,4 @@ class Compactor:
         return await ranges.txn(self._client, request, timeout=self._timeout)
 
     async def _compact(self, revision: int) -> bool:
-        """Compact to `revision`: True when done now, False when it was compacted away already
-        (etcd's own auto-compaction, or an operator, went further): no error."""
-        client = self._client
-        await client.connect()
-        try:
-            await client.kvstub.Compact(rpc.CompactionRequest(revision=revision),
-                                        timeout=self._timeout, metadata=client.metadata)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.OUT_OF_RANGE:  # etcd's ErrCompacted
-                log.debug("etcd: revision %d was compacted already", revision)
-                return False
-            raise client_error(exc) from None
-        return True
+        return await ranges.compact(self._client, revision, timeout=self._timeout)

@@ -115,10 +115,34 @@ async def revision_readable(client: aetcd.Client, prefix: bytes, *, revision: in
 async def txn(client: aetcd.Client, request: rpc.TxnRequest, *, timeout: float) -> rpc.TxnResponse:
     """One Txn call with the KV stub (its header's revision included, which aetcd's
     `transaction` drops), its failures raised as aetcd's own."""
+    return await _kv_call(client, "Txn", request, timeout=timeout)
+
+
+async def compact(client: aetcd.Client, revision: int, *, timeout: float) -> bool:
+    """Compact etcd's history up to `revision`: True when done now, False when it was
+    compacted that far already (etcd's own auto-compaction, or an operator, went further:
+    etcd's ErrCompacted, OUT_OF_RANGE), which is no error. Other failures as aetcd's own."""
+    try:
+        await _kv_call(client, "Compact", rpc.CompactionRequest(revision=revision), timeout=timeout,
+                       passing=(grpc.StatusCode.OUT_OF_RANGE,))
+    except _Passed:
+        return False
+    return True
+
+
+class _Passed(Exception):
+    """A call's failure with a status code its caller handles itself."""
+
+
+async def _kv_call(client: aetcd.Client, method: str, request, *, timeout: float, passing: tuple = ()):
+    """One call of the KV stub's `method`, connected first; a failure whose status code is in
+    `passing` raised as _Passed, the others as the aetcd error aetcd would raise."""
     await client.connect()
     try:
-        return await client.kvstub.Txn(request, timeout=timeout, metadata=client.metadata)
+        return await getattr(client.kvstub, method)(request, timeout=timeout, metadata=client.metadata)
     except grpc.aio.AioRpcError as exc:
+        if exc.code() in passing:
+            raise _Passed from None
         raise client_error(exc) from None
 
 

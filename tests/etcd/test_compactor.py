@@ -5,6 +5,7 @@ when it stops), a revision compacted further already, and etcd down."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import uuid
 
 import pytest
@@ -13,7 +14,7 @@ from fed_dns.etcd import compactor as compaction
 from fed_dns.etcd import ranges
 from fed_dns.etcd.client import EtcdSettings, connect
 from fed_dns.etcd.compactor import Compactor, Known, Outcome, decide
-from fed_dns.etcd.connection import ClusterClient
+from fed_dns.etcd.connection import ERRORS, ClusterClient
 from tests.support import free_port
 
 
@@ -91,6 +92,44 @@ async def test_a_revision_compacted_further_already_is_no_error(clients):
     assert outcome.compact_to < newest
     assert one.compactions == 0 and one.compacted == 0 and one.last_error is None
     assert one.known.version == 2  # the round counts: the others stay in step
+
+
+class _PausingEtcdAfterTheTxn(Compactor):
+    """A Compactor whose etcd stops answering (SIGSTOP) right after a round's transaction:
+    its compaction call then fails on a real timeout."""
+
+    def __init__(self, *, etcd, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.etcd = etcd
+        self.pause = False
+
+    async def _txn(self, request):
+        response = await super()._txn(request)
+        if self.pause:
+            self.etcd.proc.send_signal(signal.SIGSTOP)
+        return response
+
+
+async def test_a_won_round_whose_compaction_fails_keeps_the_new_version(etcd_fresh, clients):
+    """As kube-apiserver: the won round moved KEY's version, so the next round compares with
+    the new one (wins, compacts) instead of losing a round to itself."""
+    one = _PausingEtcdAfterTheTxn(etcd=etcd_fresh, client=clients[0], interval=300, timeout=0.5)
+    await write(clients[0], 3)
+    await one.round()  # first round: version 1
+    await write(clients[0], 3)
+    one.pause = True
+    try:
+        with pytest.raises(ERRORS):
+            await one.round()  # won (version 2), its compaction timed out
+    finally:
+        etcd_fresh.proc.send_signal(signal.SIGCONT)
+    one.pause = False
+    assert one.compactions == 0 and one.known.version == 2
+    kept = one.known.revision
+    await write(clients[0], 3)
+    outcome = await one.round()
+    assert outcome.compact_to == kept and one.compactions == 1
+    assert not await readable(clients[0], kept - 1)
 
 
 async def test_the_loop_compacts_every_interval(clients):
