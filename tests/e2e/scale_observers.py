@@ -255,8 +255,9 @@ class AnswerProbe(_Thread):
 
 class QueryLoad(_Thread):
     """A queries of sampled names, `qps` a second one at a time (0: back to back), from a
-    client process of its own (tests/e2e/query_client.py); `rtts` (seconds), `timeouts`,
-    `errors` and `bad` answers, read by this thread."""
+    client process of its own (tests/e2e/query_client.py); `rtts` (seconds, to the client's
+    read), `arrivals` (seconds, to the answer's arrival in the kernel: empty without
+    timestamps), `timeouts`, `errors` and `bad` answers, read by this thread."""
 
     def __init__(self, rig: ScaleRig, names: list[str], *, timeout: float = 1.0, qps: float = QPS) -> None:
         super().__init__("query-load")
@@ -265,6 +266,7 @@ class QueryLoad(_Thread):
         self.timeout = timeout
         self.qps = qps
         self.rtts: list[float] = []
+        self.arrivals: list[float] = []
         self.timeouts = 0
         self.errors = 0
         self.bad = 0
@@ -292,7 +294,9 @@ class QueryLoad(_Thread):
             elif line == "B":
                 self.bad += 1
             elif line:
-                self.rtts.append(float(line))
+                read, *arrived = line.split()
+                self.rtts.append(float(read))
+                self.arrivals.extend(float(seconds) for seconds in arrived[:1])
 
     def stop(self) -> None:
         self.stopping.set()
@@ -300,10 +304,19 @@ class QueryLoad(_Thread):
         self.thread.join(timeout=10)
         self.proc.stdout.close()
 
-    def take(self) -> tuple[list[float], int, int]:
+    def take(self) -> Window:
         """The round trips so far, the timeouts and the bad answers, and forget them (for
         one window)."""
-        rtts, self.rtts = self.rtts, []
-        timeouts, self.timeouts = self.timeouts, 0
-        bad, self.bad = self.bad, 0
-        return rtts, timeouts, bad
+        window = Window(rtts=self.rtts, arrivals=self.arrivals, timeouts=self.timeouts, bad=self.bad)
+        self.rtts, self.arrivals, self.timeouts, self.bad = [], [], 0, 0
+        return window
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """QueryLoad's results over one window (see QueryLoad)."""
+
+    rtts: list[float]
+    arrivals: list[float]
+    timeouts: int
+    bad: int

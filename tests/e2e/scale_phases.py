@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from tests.e2e.scale_observers import AnswerProbe, Churn, EtcdWatch, QueryLoad, reached
+from tests.e2e.scale_observers import AnswerProbe, Churn, EtcdWatch, QueryLoad, Window, reached
 from tests.e2e.scale_support import EtcdCounts, ScaleRig, first_times, percentiles
 
 SAMPLE = 50  # names checked per condition
@@ -208,16 +208,17 @@ def gc_delta(before: dict, after: dict) -> dict:
     return out
 
 
-def kill(rig: ScaleRig, member: int, timeout: float, samples: list[float] | None = None) -> dict:
+def kill(rig: ScaleRig, member: int, timeout: float, samples: list[Window] | None = None) -> dict:
     """One member killed and revived: detection, withdrawal from DNS and etcd, the DNS
-    latency before and during the write; the write's round trips are added to `samples`."""
+    latency before and during the write (to the client's read of each answer, and to its
+    arrival: query_client); the write's window of queries is added to `samples`."""
     services = [n for _, n in rig.sample(SAMPLE, seed=3)]
     others = [rig.merged_name(n) for _, n in rig.sample(200, seed=5)]
     load = QueryLoad(rig, others).start()
     try:
         server_start = server_dns(rig)
         time.sleep(2.0)
-        quiet, quiet_timeouts, quiet_bad = load.take()
+        quiet = load.take()
         server_quiet = server_dns(rig)
         disk_before, cpu_before, killed_at = etcd_disk(rig), rig.cpu_seconds(), time.monotonic()
         rig.kill(member, mode="stop")
@@ -226,10 +227,10 @@ def kill(rig: ScaleRig, member: int, timeout: float, samples: list[float] | None
                              "etcd_s": lambda: rig.withdrawn_from_etcd(member, services)},
                             timeout=timeout, interval=0.05)
         cpu = cpu_share(cpu_before, rig.cpu_seconds(), time.monotonic() - killed_at)
-        during, during_timeouts, during_bad = load.take()
+        during = load.take()
         server_during = server_dns(rig)
         if samples is not None:
-            samples.extend(during)
+            samples.append(during)
     finally:
         load.stop()
     rig.revive(member)
@@ -237,10 +238,12 @@ def kill(rig: ScaleRig, member: int, timeout: float, samples: list[float] | None
                        timeout=timeout, interval=0.2)
     return {"member": member, "detected_s": times["detected_s"], "withdrawn_from_dns_s": times["dns_s"],
             "withdrawn_from_etcd_s": times["etcd_s"],
-            "dns_query_ms_before": percentiles(quiet, scale=1000, digits=2), "timeouts_before": quiet_timeouts,
-            "bad_answers_before": quiet_bad,
-            "dns_query_ms_during_write": percentiles(during, scale=1000, digits=2),
-            "timeouts_during_write": during_timeouts, "bad_answers_during_write": during_bad,
+            "dns_query_ms_before": percentiles(quiet.rtts, scale=1000, digits=2),
+            "dns_query_ms_before_at_arrival": percentiles(quiet.arrivals, scale=1000, digits=2),
+            "timeouts_before": quiet.timeouts, "bad_answers_before": quiet.bad,
+            "dns_query_ms_during_write": percentiles(during.rtts, scale=1000, digits=2),
+            "dns_query_ms_during_write_at_arrival": percentiles(during.arrivals, scale=1000, digits=2),
+            "timeouts_during_write": during.timeouts, "bad_answers_during_write": during.bad,
             "cpu_share_until_withdrawn": cpu,
             "server_dns_before": server_dns_delta(server_start, server_quiet),
             "server_dns_during_write": server_dns_delta(server_quiet, server_during),
@@ -250,9 +253,13 @@ def kill(rig: ScaleRig, member: int, timeout: float, samples: list[float] | None
 def kills(rig: ScaleRig, count: int, timeout: float) -> dict:
     """`count` kills (members M-1, M-2, ... in turn, each revived and answering again
     before the next): each one's result, and the DNS latency during all their writes."""
-    samples: list[float] = []
+    samples: list[Window] = []
     runs = [kill(rig, (rig.members - 1 - i) % rig.members, timeout, samples) for i in range(count)]
-    return {"runs": runs, "dns_query_ms_during_writes": percentiles(samples, scale=1000, digits=2)}
+    return {"runs": runs,
+            "dns_query_ms_during_writes": percentiles(
+                [rtt for window in samples for rtt in window.rtts], scale=1000, digits=2),
+            "dns_query_ms_during_writes_at_arrival": percentiles(
+                [rtt for window in samples for rtt in window.arrivals], scale=1000, digits=2)}
 
 
 def quiet_etcd(kv: EtcdCounts, *, expected: int, prefix: str, quiet: float, timeout: float) -> float | None:

@@ -59,6 +59,7 @@ def test_ten_members_of_500_services_start_churn_kill_and_restart(tmp_path, etcd
         assert killed["answered_again_s"] is not None, killed
         # every answer before and during the write was a NOERROR answer with the name's A records
         assert killed["dns_query_ms_during_write"] is not None, killed
+        assert killed["dns_query_ms_during_write_at_arrival"] is not None, killed  # stamped by the kernel
         assert killed["bad_answers_before"] == 0 and killed["bad_answers_during_write"] == 0, killed
 
         restarted = scale_phases.restart(rig, timeout=60)

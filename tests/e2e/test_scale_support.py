@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import threading
 import time
 import types
@@ -108,11 +109,15 @@ def test_query_load_asks_from_a_process_of_its_own(mode):
         assert load.proc.pid != os.getpid()
         wait_for(lambda: {"answer": len(load.rtts) >= 30, "none": load.timeouts >= 3,
                           "nxdomain": load.bad >= 3}[mode], timeout=20, what="queries")
-        rtts, timeouts, bad = load.take()
+        window = load.take()
+        rtts, timeouts, bad = window.rtts, window.timeouts, window.bad
         if mode == "answer":  # 30 answers: one in FULL_CHECK was parsed whole
             assert len(rtts) >= 30 and all(0 < rtt < 2.0 for rtt in rtts) and not bad
+            # each answer's arrival in the kernel, stamped (Linux): never after its read
+            assert len(window.arrivals) == len(rtts)
+            assert all(0 < arrived <= read + 1e-3 for arrived, read in zip(window.arrivals, rtts))
         elif mode == "none":
-            assert timeouts >= 3 and not rtts and not bad
+            assert timeouts >= 3 and not rtts and not bad and not window.arrivals
         else:
             assert bad >= 3 and not rtts and not timeouts
     finally:
@@ -179,6 +184,39 @@ def test_the_query_client_parses_a_sample_whole(response, ok):
 
 
 _TICK = os.sysconf("SC_CLK_TCK")
+
+
+_STAMP = struct.pack("@qq", 1_700_000_000, 123_456_789)
+
+
+@pytest.mark.parametrize(("ancillary", "expected"), [
+    ([(socket.SOL_SOCKET, query_client.SO_TIMESTAMPNS, _STAMP)], 1_700_000_000_123_456_789),
+    ([], None),  # no timestamp asked for, or none given
+    ([(socket.IPPROTO_IP, query_client.SO_TIMESTAMPNS, _STAMP)], None),  # another level's
+    ([(socket.SOL_SOCKET, query_client.SO_TIMESTAMPNS, _STAMP[:8])], None),  # cut short
+], ids=["stamped", "none", "other-level", "short"])
+def test_the_query_client_reads_the_arrival_stamp(ancillary, expected):
+    assert query_client.arrival(ancillary) == expected
+
+
+def test_the_arrival_stamp_is_the_kernels_not_the_read():
+    """A datagram read 0.2 s after it came: its stamp says when it came."""
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        receiver.bind((LOOPBACK, 0))
+        assert query_client.stamp_arrivals(receiver)
+        sent = time.time_ns()
+        sender.sendto(b"x", receiver.getsockname())
+        time.sleep(0.2)
+        data, ancillary, _, _ = receiver.recvmsg(16, query_client._ANCILLARY)
+        read = time.time_ns()
+        arrived = query_client.arrival(ancillary)
+        assert data == b"x" and arrived is not None
+        assert sent <= arrived + 1_000_000 and read - arrived >= 150_000_000
+    finally:
+        receiver.close()
+        sender.close()
 
 
 @pytest.mark.parametrize(("stat", "expected"), [
