@@ -41,6 +41,7 @@ from aetcd import rpc, watcher
 from fed_dns.etcd.client import (
     Endpoint, EtcdError, EtcdSettings, EtcdUnreachable, credentials, describe, parse_endpoint,
     scrub)
+from fed_dns.etcd.ranges import RECEIVE_LIMIT
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,8 @@ class ClusterClient(aetcd.Client):
         first = self.endpoints[0]
         super().__init__(host=first.host, port=first.port, username=settings.username,
                          password=settings.password, timeout=settings.timeout,
-                         connect_wait_timeout=settings.timeout)
+                         connect_wait_timeout=settings.timeout,
+                         options={"grpc.max_receive_message_length": RECEIVE_LIMIT})
         self._index = 0
         self._dial_lock = asyncio.Lock()
         self._closing: set[asyncio.Task] = set()

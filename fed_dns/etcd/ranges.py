@@ -1,16 +1,19 @@
 """Reading a whole key prefix of any size, at one revision.
 
-One range request for a large prefix breaks gRPC's 4 MiB receive limit (300,000 records are
-~40 MB). So the prefix is read in pages, each page continuing from the last key of the one
-before (+ b"\\x00"), every page after the first pinned to the first page's revision: the
-result is one consistent etcd revision whatever its size. When that revision is compacted in
-the middle of the read, the read starts again at a newer one. A page that still exceeds the
-receive limit (very large values) is asked again with half the keys.
+One range request for a large prefix breaks a gRPC receive limit (300,000 records are
+~40 MB; gRPC's default limit is 4 MiB, fed-dns's channels take RECEIVE_LIMIT). So the prefix
+is read in pages, each page continuing from the last key of the one before (+ b"\\x00"),
+every page after the first pinned to the first page's revision: the result is one consistent
+etcd revision whatever its size. When that revision is compacted in the middle of the read,
+the read starts again at a newer one. A page that still exceeds the receive limit (very large
+values, or a client with gRPC's default limit) is asked again with half the keys, and the
+rest of the read aims at half the bytes.
 
 Pages are few and large, because etcd (3.4) walks its index over the whole rest of the range
 for every limited range request, whatever the limit: at 300,000 keys pages of 1,000 keys took
-13 s, pages of ~2 MiB about 1 s. By default the first page holds FIRST_PAGE keys and each
-next one as many as make about PAGE_BYTES, judged from the page before.
+13 s, pages of ~2 MiB about 1 s, pages of ~8 MiB 0.7 s. By default the first page holds
+FIRST_PAGE keys and each next one as many as make about PAGE_BYTES, judged from the page
+before.
 
 aetcd's `get_prefix` has neither `limit` nor `revision`, so the pages are asked with the KV
 stub, as aetcd does itself.
@@ -28,7 +31,8 @@ from aetcd import rpc, utils
 log = logging.getLogger(__name__)
 
 FIRST_PAGE = 1000  # keys in the first range request (~130 KB of SkyDNS records)
-PAGE_BYTES = 2 * 1024 * 1024  # what a page aims at: half of gRPC's 4 MiB receive limit
+RECEIVE_LIMIT = 16 * 1024 * 1024  # the largest message fed-dns's etcd channels take (gRPC: 4 MiB)
+PAGE_BYTES = RECEIVE_LIMIT // 2  # what a page aims at
 MAX_PAGE = 100_000  # keys in a page at most, however small they are
 ATTEMPTS = 5  # whole reads started over after a compaction, before giving up
 
@@ -46,13 +50,15 @@ class Loaded:
 async def read_prefix(client: aetcd.Client, *, prefix: bytes, timeout: float,
                       page_size: int | None = None, attempts: int = ATTEMPTS) -> Loaded:
     """Every key under `prefix` at one revision (the newest when the read began), in pages:
-    of `page_size` keys when given, else sized to about PAGE_BYTES each.
+    of `page_size` keys when given, else sized to about PAGE_BYTES each (halved for the rest
+    of the read each time a page is refused as too large).
 
     Raises aetcd.RevisionCompactedError when compactions overtook `attempts` reads in a row,
     and aetcd.ClientError (or a subclass) for anything else etcd answered."""
     if page_size is not None and page_size < 1:
         raise ValueError("page_size must be at least 1")
     end = utils.prefix_range_end(prefix)
+    target = PAGE_BYTES
     for restart in range(attempts):
         data: dict[str, bytes] = {}
         key, revision, pages, size = prefix, 0, 0, page_size or FIRST_PAGE
@@ -68,6 +74,7 @@ async def read_prefix(client: aetcd.Client, *, prefix: bytes, timeout: float,
                     break
                 if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and size > 1:
                     size = max(1, size // 2)  # a page of large values: fewer keys a page
+                    target = max(1, target // 2)  # and the next pages smaller
                     continue
                 raise client_error(exc) from None
             pages += 1
@@ -79,7 +86,7 @@ async def read_prefix(client: aetcd.Client, *, prefix: bytes, timeout: float,
                 return Loaded(data=data, revision=revision, pages=pages, restarts=restart)
             key = next_key(response.kvs[-1].key)
             if page_size is None:
-                size = next_page_size(keys=len(response.kvs), size=response.ByteSize())
+                size = next_page_size(keys=len(response.kvs), size=response.ByteSize(), target=target)
     raise aetcd.RevisionCompactedError(revision)
 
 

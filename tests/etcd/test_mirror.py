@@ -191,9 +191,10 @@ async def test_compaction_past_its_revision_re_loads(client, settings, prefix):
 
 
 async def test_a_zone_larger_than_the_grpc_message_limit_loads(client, settings, prefix):
-    """6,000 values of 1 KB: 6 MB, past gRPC's 4 MiB receive limit for one range read."""
+    """6,000 values of 3 KB: 18 MB, past our channels' receive limit (16 MiB) for one range
+    read."""
     writer = Writer(client=client)
-    want = {f"{prefix}k{i:05}": bytes([65 + i % 26]) * 1024 for i in range(6000)}
+    want = {f"{prefix}k{i:05}": bytes([65 + i % 26]) * 3072 for i in range(6000)}
     await writer.apply(ModelChanges(puts=want))
     try:
         with pytest.raises(aetcd.ClientError):  # one unpaginated read does not fit

@@ -61,7 +61,7 @@ def test_next_page_size_aims_at_the_target_bytes(keys, size, want):
 
 
 async def test_default_pages_grow_to_the_target_size(client, prefix):
-    """2,800 values of 1 KB: a first page of 1,000 keys (~1 MB), then ~1,900 a page."""
+    """2,800 values of 1 KB: a first page of 1,000 keys (~1 MB), then up to ~8,000 a page."""
     want = {f"{prefix}k{i:05}": b"v" * 1024 for i in range(2800)}
     await Writer(client=client).apply(ModelChanges(puts=want))
     try:
@@ -120,15 +120,47 @@ async def test_compactions_overtaking_every_read_give_up(client, prefix):
 
 
 async def test_a_page_past_the_grpc_limit_is_asked_again_with_fewer_keys(client, prefix):
-    """Values near etcd's request limit: 100 keys a page would be 6 MB (gRPC takes 4 MiB)."""
-    want = {f"{prefix}big{i}": bytes([65 + i]) * 1_200_000 for i in range(5)}
+    """Values near etcd's request limit: 100 keys a page would be 18 MB (our channels take
+    ranges.RECEIVE_LIMIT, 16 MiB)."""
+    want = {f"{prefix}big{i:02}": bytes([65 + i]) * 1_200_000 for i in range(15)}
     await put_all(client, want)
     try:
-        loaded = await ranges.read_prefix(client, prefix=prefix.encode(), timeout=5.0,
+        loaded = await ranges.read_prefix(client, prefix=prefix.encode(), timeout=10.0,
                                           page_size=100)
         assert loaded.data == want
-        assert loaded.pages == 2  # 100 -> 50 -> 25 -> 12 -> 6 -> 3 keys a page: 3, then 2
+        assert loaded.pages == 2  # 100 -> 50 -> 25 -> 12 keys a page: 12 (14.4 MB), then 3
     finally:
+        await client.delete_prefix(prefix.encode())
+
+
+class _Counting:
+    """A client's KV stub whose Range calls are counted, refused ones included."""
+
+    def __init__(self, client) -> None:
+        self.client, self.metadata, self.calls = client, client.metadata, 0
+        self.kvstub = self
+
+    async def Range(self, request, **kwargs):  # noqa: N802 - the gRPC method's name
+        self.calls += 1
+        return await self.client.kvstub.Range(request, **kwargs)
+
+
+async def test_a_client_with_grpcs_default_limit_reads_in_smaller_pages(client, etcd_server, prefix):
+    """aetcd's own client takes 4 MiB: the 8 MiB pages aimed at are refused once, then the
+    rest of the read aims at 4 MiB, and then 2 MiB after the next refusal, never again."""
+    want = {f"{prefix}k{i:05}": bytes([65 + i % 26]) * 1024 for i in range(12_000)}  # 12 MB
+    await Writer(client=client).apply(ModelChanges(puts=want))
+    plain = aetcd.Client(host="127.0.0.1", port=int(etcd_server.url.rsplit(":", 1)[1]), timeout=10)
+    try:
+        await plain.connect()
+        counting = _Counting(plain)
+        loaded = await ranges.read_prefix(counting, prefix=prefix.encode(), timeout=10.0)
+        assert loaded.data == want
+        assert counting.calls - loaded.pages <= 2, (counting.calls, loaded.pages)  # refusals
+        with pytest.raises(aetcd.ClientError):  # what a page of the default target would be
+            await plain.get_prefix(prefix.encode())
+    finally:
+        await plain.close()
         await client.delete_prefix(prefix.encode())
 
 
