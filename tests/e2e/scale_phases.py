@@ -290,9 +290,11 @@ def restart(rig: ScaleRig, timeout: float) -> dict:
     settled = quiet_etcd(kv, expected=rig.expected_keys, prefix=rig.prefix, quiet=3.0, timeout=timeout)
     before, disk_before, db = kv.revision(), etcd_disk(rig), db_sizes(etcd_metrics(rig))
     rig.restart_daemon()
+    cpu_before, started = rig.cpu_seconds(), time.monotonic()  # the new daemon's, from its start
     sample = rig.sample(SAMPLE, seed=11)
     times = first_times({"readyz_s": rig.daemon.ready, "answered_s": lambda: rig.answered(sample)},
                         timeout=timeout, interval=0.2)
+    cpu = cpu_share(cpu_before, rig.cpu_seconds(), time.monotonic() - started)
     settle = 20.0
     time.sleep(settle)
     written = kv.revision() - before
@@ -302,5 +304,6 @@ def restart(rig: ScaleRig, timeout: float) -> dict:
     key = rig.key_of(member, n, address)
     next_change = first_times({"next_change_in_etcd_s": lambda: key in kv.keys(key)}, timeout=timeout,
                               interval=0.05)
-    return {"etcd_quiet_before_s": settled, "etcd_revision_before": before, "etcd_db_before": db, **times, f"revisions_written_in_{settle:g}s_after_start": written,
+    return {"etcd_quiet_before_s": settled, "etcd_revision_before": before, "etcd_db_before": db, **times,
+            "cpu_share_until_ready": cpu, f"revisions_written_in_{settle:g}s_after_start": written,
             **next_change, "rss_mb": rig.rss(), "etcd_disk": disk_delta(disk_before, etcd_disk(rig))}
