@@ -173,6 +173,7 @@ class Daemon:
         """An etcd mirror batch (our own writes echoed back included)."""
         if change.reload:
             self.state.load_current(change.puts)
+            runtime.release_free_memory()  # the load's pages, freed on gRPC's threads' arenas
         else:
             self.state.update_current(puts=change.puts, deletes=change.deletes)
         self.reconciler.mark_dirty()

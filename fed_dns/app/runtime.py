@@ -164,6 +164,33 @@ def after_big_change() -> None:
     gc.freeze()
 
 
+_TRIM: Callable[[int], int] | None | bool = False  # False: not looked up yet; None: none here
+
+
+def release_free_memory() -> bool:
+    """Give the heap's free pages back to the OS (glibc's malloc_trim(0), every arena):
+    call after a burst of short-lived large allocations, such as a zone load (gRPC receives
+    each ~8 MiB page and protobuf decodes it on its own threads' arenas; freed, those pages
+    stayed in the process: +40-50 MB of RSS at 300,000 records, 128-137 MB after a trim
+    against 177-190 MB without). A few ms; False where there is no glibc (nothing done)."""
+    global _TRIM
+    if _TRIM is False:
+        _TRIM = None
+        try:
+            import ctypes
+            import ctypes.util
+
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            if hasattr(libc, "malloc_trim"):
+                _TRIM = libc.malloc_trim
+        except OSError:  # pragma: no cover - no loadable libc
+            _TRIM = None
+    if _TRIM is None:
+        return False
+    _TRIM(0)
+    return True
+
+
 class Freezer:
     """When to call `after_big_change` for a table that changes in deltas: after every
     BIG_CHANGE keys changed (one big delta, or many small ones: a zone loaded in 20 ms

@@ -175,6 +175,7 @@ class Feed:
             await self.changed.wait()
             self.changed.clear()
             start = time.perf_counter()
+            loaded = self.base is not None
             try:
                 new = self.build()
             except Exception:  # noqa: BLE001 - keep serving the last good table
@@ -183,6 +184,8 @@ class Feed:
             if new is None:
                 continue
             self.server.swap(new)
+            if loaded:
+                runtime.release_free_memory()  # the load's pages, freed on gRPC's threads' arenas
             self._freezer.changed(self.changed_keys)
             self.builds += 1
             self.last_build_ms = (time.perf_counter() - start) * 1000

@@ -1,11 +1,14 @@
 """The GC policy of DNS-serving processes (app.runtime): timed collections, survivors of a
 full collection frozen, the table's deltas frozen every BIG_CHANGE keys (big ones applied
-with the collector off), and a thaw every period that frees cycles frozen while alive."""
+with the collector off), a thaw every period that frees cycles frozen while alive, and freed
+heap pages given back to the OS after a load."""
 
 from __future__ import annotations
 
 import gc
+import json
 import os
+import platform
 import subprocess
 import sys
 import weakref
@@ -213,3 +216,33 @@ def test_a_collection_that_begins_near_the_recursion_limit_drops_its_sample_quie
     gcr.callback("stop", {"generation": 0, "collected": 0})
     counts, _ = gcr.snapshot()[("0",)]
     assert sum(counts.values()) >= 1  # with stack to spare it observes again
+
+
+_FREED_IN_THE_MIDDLE = """
+import json, sys
+from fed_dns.app import runtime
+
+def rss_kb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1])
+
+# 200 MB in 4 KB blocks (malloc's, not pymalloc's or mmap's), all freed but the last one,
+# which keeps the heap's top where it is: without a trim the pages stay in the process.
+blocks = [bytes(4000) + bytes([i % 251]) for i in range(50_000)]
+last = blocks[-1]
+del blocks
+freed = rss_kb()
+released = runtime.release_free_memory()
+print(json.dumps({"released": released, "freed": freed, "trimmed": rss_kb(), "again": runtime.release_free_memory()}))
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
+def test_free_heap_pages_go_back_to_the_os():
+    """A process's freed heap pages go back to the OS (glibc malloc_trim): its RSS drops."""
+    out = subprocess.run([sys.executable, "-c", _FREED_IN_THE_MIDDLE], capture_output=True, text=True,
+                         check=True, cwd=REPO, timeout=60)
+    result = json.loads(out.stdout)
+    assert result["released"] and result["again"]
+    assert result["freed"] - result["trimmed"] > 100_000, result  # > 100 MB of the 200 returned
