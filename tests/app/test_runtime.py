@@ -246,3 +246,46 @@ def test_free_heap_pages_go_back_to_the_os():
     result = json.loads(out.stdout)
     assert result["released"] and result["again"]
     assert result["freed"] - result["trimmed"] > 100_000, result  # > 100 MB of the 200 returned
+
+
+_BIG_BLOCKS_AFTER_A_BIGGER_ONE = """
+import json, sys
+from fed_dns.app import runtime
+
+def rss_kb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1])
+
+pinned = runtime.pin_mmap_threshold() if sys.argv[1] == "pin" else False
+big = bytearray(8 << 20)  # an 8 MiB block, freed: glibc would now take 8 MiB as its threshold
+del big
+base = rss_kb()
+blocks, small = [], []
+for i in range(200):  # 100 MB in 512 KB blocks, each followed by a small live malloc block
+    blocks.append(bytearray(512 * 1024))
+    small.append(bytearray(2000))
+held = rss_kb()
+del blocks
+print(json.dumps({"pinned": pinned, "base": base, "held": held, "freed": rss_kb()}))
+"""
+
+
+def _big_blocks(mode: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", _BIG_BLOCKS_AFTER_A_BIGGER_ONE, mode], capture_output=True,
+                         text=True, check=True, cwd=REPO, timeout=60)
+    return json.loads(out.stdout)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_big_blocks_freed_go_back_to_the_os_with_the_threshold_pinned():
+    """After an 8 MiB block is freed, 512 KB blocks still get their own mmap when the
+    threshold is pinned: freeing them gives their 100 MB back at once, whatever small blocks
+    live between them."""
+    result = _big_blocks("pin")
+    assert result["pinned"], result
+    assert result["held"] - result["base"] > 90_000, result
+    assert result["held"] - result["freed"] > 90_000, result
+    # glibc's default, for contrast: the blocks came from the heap and their pages stay
+    unpinned = _big_blocks("none")
+    assert unpinned["held"] - unpinned["freed"] < 20_000, unpinned
