@@ -200,20 +200,28 @@ def test_the_query_client_reads_the_arrival_stamp(ancillary, expected):
 
 
 def test_the_arrival_stamp_is_the_kernels_not_the_read():
-    """A datagram read 0.2 s after it came: its stamp says when it came."""
+    """A datagram read 0.2 s after it came: its stamp says when it came. The kernel turns
+    receive stamps on asynchronously (a deferred static key) when the first socket asks, and
+    stamps a datagram that came before that at its read: so a few tries are allowed."""
     receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         receiver.bind((LOOPBACK, 0))
         assert query_client.stamp_arrivals(receiver)
-        sent = time.time_ns()
-        sender.sendto(b"x", receiver.getsockname())
-        time.sleep(0.2)
-        data, ancillary, _, _ = receiver.recvmsg(16, query_client._ANCILLARY)
-        read = time.time_ns()
-        arrived = query_client.arrival(ancillary)
-        assert data == b"x" and arrived is not None
-        assert sent <= arrived + 1_000_000 and read - arrived >= 150_000_000
+        gaps = []
+        for _ in range(10):
+            sent = time.time_ns()
+            sender.sendto(b"x", receiver.getsockname())
+            time.sleep(0.2)
+            data, ancillary, _, _ = receiver.recvmsg(16, query_client._ANCILLARY)
+            read = time.time_ns()
+            arrived = query_client.arrival(ancillary)
+            assert data == b"x" and arrived is not None and arrived <= read
+            gaps.append(read - arrived)
+            if read - arrived >= 150_000_000:
+                assert sent <= arrived + 1_000_000
+                break
+        assert gaps[-1] >= 150_000_000, gaps  # stamped at its arrival, not at its read
     finally:
         receiver.close()
         sender.close()
