@@ -22,6 +22,9 @@ No event loop touches a pipe: `publish` queues the delta and a sender thread sen
 that queued up while a worker was slow to read are merged into one: a later put or delete of
 a key wins), and on each side a reader thread receives whole messages and hands them to the
 loop. A worker exits on `("stop",)` or when its pipe closes, so none outlives the daemon.
+Signals to the whole process group are the daemon's to act on: a worker ignores SIGINT
+(Ctrl-C), and after a SIGTERM it keeps answering until the daemon stops it, or stops by
+itself after `term_grace` (a SIGTERM sent to it alone).
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class WorkerSettings:
     log_format: str = "text"
     log_level: str = "info"
     topology: object | None = None  # server.topology.Topology: answer order (None: off)
+    term_grace: float = STOP_GRACE  # a worker SIGTERMed stops by itself after this (see _worker)
 
 
 class WorkerStartError(RuntimeError):
@@ -375,6 +379,21 @@ async def _worker(settings: WorkerSettings, index: int, reuse_port: bool, conn) 
     conn.send(("bound", server.port))
     follow = Follow(settings=settings, server=server)
     done = asyncio.Event()
+    terminated = False
+
+    def on_sigterm() -> None:
+        # A SIGTERM to the whole group (systemd's KillMode=control-group, `kill -TERM -PGID`,
+        # coreutils' timeout) reaches the daemon too, which stops its workers in its own order
+        # ("stop" below): queries are answered until then, and nothing logs a worker as gone.
+        # A worker SIGTERMed alone stops by itself after term_grace.
+        nonlocal terminated
+        if not terminated:
+            terminated = True
+            log.info("DNS worker %d: SIGTERM; stopping when the daemon says, or in %gs",
+                     index, settings.term_grace)
+            loop.call_later(settings.term_grace, done.set)
+
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
 
     def deliver(message: tuple | None) -> None:
         if message is None or message == ("stop",):

@@ -236,3 +236,46 @@ async def test_a_worker_that_cannot_listen_fails_the_start_with_the_reason():
         assert not pool.alive()
     finally:
         taken.close()
+
+
+async def test_a_sigterm_to_the_group_leaves_the_workers_stop_to_the_daemon(caplog):
+    """systemd (KillMode=control-group) or `kill -TERM -PGID` signal every process at once:
+    the worker keeps answering until the daemon's ordered shutdown stops it, and exits
+    cleanly, never logged as gone."""
+    import os
+    import signal
+
+    pool = WorkerPool(settings=_settings(0), count=1)
+    await pool.start()
+    try:
+        pool.publish(puts={key("c1/a"): value("10.0.0.1")}, deletes=(), live=True)
+        await _until(pool.answering, what="live")
+        (proc, _), = pool._workers
+        os.kill(proc.pid, signal.SIGTERM)
+        await asyncio.sleep(0.5)
+        assert proc.is_alive()
+        await _answers(pool.port, dns.rcode.NOERROR, {"10.0.0.1"}, what="answering after SIGTERM")
+        pool.publish(puts={key("c1/b"): value("10.0.0.2")}, deletes=(), live=True)  # and following
+        await _answers(pool.port, dns.rcode.NOERROR, {"10.0.0.1", "10.0.0.2"}, what="following after SIGTERM")
+    finally:
+        await pool.close()
+    assert proc.exitcode == 0
+    assert not [r for r in caplog.records if "is gone" in r.getMessage()]
+
+
+async def test_a_worker_sigtermed_alone_stops_after_its_grace():
+    import dataclasses
+    import os
+    import signal
+
+    pool = WorkerPool(settings=dataclasses.replace(_settings(0), term_grace=0.3), count=1)
+    await pool.start()
+    try:
+        pool.publish(puts={}, deletes=(), live=True)
+        await _until(pool.answering, what="live")
+        (proc, _), = pool._workers
+        os.kill(proc.pid, signal.SIGTERM)
+        await _until(lambda: not proc.is_alive(), what="the worker stops by itself")
+        assert proc.exitcode == 0 and not pool.alive()
+    finally:
+        await pool.close()
