@@ -19,6 +19,7 @@ cached lookup gives the client's region r, and the same fast path then reads `ta
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -142,7 +143,7 @@ class UdpThread:
     HTTP) still runs between packets. Where recvmmsg/sendmmsg work (`mmsg.available()`) the
     loop takes up to `batch` datagrams per call and sends their answers in one; else (or with
     `batch=0`) one recvfrom and one sendto per datagram. Either way each datagram goes through
-    `UdpProtocol.reply`. `close()` wakes the loop with one datagram.
+    `UdpProtocol.reply`. `close()` wakes the loop (see there).
     """
 
     def __init__(self, *, sock: socket.socket, protocol: UdpProtocol,
@@ -194,8 +195,17 @@ class UdpThread:
             handle(data, addr)
 
     def close(self) -> None:
+        """Stop the loop and close the socket. The loop blocks in a receive: a shutdown of
+        the socket wakes it on Linux (the receive returns nothing; `shutdown` itself says
+        ENOTCONN for an unconnected UDP socket, after waking it). A datagram sent to the port
+        is the fallback elsewhere, but not enough alone: with SO_REUSEPORT (several DNS
+        workers on one port) the kernel gives it to any socket of the group, and the loop it
+        was meant for slept on until the join's timeout (the worker stopped 5 s late, or was
+        killed)."""
         self.stopping = True
         host, port = self.sock.getsockname()[:2]
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         wake = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
         try:
             with socket.socket(self.sock.family, socket.SOCK_DGRAM) as s:

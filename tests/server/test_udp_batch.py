@@ -257,3 +257,22 @@ def test_datagrams_already_queued_are_read_without_blocking():
         b.setblocking(False)  # the blocking read now raises instead of waiting
         with pytest.raises(BlockingIOError):
             batch.recv()
+
+
+@pytest.mark.parametrize("batch", [BATCH, 0], ids=["recvmmsg", "recvfrom"])
+async def test_servers_sharing_a_port_each_stop_at_once(batch):
+    """Two servers on one port (SO_REUSEPORT, as DNS workers): each one's close wakes its
+    own receive loop. A datagram sent to the port to wake it went to either socket, and the
+    other loop slept until the join's 5 s timeout (about one close in three)."""
+    from fed_dns.server.dns import DnsServer
+
+    table = table_mod.build(zone=ZONE, entries=entries({"mysql.ns": {"c1": ["10.0.0.1"]}}))
+    for _ in range(20):
+        first = DnsServer(host=LOOPBACK, port=0, table=table, reuse_port=True, udp_batch=batch)
+        await first.start()
+        second = DnsServer(host=LOOPBACK, port=first.port, table=table, reuse_port=True, udp_batch=batch)
+        await second.start()
+        for server in (first, second):
+            started = time.monotonic()
+            await server.close()
+            assert time.monotonic() - started < 2.0
