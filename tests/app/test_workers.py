@@ -165,6 +165,20 @@ async def _until(predicate, *, what: str, timeout: float = 20) -> None:
         await asyncio.sleep(0.02)
 
 
+@contextlib.asynccontextmanager
+async def _one_live_worker(settings: WorkerSettings | None = None, puts: dict | None = None):
+    """One worker process, live with `puts`: (its pool, its process), closed after."""
+    pool = WorkerPool(settings=settings or _settings(0), count=1)
+    await pool.start()
+    try:
+        pool.publish(puts=puts or {}, deletes=(), live=True)
+        await _until(pool.answering, what="live")
+        (proc, _), = pool._workers
+        yield pool, proc
+    finally:
+        await pool.close()
+
+
 @pytest.mark.parametrize("chunk", [workers.DIFF_CHUNK, 1], ids=["whole", "in-parts"])
 async def test_worker_processes_answer_from_the_published_deltas(chunk, monkeypatch):
     monkeypatch.setattr(workers, "DIFF_CHUNK", chunk)  # the sender splits (in this process)
@@ -201,12 +215,7 @@ async def test_publish_never_waits_for_a_worker_that_does_not_read():
     import signal
     import time
 
-    pool = WorkerPool(settings=_settings(0), count=1)
-    await pool.start()
-    try:
-        pool.publish(puts={}, deletes=(), live=True)
-        await _until(pool.answering, what="live")
-        (proc, _), = pool._workers
+    async with _one_live_worker() as (pool, proc):
         os.kill(proc.pid, signal.SIGSTOP)
         try:
             big = {key(f"c1/{i}"): value(f"10.1.{i // 250}.{i % 250}") for i in range(2000)}
@@ -219,8 +228,6 @@ async def test_publish_never_waits_for_a_worker_that_does_not_read():
         finally:
             os.kill(proc.pid, signal.SIGCONT)
         await _answers(pool.port, dns.rcode.NOERROR, {"10.0.0.9"}, what="caught up after SIGCONT")
-    finally:
-        await pool.close()
 
 
 async def test_a_worker_that_cannot_listen_fails_the_start_with_the_reason():
@@ -245,20 +252,13 @@ async def test_a_sigterm_to_the_group_leaves_the_workers_stop_to_the_daemon(capl
     import os
     import signal
 
-    pool = WorkerPool(settings=_settings(0), count=1)
-    await pool.start()
-    try:
-        pool.publish(puts={key("c1/a"): value("10.0.0.1")}, deletes=(), live=True)
-        await _until(pool.answering, what="live")
-        (proc, _), = pool._workers
+    async with _one_live_worker(puts={key("c1/a"): value("10.0.0.1")}) as (pool, proc):
         os.kill(proc.pid, signal.SIGTERM)
         await asyncio.sleep(0.5)
         assert proc.is_alive()
         await _answers(pool.port, dns.rcode.NOERROR, {"10.0.0.1"}, what="answering after SIGTERM")
         pool.publish(puts={key("c1/b"): value("10.0.0.2")}, deletes=(), live=True)  # and following
         await _answers(pool.port, dns.rcode.NOERROR, {"10.0.0.1", "10.0.0.2"}, what="following after SIGTERM")
-    finally:
-        await pool.close()
     assert proc.exitcode == 0
     assert not [r for r in caplog.records if "is gone" in r.getMessage()]
 
@@ -268,14 +268,7 @@ async def test_a_worker_sigtermed_alone_stops_after_its_grace():
     import os
     import signal
 
-    pool = WorkerPool(settings=dataclasses.replace(_settings(0), term_grace=0.3), count=1)
-    await pool.start()
-    try:
-        pool.publish(puts={}, deletes=(), live=True)
-        await _until(pool.answering, what="live")
-        (proc, _), = pool._workers
+    async with _one_live_worker(dataclasses.replace(_settings(0), term_grace=0.3)) as (pool, proc):
         os.kill(proc.pid, signal.SIGTERM)
         await _until(lambda: not proc.is_alive(), what="the worker stops by itself")
         assert proc.exitcode == 0 and not pool.alive()
-    finally:
-        await pool.close()
