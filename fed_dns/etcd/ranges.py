@@ -129,27 +129,20 @@ async def compact(client: aetcd.Client, revision: int, *, timeout: float) -> boo
     """Compact etcd's history up to `revision`: True when done now, False when it was
     compacted that far already (etcd's own auto-compaction, or an operator, went further:
     etcd's ErrCompacted, OUT_OF_RANGE), which is no error. Other failures as aetcd's own."""
-    try:
-        await _kv_call(client, "Compact", rpc.CompactionRequest(revision=revision), timeout=timeout,
-                       passing=(grpc.StatusCode.OUT_OF_RANGE,))
-    except _Passed:
-        return False
-    return True
+    done = await _kv_call(client, "Compact", rpc.CompactionRequest(revision=revision), timeout=timeout,
+                          none_on=(grpc.StatusCode.OUT_OF_RANGE,))
+    return done is not None
 
 
-class _Passed(Exception):
-    """A call's failure with a status code its caller handles itself."""
-
-
-async def _kv_call(client: aetcd.Client, method: str, request, *, timeout: float, passing: tuple = ()):
-    """One call of the KV stub's `method`, connected first; a failure whose status code is in
-    `passing` raised as _Passed, the others as the aetcd error aetcd would raise."""
+async def _kv_call(client: aetcd.Client, method: str, request, *, timeout: float, none_on: tuple = ()):
+    """One call of the KV stub's `method`, connected first: its response; None for a failure
+    whose status code is in `none_on`; other failures raised as aetcd would raise them."""
     await client.connect()
     try:
         return await getattr(client.kvstub, method)(request, timeout=timeout, metadata=client.metadata)
     except grpc.aio.AioRpcError as exc:
-        if exc.code() in passing:
-            raise _Passed from None
+        if exc.code() in none_on:
+            return None
         raise client_error(exc) from None
 
 
