@@ -171,7 +171,7 @@ def arrival(ancillary: list[tuple[int, int, bytes]]) -> int | None:
 def exchange(sock: socket.socket, wire: bytes, timeout: float) -> tuple | str:
     """Send `wire` and wait for the answer with its ID (a late answer to an earlier query is
     skipped): (answer bytes, seconds until read, seconds until its arrival in the kernel or
-    None without a timestamp: see `stamp_arrivals`), or "T\n" / "E\n"."""
+    None without a timestamp: see `stamp_arrivals`), or "T\\n" / "E\\n"."""
     start = time.perf_counter()
     sent_ns = time.time_ns()
     deadline = start + timeout

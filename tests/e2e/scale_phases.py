@@ -238,11 +238,9 @@ def kill(rig: ScaleRig, member: int, timeout: float, samples: list[Window] | Non
                        timeout=timeout, interval=0.2)
     return {"member": member, "detected_s": times["detected_s"], "withdrawn_from_dns_s": times["dns_s"],
             "withdrawn_from_etcd_s": times["etcd_s"],
-            "dns_query_ms_before": percentiles(quiet.rtts, scale=1000, digits=2),
-            "dns_query_ms_before_at_arrival": percentiles(quiet.arrivals, scale=1000, digits=2),
+            **latency("dns_query_ms_before", [quiet]),
             "timeouts_before": quiet.timeouts, "bad_answers_before": quiet.bad,
-            "dns_query_ms_during_write": percentiles(during.rtts, scale=1000, digits=2),
-            "dns_query_ms_during_write_at_arrival": percentiles(during.arrivals, scale=1000, digits=2),
+            **latency("dns_query_ms_during_write", [during]),
             "timeouts_during_write": during.timeouts, "bad_answers_during_write": during.bad,
             "cpu_share_until_withdrawn": cpu,
             "server_dns_before": server_dns_delta(server_start, server_quiet),
@@ -255,11 +253,15 @@ def kills(rig: ScaleRig, count: int, timeout: float) -> dict:
     before the next): each one's result, and the DNS latency during all their writes."""
     samples: list[Window] = []
     runs = [kill(rig, (rig.members - 1 - i) % rig.members, timeout, samples) for i in range(count)]
-    return {"runs": runs,
-            "dns_query_ms_during_writes": percentiles(
-                [rtt for window in samples for rtt in window.rtts], scale=1000, digits=2),
-            "dns_query_ms_during_writes_at_arrival": percentiles(
-                [rtt for window in samples for rtt in window.arrivals], scale=1000, digits=2)}
+    return {"runs": runs, **latency("dns_query_ms_during_writes", samples)}
+
+
+def latency(name: str, windows: list[Window]) -> dict:
+    """`name`: the windows' DNS round trips (ms) to the client's read of each answer;
+    `name`_at_arrival: the same to each answer's arrival in the kernel (query_client)."""
+    return {name: percentiles([rtt for window in windows for rtt in window.rtts], scale=1000, digits=2),
+            f"{name}_at_arrival": percentiles([rtt for window in windows for rtt in window.arrivals],
+                                              scale=1000, digits=2)}
 
 
 def quiet_etcd(kv: EtcdCounts, *, expected: int, prefix: str, quiet: float, timeout: float) -> float | None:

@@ -319,3 +319,15 @@ def test_the_etcd_database_sizes_of_a_real_etcd(etcd_server):
     assert set(sizes) == {"size_mb", "in_use_mb"} and 0 <= sizes["in_use_mb"] <= sizes["size_mb"]
     assert sizes["size_mb"] > 0
 
+
+
+def test_latency_reports_both_round_trips_of_every_window():
+    from tests.e2e.scale_observers import Window
+    from tests.e2e.scale_phases import latency
+
+    windows = [Window(rtts=[0.001, 0.003], arrivals=[0.0005, 0.002], timeouts=0, bad=0),
+               Window(rtts=[0.002], arrivals=[], timeouts=1, bad=0)]
+    out = latency("q", windows)
+    assert out["q"] == percentiles([0.001, 0.003, 0.002], scale=1000, digits=2)
+    assert out["q_at_arrival"] == percentiles([0.0005, 0.002], scale=1000, digits=2)
+    assert latency("none", [])["none"] is None
